@@ -1,0 +1,33 @@
+//! `pdata_tools`: the multi-call binary (tools.md §1). Runs the tool named by
+//! the basename of argv[0], else by the basename of argv[1].
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use thintools::cli::{ToolFn, TOOLS};
+use thintools::exit::{exit_code, Outcome};
+
+fn lookup(arg: &OsString) -> Option<ToolFn> {
+    let name = Path::new(arg).file_name()?.to_str()?;
+    TOOLS.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(tool) = args.first().and_then(lookup) {
+        return exit_code(tool(&args[1..]));
+    }
+    if let Some(tool) = args.get(1).and_then(lookup) {
+        return exit_code(tool(&args[2..]));
+    }
+    if let Some(name) = args.get(1) {
+        eprintln!("unrecognised command '{}'", name.to_string_lossy());
+    }
+    eprintln!("Usage: pdata_tools <command> <args>");
+    eprintln!("Commands:");
+    for (name, _) in TOOLS {
+        eprintln!("  {name}");
+    }
+    exit_code(Outcome::Usage)
+}

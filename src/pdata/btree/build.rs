@@ -1,0 +1,1 @@
+//! Btree builder: packs sorted entries into leaves and internal nodes.

@@ -1,0 +1,519 @@
+//! The one btree walker.
+//!
+//! Every tool that reads trees goes through [`Walker`]: it reads nodes level by
+//! level (each level sorted by block number, coalesced into large reads and
+//! validated on several threads), visits each distinct node once, and records
+//! a compact [`NodeSummary`] per node in a [`TreeGraph`]. Tools pass a leaf
+//! function that runs on worker threads and a collector that receives its
+//! results on the calling thread in ascending block order; everything else
+//! (reference counts, per-root mapping counts, leaf sequences for dump,
+//! key-range and balance checks) is derived from the graph.
+
+use std::collections::HashMap;
+use std::io;
+
+use rayon::prelude::*;
+
+use crate::pdata::block::{Block, BlockNr};
+use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodePosition, NodeRef};
+use crate::pdata::io::{read_sorted, BlockDevice};
+
+/// Deeper than any real tree (real ones have at most 5 levels): a cycle guard.
+pub const MAX_DEPTH: usize = 16;
+/// Blocks read per window of a level (bounds memory).
+const WINDOW: usize = 8192;
+/// Blocks per parallel task inside a window.
+const TASK: usize = 512;
+
+/// What a node turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    /// A valid leaf.
+    Leaf,
+    /// A valid internal node.
+    Internal,
+    /// Unreadable or invalid.
+    Bad(NodeErrorKind),
+}
+
+/// Compact record of one distinct node.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeSummary {
+    /// Leaf, internal, or bad.
+    pub state: NodeState,
+    /// Entries in the node (0 for bad nodes).
+    pub nr_entries: u32,
+    /// First key (0 when empty or bad).
+    pub first_key: u64,
+    /// Last key (0 when empty or bad).
+    pub last_key: u64,
+    /// A non-fatal issue (`% 3`, underfull non-root internal node).
+    pub non_fatal: Option<NodeErrorKind>,
+    underfull: bool,
+    children_start: u32,
+    children_len: u32,
+}
+
+/// A warning the kernel tolerates (key equal to the next parent key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyWarning {
+    /// The node holding the key.
+    pub block: BlockNr,
+    /// The key.
+    pub key: u64,
+}
+
+/// Everything learned about the nodes walked so far.
+#[derive(Default)]
+pub struct TreeGraph {
+    nodes: HashMap<BlockNr, NodeSummary>,
+    children: Vec<BlockNr>,
+    /// Structural errors found between nodes (key ranges, balance, depth),
+    /// attributed to the child block.
+    pub link_errors: Vec<NodeError>,
+    /// Keys equal to the next parent key.
+    pub key_warnings: Vec<KeyWarning>,
+}
+
+impl TreeGraph {
+    /// The summary of node `nr`, if it was walked.
+    #[must_use]
+    pub fn node(&self, nr: BlockNr) -> Option<&NodeSummary> {
+        self.nodes.get(&nr)
+    }
+
+    /// Children of an internal node (empty for leaves, bad or unknown nodes).
+    #[must_use]
+    pub fn children(&self, nr: BlockNr) -> &[BlockNr] {
+        match self.nodes.get(&nr) {
+            Some(s) => {
+                let a = s.children_start as usize;
+                &self.children[a..a + s.children_len as usize]
+            }
+            None => &[],
+        }
+    }
+
+    /// Every distinct node walked, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (BlockNr, &NodeSummary)> {
+        self.nodes.iter().map(|(&nr, s)| (nr, s))
+    }
+
+    /// Number of distinct nodes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when nothing was walked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The valid leaves under `root`, left to right. Bad nodes are skipped and
+    /// reported through `bad` (block, kind).
+    pub fn leaves_of(
+        &self,
+        root: BlockNr,
+        mut bad: impl FnMut(BlockNr, NodeErrorKind),
+    ) -> Vec<BlockNr> {
+        let mut out = Vec::new();
+        let mut stack = vec![(root, 0usize)];
+        while let Some((nr, depth)) = stack.pop() {
+            match self.nodes.get(&nr).map(|s| s.state) {
+                Some(NodeState::Leaf) => out.push(nr),
+                Some(NodeState::Internal) if depth < MAX_DEPTH => {
+                    for &c in self.children(nr).iter().rev() {
+                        stack.push((c, depth + 1));
+                    }
+                }
+                Some(NodeState::Internal) => bad(nr, NodeErrorKind::TooDeep),
+                Some(NodeState::Bad(k)) => bad(nr, k),
+                None => bad(nr, NodeErrorKind::Io),
+            }
+        }
+        out
+    }
+
+    /// Per-node totals, computed bottom-up with memoisation: for each node the
+    /// number of leaf entries and the number of bad nodes beneath it.
+    #[must_use]
+    pub fn subtree_totals(&self) -> HashMap<BlockNr, SubtreeTotals> {
+        let mut memo: HashMap<BlockNr, SubtreeTotals> = HashMap::with_capacity(self.nodes.len());
+        for &nr in self.nodes.keys() {
+            self.totals_of(nr, &mut memo, 0);
+        }
+        memo
+    }
+
+    fn totals_of(
+        &self,
+        nr: BlockNr,
+        memo: &mut HashMap<BlockNr, SubtreeTotals>,
+        depth: usize,
+    ) -> SubtreeTotals {
+        if let Some(t) = memo.get(&nr) {
+            return *t;
+        }
+        let t = match self.nodes.get(&nr) {
+            Some(s) => match s.state {
+                NodeState::Leaf => SubtreeTotals {
+                    entries: u64::from(s.nr_entries),
+                    errors: 0,
+                },
+                NodeState::Bad(_) => SubtreeTotals {
+                    entries: 0,
+                    errors: 1,
+                },
+                NodeState::Internal if depth >= MAX_DEPTH => SubtreeTotals {
+                    entries: 0,
+                    errors: 1,
+                },
+                NodeState::Internal => {
+                    let mut t = SubtreeTotals::default();
+                    for &c in self.children(nr) {
+                        let ct = self.totals_of(c, memo, depth + 1);
+                        t.entries += ct.entries;
+                        t.errors += ct.errors;
+                    }
+                    t
+                }
+            },
+            None => SubtreeTotals {
+                entries: 0,
+                errors: 1,
+            },
+        };
+        memo.insert(nr, t);
+        t
+    }
+}
+
+/// Leaf entries and bad nodes beneath a node (each path counted: shared
+/// subtrees count once per reference).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubtreeTotals {
+    /// Leaf entries.
+    pub entries: u64,
+    /// Bad nodes.
+    pub errors: u64,
+}
+
+/// One reference to a node from a parent entry or a root.
+#[derive(Clone, Copy)]
+struct PendingRef {
+    nr: BlockNr,
+    /// Lowest key allowed (parent key i), None for roots.
+    lo: Option<u64>,
+    /// Keys must stay below this (parent key i+1 or the parent's own bound).
+    hi: Option<u64>,
+}
+
+/// The walker: reads nodes once each and grows a [`TreeGraph`].
+pub struct Walker<'d> {
+    dev: &'d dyn BlockDevice,
+    graph: TreeGraph,
+    heights: HashMap<BlockNr, u32>,
+}
+
+/// Result of validating one block on a worker thread.
+struct Parsed<T> {
+    nr: BlockNr,
+    summary: NodeSummary,
+    /// (key, child) pairs of an internal node.
+    links: Vec<(u64, BlockNr)>,
+    leaf_out: Option<T>,
+}
+
+impl<'d> Walker<'d> {
+    /// A walker over `dev` with an empty graph.
+    #[must_use]
+    pub fn new(dev: &'d dyn BlockDevice) -> Self {
+        Walker {
+            dev,
+            graph: TreeGraph::default(),
+            heights: HashMap::new(),
+        }
+    }
+
+    /// The graph built so far.
+    #[must_use]
+    pub fn graph(&self) -> &TreeGraph {
+        &self.graph
+    }
+
+    /// Gives the graph up.
+    #[must_use]
+    pub fn into_graph(self) -> TreeGraph {
+        self.graph
+    }
+
+    /// Height of a node (0 for leaves), once known.
+    #[must_use]
+    pub fn height(&self, nr: BlockNr) -> Option<u32> {
+        self.heights.get(&nr).copied()
+    }
+
+    /// Walks the trees under `roots` whose leaves hold `leaf_value_size`-byte
+    /// values. Nodes already in the graph are not read again. `on_leaf` runs on
+    /// worker threads for each new valid leaf; `collect` receives its results
+    /// on this thread, in ascending block order within each batch.
+    pub fn walk<T, F, C>(
+        &mut self,
+        roots: &[BlockNr],
+        leaf_value_size: u32,
+        on_leaf: F,
+        mut collect: C,
+    ) where
+        T: Send,
+        F: Fn(BlockNr, &NodeRef) -> T + Sync,
+        C: FnMut(BlockNr, T),
+    {
+        let mut frontier: Vec<PendingRef> = roots
+            .iter()
+            .map(|&nr| PendingRef {
+                nr,
+                lo: None,
+                hi: None,
+            })
+            .collect();
+        let mut depth = 0usize;
+        let mut new_internal: Vec<BlockNr> = Vec::new();
+        while !frontier.is_empty() {
+            let mut todo: Vec<BlockNr> = frontier
+                .iter()
+                .map(|r| r.nr)
+                .filter(|nr| !self.graph.nodes.contains_key(nr))
+                .collect();
+            todo.sort_unstable();
+            todo.dedup();
+            if depth >= MAX_DEPTH {
+                for &nr in &todo {
+                    self.insert_bad(nr, NodeErrorKind::TooDeep);
+                }
+                todo.clear();
+            }
+            let mut next = Vec::new();
+            for window in todo.chunks(WINDOW) {
+                let parsed = self.read_window(window, leaf_value_size, &on_leaf);
+                for p in parsed {
+                    let Parsed {
+                        nr,
+                        mut summary,
+                        links,
+                        leaf_out,
+                    } = p;
+                    if summary.state == NodeState::Internal {
+                        let start = u32::try_from(self.graph.children.len()).unwrap_or(u32::MAX);
+                        summary.children_start = start;
+                        summary.children_len = u32::try_from(links.len()).unwrap_or(0);
+                        self.graph.children.extend(links.iter().map(|&(_, c)| c));
+                        new_internal.push(nr);
+                        for (i, &(key, child)) in links.iter().enumerate() {
+                            let hi = links.get(i + 1).map(|&(k, _)| k);
+                            next.push(PendingRef {
+                                nr: child,
+                                lo: Some(key),
+                                hi,
+                            });
+                        }
+                    }
+                    self.graph.nodes.insert(nr, summary);
+                    if let Some(out) = leaf_out {
+                        collect(nr, out);
+                    }
+                }
+            }
+            // Bounds of children are the parent's key range intersected with its own bound.
+            self.check_refs(&frontier);
+            frontier = next;
+            depth += 1;
+        }
+        self.finish_internal(&new_internal, roots);
+    }
+
+    fn insert_bad(&mut self, nr: BlockNr, kind: NodeErrorKind) {
+        self.graph.nodes.insert(nr, bad_summary(kind));
+    }
+
+    fn read_window<T, F>(
+        &self,
+        window: &[BlockNr],
+        leaf_value_size: u32,
+        on_leaf: &F,
+    ) -> Vec<Parsed<T>>
+    where
+        T: Send,
+        F: Fn(BlockNr, &NodeRef) -> T + Sync,
+    {
+        let dev = self.dev;
+        let tasks: Vec<Vec<Parsed<T>>> = window
+            .par_chunks(TASK)
+            .map(|chunk| {
+                let mut out = Vec::with_capacity(chunk.len());
+                read_sorted(dev, chunk, &mut |nr, r: io::Result<&Block>| {
+                    out.push(parse_one(nr, r, leaf_value_size, on_leaf));
+                });
+                out
+            })
+            .collect();
+        tasks.into_iter().flatten().collect()
+    }
+
+    /// Key-range checks for every reference in a level.
+    fn check_refs(&mut self, refs: &[PendingRef]) {
+        for r in refs {
+            let Some(node) = self.graph.nodes.get_mut(&r.nr) else {
+                continue;
+            };
+            if r.lo.is_some() && node.underfull && node.non_fatal.is_none() {
+                // Only non-root internal nodes must be at least a third full.
+                node.non_fatal = node.non_fatal.or(Some(NodeErrorKind::Underfull));
+            }
+            let s = *node;
+            if matches!(s.state, NodeState::Bad(_)) || s.nr_entries == 0 {
+                if s.state == NodeState::Internal && s.nr_entries == 0 {
+                    self.graph.link_errors.push(NodeError {
+                        block: r.nr,
+                        kind: NodeErrorKind::EmptyInternal,
+                    });
+                }
+                continue;
+            }
+            let below = r.lo.is_some_and(|lo| s.first_key < lo);
+            let above = r.hi.is_some_and(|hi| s.last_key > hi);
+            let equal = r.hi.is_some_and(|hi| s.last_key == hi);
+            if below || above {
+                self.graph.link_errors.push(NodeError {
+                    block: r.nr,
+                    kind: NodeErrorKind::KeyRange,
+                });
+            } else if equal {
+                self.graph.key_warnings.push(KeyWarning {
+                    block: r.nr,
+                    key: s.last_key,
+                });
+            }
+        }
+    }
+
+    /// Heights and balance: every child of an internal node has the same height.
+    fn finish_internal(&mut self, new_internal: &[BlockNr], roots: &[BlockNr]) {
+        for &nr in new_internal.iter().rev() {
+            self.height_of(nr, 0);
+        }
+        for &r in roots {
+            self.height_of(r, 0);
+        }
+    }
+
+    fn height_of(&mut self, nr: BlockNr, depth: usize) -> Option<u32> {
+        if let Some(&h) = self.heights.get(&nr) {
+            return Some(h);
+        }
+        let s = *self.graph.nodes.get(&nr)?;
+        let h = match s.state {
+            NodeState::Leaf => 0,
+            NodeState::Bad(_) => return None,
+            NodeState::Internal => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                let children: Vec<BlockNr> = self.graph.children(nr).to_vec();
+                let mut hs = Vec::with_capacity(children.len());
+                for &c in &children {
+                    hs.push((c, self.height_of(c, depth + 1)));
+                }
+                let first = hs.iter().find_map(|&(_, h)| h);
+                let Some(h0) = first else { return None };
+                for &(c, h) in &hs {
+                    if h.is_some_and(|h| h != h0) {
+                        self.graph.link_errors.push(NodeError {
+                            block: c,
+                            kind: NodeErrorKind::Unbalanced,
+                        });
+                    }
+                }
+                h0 + 1
+            }
+        };
+        self.heights.insert(nr, h);
+        Some(h)
+    }
+}
+
+fn bad_summary(kind: NodeErrorKind) -> NodeSummary {
+    NodeSummary {
+        state: NodeState::Bad(kind),
+        nr_entries: 0,
+        first_key: 0,
+        last_key: 0,
+        non_fatal: None,
+        underfull: false,
+        children_start: 0,
+        children_len: 0,
+    }
+}
+
+fn parse_one<T, F>(
+    nr: BlockNr,
+    r: io::Result<&Block>,
+    leaf_value_size: u32,
+    on_leaf: &F,
+) -> Parsed<T>
+where
+    F: Fn(BlockNr, &NodeRef) -> T,
+{
+    let bad = |kind| Parsed {
+        nr,
+        summary: bad_summary(kind),
+        links: Vec::new(),
+        leaf_out: None,
+    };
+    let block = match r {
+        Ok(b) => b,
+        Err(_) => return bad(NodeErrorKind::Io),
+    };
+    let node = match NodeRef::new(&block.0, nr, leaf_value_size) {
+        Ok(n) => n,
+        Err(e) => return bad(e.kind),
+    };
+    let n = node.len();
+    let summary = NodeSummary {
+        state: if node.is_leaf() {
+            NodeState::Leaf
+        } else {
+            NodeState::Internal
+        },
+        nr_entries: node.nr_entries(),
+        first_key: if n > 0 { node.key(0) } else { 0 },
+        last_key: if n > 0 { node.key(n - 1) } else { 0 },
+        non_fatal: node.non_fatal_issue(NodePosition::Root),
+        underfull: !node.is_leaf() && node.non_fatal_issue(NodePosition::NonRoot).is_some(),
+        children_start: 0,
+        children_len: 0,
+    };
+    if node.is_leaf() {
+        let out = on_leaf(nr, &node);
+        Parsed {
+            nr,
+            summary,
+            links: Vec::new(),
+            leaf_out: Some(out),
+        }
+    } else {
+        let links = node
+            .keys()
+            .iter()
+            .zip(node.values_u64())
+            .map(|(k, v)| (k.get(), v.get()))
+            .collect();
+        Parsed {
+            nr,
+            summary,
+            links,
+            leaf_out: None,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! thin_dump (being written).
+
+use std::ffi::OsString;
+
+use crate::exit::Outcome;
+
+/// Entry point of `thin_dump`: parses `args` (without argv[0]) and runs the tool.
+#[must_use]
+pub fn command(args: &[OsString]) -> Outcome {
+    let _ = args;
+    eprintln!("thin_dump: not available yet");
+    Outcome::Failure
+}

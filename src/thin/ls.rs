@@ -1,0 +1,13 @@
+//! thin_ls (being written).
+
+use std::ffi::OsString;
+
+use crate::exit::Outcome;
+
+/// Entry point of `thin_ls`: parses `args` (without argv[0]) and runs the tool.
+#[must_use]
+pub fn command(args: &[OsString]) -> Outcome {
+    let _ = args;
+    eprintln!("thin_ls: not available yet");
+    Outcome::Failure
+}

@@ -1,0 +1,19 @@
+//! The thin-pool metadata model and each tool's logic.
+
+pub mod check;
+pub mod delta;
+pub mod device_details;
+pub mod dump;
+pub mod human;
+pub mod ir;
+pub mod ls;
+pub mod mapping;
+pub mod metadata;
+pub mod metadata_size;
+pub mod pack;
+pub mod repair;
+pub mod restore;
+pub mod rmap;
+pub mod superblock;
+pub mod trim;
+pub mod xml;

@@ -1,0 +1,4 @@
+//! thin_dump XML: the writer (`write`) and the reader used by thin_restore (`read`).
+
+pub mod read;
+pub mod write;

@@ -1,0 +1,1 @@
+//! XML reader (in progress)

@@ -1,0 +1,1 @@
+//! XML writer (in progress)

@@ -1,0 +1,16 @@
+//! The one integration-test binary: one module per tool plus shared helpers.
+
+mod util;
+
+mod check;
+mod cli_contract;
+mod delta;
+mod dump;
+mod kernel_vm;
+mod ls;
+mod metadata_size;
+mod pack;
+mod repair;
+mod restore;
+mod rmap;
+mod trim;

@@ -191,7 +191,27 @@ pub fn read_sorted<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], f: &mut F)
 where
     F: FnMut(BlockNr, io::Result<&Block>),
 {
-    let mut buf = Block::zeroed_vec(MAX_RUN);
+    thread_local! {
+        // One run buffer per thread, reused: allocating and zeroing 1 MiB per
+        // batch costs more than the reads of a small batch.
+        static RUN_BUF: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    RUN_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.is_empty() {
+                *buf = Block::zeroed_vec(MAX_RUN);
+            }
+            read_sorted_with(dev, sorted, f, &mut buf);
+        }
+        // A nested call from inside `f`: use a buffer of its own.
+        Err(_) => read_sorted_with(dev, sorted, f, &mut Block::zeroed_vec(MAX_RUN)),
+    });
+}
+
+fn read_sorted_with<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], f: &mut F, buf: &mut [Block])
+where
+    F: FnMut(BlockNr, io::Result<&Block>),
+{
     let mut i = 0;
     while i < sorted.len() {
         let first = sorted[i];

@@ -9,10 +9,10 @@
 //! (reference counts, per-root mapping counts, leaf sequences for dump,
 //! key-range and balance checks) is derived from the graph.
 
-use std::collections::HashMap;
 use std::io;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodePosition, NodeRef};
@@ -140,7 +140,8 @@ impl TreeGraph {
     /// number of leaf entries and the number of bad nodes beneath it.
     #[must_use]
     pub fn subtree_totals(&self) -> HashMap<BlockNr, SubtreeTotals> {
-        let mut memo: HashMap<BlockNr, SubtreeTotals> = HashMap::with_capacity(self.nodes.len());
+        let mut memo: HashMap<BlockNr, SubtreeTotals> =
+            HashMap::with_capacity_and_hasher(self.nodes.len(), Default::default());
         for &nr in self.nodes.keys() {
             self.totals_of(nr, &mut memo, 0);
         }
@@ -233,7 +234,7 @@ impl<'d> Walker<'d> {
         Walker {
             dev,
             graph: TreeGraph::default(),
-            heights: HashMap::new(),
+            heights: HashMap::default(),
         }
     }
 

@@ -132,21 +132,29 @@ finish() {
         show dmsetup create "$POOL" --table "$(pool_line "$FEATURES read_only")"
     fi
     pool_status
-    : > "$OUT/dump.idx"
-    off=0
-    while read -r id size origin; do
-        thin_up "$id"
-        bytes=$((size * 512))
-        qdd if="/dev/mapper/thin$id" of="$DUMPDEV" bs=1M seek=$((off / 1048576)) iflag=direct oflag=direct conv=notrunc
-        echo "$id $off $bytes $origin" >> "$OUT/dump.idx"
-        off=$((off + (bytes + 1048575) / 1048576 * 1048576))
-        thin_down "$id"
-    done < "$REG"
+    dump_thins
     pool_stop
     if [ "${CAPTURE_RW:-0}" = 1 ] && [ "$before" != "$(qdd if="$META" bs=1M | sha256sum)" ]; then
         echo "ERROR: the read-write re-activation changed the metadata device"; return 1
     fi
     note "done at $(elapsed) s"
+}
+# dump_thins: copy the content of every registered thin, as read through
+# the pool, to $DUMPDEV at 1 MiB aligned offsets, and list them in
+# $OUT/dump.idx as "<dev id> <offset> <size bytes> <origin>". Thins that
+# were not active are activated for the copy and removed again.
+dump_thins() {
+    : > "$OUT/dump.idx"
+    off=0
+    while read -r id size origin; do
+        was=1
+        thin_active "$id" || { was=0; thin_up "$id"; }
+        bytes=$((size * 512))
+        qdd if="/dev/mapper/thin$id" of="$DUMPDEV" bs=1M seek=$((off / 1048576)) iflag=direct oflag=direct conv=notrunc
+        echo "$id $off $bytes $origin" >> "$OUT/dump.idx"
+        off=$((off + (bytes + 1048575) / 1048576 * 1048576))
+        [ $was = 1 ] || thin_down "$id"
+    done < "$REG"
 }
 # write_info: machine-readable facts about the pool, from its table and status
 write_info() {

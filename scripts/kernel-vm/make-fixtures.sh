@@ -69,7 +69,7 @@ for name in "${names[@]}"; do
         echo "guest_seconds=$guest_time"
     } > "$dst/info"
     {
-        echo "# dev_id size_bytes sha256 (content read back through dm-thin, pool re-activated read_only)"
+        echo "# dev_id size_bytes sha256 (each thin read back through dm-thin after a clean shutdown and re-activation)"
         if [ -f "$work/out/dump.idx" ]; then
             while read -r id off size origin; do
                 sum=$(dd if="$work/dump.img" bs=1M skip=$((off / 1048576)) count=$(((size + 1048575) / 1048576)) status=none |

@@ -111,6 +111,29 @@ impl TreeGraph {
         self.nodes.is_empty()
     }
 
+    /// Marks node `nr` bad after the fact (a leaf whose values are out of
+    /// bounds, a node breaking a link rule), so that [`TreeGraph::leaves_of`]
+    /// and [`TreeGraph::subtree_totals`] treat it as an error. Its recorded
+    /// children are kept: the references still exist on disk.
+    pub fn mark_bad(&mut self, nr: BlockNr, kind: NodeErrorKind) {
+        if let Some(s) = self.nodes.get_mut(&nr) {
+            s.state = NodeState::Bad(kind);
+        } else {
+            self.nodes.insert(nr, bad_summary(kind));
+        }
+    }
+
+    /// Every reference held by an internal node: each child once per parent
+    /// entry, each distinct parent once (format.md §8). Roots are not included.
+    pub fn child_refs(&self) -> impl Iterator<Item = BlockNr> + '_ {
+        self.nodes.values().flat_map(|s| {
+            let a = s.children_start as usize;
+            self.children[a..a + s.children_len as usize]
+                .iter()
+                .copied()
+        })
+    }
+
     /// The valid leaves under `root`, left to right. Bad nodes are skipped and
     /// reported through `bad` (block, kind).
     pub fn leaves_of(

@@ -191,7 +191,23 @@ pub fn read_sorted<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], f: &mut F)
 where
     F: FnMut(BlockNr, io::Result<&Block>),
 {
-    let mut buf = Block::zeroed_vec(MAX_RUN);
+    let mut buf = Vec::new();
+    read_sorted_with(dev, sorted, &mut buf, f);
+}
+
+/// As [`read_sorted`], reusing `buf` (grown to [`MAX_RUN`] blocks on first
+/// use) so that callers issuing many small batches do not allocate each time.
+pub fn read_sorted_with<F>(
+    dev: &dyn BlockDevice,
+    sorted: &[BlockNr],
+    buf: &mut Vec<Block>,
+    f: &mut F,
+) where
+    F: FnMut(BlockNr, io::Result<&Block>),
+{
+    if buf.len() < MAX_RUN {
+        *buf = Block::zeroed_vec(MAX_RUN);
+    }
     let mut i = 0;
     while i < sorted.len() {
         let first = sorted[i];

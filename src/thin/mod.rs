@@ -16,4 +16,5 @@ pub mod restore;
 pub mod rmap;
 pub mod superblock;
 pub mod trim;
+pub mod writer;
 pub mod xml;

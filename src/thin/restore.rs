@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,7 @@ use clap::Parser;
 use crate::cli;
 use crate::exit::Outcome;
 use crate::pdata::io::open_output;
+use crate::thin::ir_channel::run_pipelined;
 use crate::thin::superblock::valid_data_block_size;
 use crate::thin::writer::{Overrides, ThinWriter};
 use crate::thin::xml::read::read_xml;
@@ -90,7 +91,7 @@ pub fn restore(args: &RestoreArgs) -> Result<()> {
         nr_data_blocks: args.nr_data_blocks,
     };
     let mut writer = ThinWriter::new(&out, overrides);
-    let res = read_xml(BufReader::with_capacity(1 << 20, input), &mut writer);
+    let res = run_pipelined(|v| read_xml(input, v), &mut writer);
     if !args.quiet {
         for w in writer.take_warnings() {
             eprintln!("{w}");

@@ -5,6 +5,7 @@ pub mod delta;
 pub mod device_details;
 pub mod dump;
 pub mod human;
+pub mod input;
 pub mod ir;
 pub mod ls;
 pub mod mapping;

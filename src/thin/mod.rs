@@ -6,6 +6,7 @@ pub mod device_details;
 pub mod dump;
 pub mod emit;
 pub mod human;
+pub mod input;
 pub mod ir;
 pub mod ir_channel;
 pub mod ls;

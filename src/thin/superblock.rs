@@ -164,7 +164,7 @@ pub enum SuperblockError {
 /// True when `sectors` is a data block size the kernel accepts.
 #[must_use]
 pub fn valid_data_block_size(sectors: u64) -> bool {
-    (128..=2_097_152).contains(&sectors) && sectors % 128 == 0
+    (128..=2_097_152).contains(&sectors) && sectors.is_multiple_of(128)
 }
 
 impl Superblock {

@@ -244,7 +244,7 @@ impl<'a> NodeRef<'a> {
     #[must_use]
     pub fn non_fatal_issue(&self, position: NodePosition) -> Option<NodeErrorKind> {
         let max = self.header.max_entries.get();
-        if max % 3 != 0 {
+        if !max.is_multiple_of(3) {
             return Some(NodeErrorKind::MaxEntriesNotDivisibleBy3);
         }
         if position == NodePosition::NonRoot && !self.is_leaf() && self.nr_entries() < max / 3 {

@@ -426,7 +426,7 @@ impl<'d> Walker<'d> {
                     hs.push((c, self.height_of(c, depth + 1)));
                 }
                 let first = hs.iter().find_map(|&(_, h)| h);
-                let Some(h0) = first else { return None };
+                let h0 = first?;
                 for &(c, h) in &hs {
                     if h.is_some_and(|h| h != h0) {
                         self.graph.link_errors.push(NodeError {

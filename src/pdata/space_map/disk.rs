@@ -119,7 +119,6 @@ pub fn bitmap_set(block: &mut [u8; BLOCK_SIZE], i: usize, count: u32) {
 }
 
 /// The index entries of a metadata index block (all 255).
-#[must_use]
 pub fn metadata_index_entries(block: &[u8; BLOCK_SIZE]) -> impl Iterator<Item = IndexEntry> + '_ {
     block[16..].chunks_exact(16).map(IndexEntry::from_bytes)
 }

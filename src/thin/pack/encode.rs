@@ -42,7 +42,8 @@ fn tag_with_operand(out: &mut Vec<u8>, t: Tag, n: u64) {
 /// A 12-bit count as `nibble` plus one byte after the tag.
 fn long_count(out: &mut Vec<u8>, t: Tag, n: usize) {
     debug_assert!(n <= MAX_RUN);
-    let [lo, hi, ..] = n.to_le_bytes();
+    let n = u16::try_from(n).unwrap_or(0x0fff);
+    let [lo, hi] = n.to_le_bytes();
     tag(out, t, hi & 0xf);
     out.push(lo);
 }

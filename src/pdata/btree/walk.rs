@@ -9,11 +9,10 @@
 //! (reference counts, per-root mapping counts, leaf sequences for dump,
 //! key-range and balance checks) is derived from the graph.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodePosition, NodeRef};
@@ -25,30 +24,6 @@ pub const MAX_DEPTH: usize = 16;
 const WINDOW: usize = 8192;
 /// Blocks per parallel task inside a window.
 const TASK: usize = 512;
-
-/// A hasher for block numbers: one multiply and a fold. Block numbers are not
-/// attacker-chosen keys worth SipHash's cost (the walker's maps are its
-/// hottest structures).
-#[derive(Default, Clone, Copy)]
-pub struct BlockHasher(u64);
-
-impl Hasher for BlockHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        let m = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = m ^ (m >> 29);
-    }
-}
-
-/// A map keyed by block number.
-pub type NodeMap<V> = HashMap<BlockNr, V, BuildHasherDefault<BlockHasher>>;
 
 /// What a node turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +66,7 @@ pub struct KeyWarning {
 /// Everything learned about the nodes walked so far.
 #[derive(Default)]
 pub struct TreeGraph {
-    nodes: NodeMap<NodeSummary>,
+    nodes: HashMap<BlockNr, NodeSummary>,
     children: Vec<BlockNr>,
     /// Structural errors found between nodes (key ranges, balance, depth),
     /// attributed to the child block.
@@ -187,9 +162,9 @@ impl TreeGraph {
     /// Per-node totals, computed bottom-up with memoisation: for each node the
     /// number of leaf entries and the number of bad nodes beneath it.
     #[must_use]
-    pub fn subtree_totals(&self) -> NodeMap<SubtreeTotals> {
-        let mut memo: NodeMap<SubtreeTotals> =
-            NodeMap::with_capacity_and_hasher(self.nodes.len(), BuildHasherDefault::default());
+    pub fn subtree_totals(&self) -> HashMap<BlockNr, SubtreeTotals> {
+        let mut memo: HashMap<BlockNr, SubtreeTotals> =
+            HashMap::with_capacity_and_hasher(self.nodes.len(), Default::default());
         for &nr in self.nodes.keys() {
             self.totals_of(nr, &mut memo, 0);
         }
@@ -199,7 +174,7 @@ impl TreeGraph {
     fn totals_of(
         &self,
         nr: BlockNr,
-        memo: &mut NodeMap<SubtreeTotals>,
+        memo: &mut HashMap<BlockNr, SubtreeTotals>,
         depth: usize,
     ) -> SubtreeTotals {
         if let Some(t) = memo.get(&nr) {
@@ -263,7 +238,7 @@ struct PendingRef {
 pub struct Walker<'d> {
     dev: &'d dyn BlockDevice,
     graph: TreeGraph,
-    heights: NodeMap<u32>,
+    heights: HashMap<BlockNr, u32>,
 }
 
 /// Result of validating one block on a worker thread.
@@ -282,7 +257,7 @@ impl<'d> Walker<'d> {
         Walker {
             dev,
             graph: TreeGraph::default(),
-            heights: NodeMap::default(),
+            heights: HashMap::default(),
         }
     }
 

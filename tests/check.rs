@@ -833,3 +833,63 @@ fn man_page_lists_every_long_option() {
         );
     }
 }
+
+#[test]
+fn data_block_past_the_data_device_is_a_leaf_error() {
+    let img = Img::fixture("b-full-thin");
+    let (id, root) = img.devices()[0];
+    let n = img.leaf_u64(root).len();
+    let nr_data = img.sb().data_sm_root.nr_blocks;
+    img.patch(root, Some(BlockKind::Node), |b| {
+        let v = 32 + 8 * 252;
+        b[v..v + 8].copy_from_slice(&(nr_data << 24).to_le_bytes());
+    });
+    assert_run(
+        &img.check(&[]),
+        1,
+        &format!(
+            "{TITLES}1 nodes in data mapping tree contain errors\n0 io errors, 0 checksum errors\n\
+             Thin device {id} is missing root with {n} mappings\nCheck of mappings failed\n"
+        ),
+    );
+}
+
+#[test]
+fn times_newer_than_the_superblock_are_warnings() {
+    let img = Img::fixture("f-held-metasnap");
+    let sb = img.sb();
+    assert!(sb.time > 0);
+    img.patch_sb(|sb| sb.time = 0);
+    let r = img.check(&[]);
+    assert_eq!(r.code(), 0, "{}", r.describe());
+    let err = r.stderr();
+    assert!(err.starts_with(TITLES), "{err}");
+    assert!(
+        err.contains("mappings have a time newer than the superblock time 0\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains(": creation/snapshot time newer than the superblock time 0\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn device_ids_beyond_24_bits_are_warnings() {
+    let img = Img::fixture("b-full-thin");
+    let big = 1u64 << 24;
+    let top = img.first_leaf(img.sb().mapping_root, 8);
+    let details = img.first_leaf(img.sb().details_root, 24);
+    for nr in [top, details] {
+        img.patch(nr, Some(BlockKind::Node), |b| {
+            b[32..40].copy_from_slice(&big.to_le_bytes());
+        });
+    }
+    assert_run(
+        &img.check(&[]),
+        0,
+        &format!(
+            "{TITLES}device {big}: id does not fit in 24 bits, the kernel cannot activate it\n"
+        ),
+    );
+}

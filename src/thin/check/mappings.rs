@@ -60,17 +60,21 @@ pub fn walk_mappings(
         8,
         |_, node: &NodeRef| {
             let values = node.values_u64();
-            let mut info = LeafInfo {
-                out_of_bounds: false,
-                newer: 0,
-            };
-            for v in values {
+            // Branch-free so that it vectorises: the highest data block and
+            // the number of newer times.
+            let (highest, newer) = values.iter().fold((0u64, 0u32), |(m, n), v| {
                 let v = v.get();
-                if v >> TIME_BITS >= limits.nr_data_blocks {
-                    info.out_of_bounds = true;
-                    return info;
-                }
-                info.newer += u32::from(v & (TIME_LIMIT - 1) > time);
+                (
+                    m.max(v >> TIME_BITS),
+                    n + u32::from(v & (TIME_LIMIT - 1) > time),
+                )
+            });
+            let info = LeafInfo {
+                out_of_bounds: !values.is_empty() && highest >= limits.nr_data_blocks,
+                newer,
+            };
+            if info.out_of_bounds {
+                return info;
             }
             if let Some(counts) = data {
                 counts.inc_all(values.iter().map(|v| v.get() >> TIME_BITS));

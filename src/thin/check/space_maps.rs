@@ -8,10 +8,14 @@ use std::fmt;
 use std::io;
 
 use crate::pdata::block::{Block, BlockNr};
+use crate::pdata::btree::node::NodeRef;
+use crate::pdata::btree::walk::Walker;
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::counts::CountSource;
-use crate::pdata::space_map::disk::{bitmap_get, bitmap_set, entries_in_bitmap, IndexEntry};
+use crate::pdata::space_map::disk::{
+    bitmap_get, bitmap_set, entries_in_bitmap, IndexEntry, REF_COUNT_VALUE_SIZE,
+};
 use crate::pdata::space_map::read::{bitmap_stats, DiskSpaceMap, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
 use crate::thin::check::report::Report;
@@ -244,13 +248,18 @@ pub struct SmRepair {
     entries: Vec<(usize, IndexEntry)>,
     /// New root `nr_allocated`, when it changes.
     pub nr_allocated: Option<u64>,
+    /// Stale ref-count tree entries to remove, ascending.
+    stale: Vec<u64>,
 }
 
 impl SmRepair {
     /// True when nothing needs writing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.bitmaps.is_empty() && self.entries.is_empty() && self.nr_allocated.is_none()
+        self.bitmaps.is_empty()
+            && self.entries.is_empty()
+            && self.nr_allocated.is_none()
+            && self.stale.is_empty()
     }
 }
 
@@ -295,11 +304,20 @@ pub fn plan_repair(computed: &dyn CountSource, disk: &DiskSpaceMap, cmp: &Compar
             }
         }
     }
+    let mut stale: Vec<u64> = stat_findings(disk, &all)
+        .into_iter()
+        .filter_map(|f| match f {
+            StatFinding::Stale { block, .. } => Some(block),
+            _ => None,
+        })
+        .collect();
+    stale.sort_unstable();
     SmRepair {
         kind: disk.kind,
         bitmaps: changed.into_iter().zip(bitmaps).collect(),
         entries,
         nr_allocated: (allocated != disk.root.nr_allocated).then_some(allocated),
+        stale,
     }
 }
 
@@ -335,6 +353,58 @@ pub fn write_repair(dev: &dyn BlockDevice, disk: &DiskSpaceMap, r: &SmRepair) ->
         };
         checksum::write_checksum(&mut b.0, kind);
         dev.write_at(block, &b)?;
+    }
+    remove_stale(dev, disk.root.ref_count_root, &r.stale)
+}
+
+/// Removes the `stale` keys (ascending) from the leaves of the ref-count tree
+/// at `root`, in place: later entries move down, the freed slots are zeroed.
+fn remove_stale(dev: &dyn BlockDevice, root: BlockNr, stale: &[u64]) -> io::Result<()> {
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut leaves: Vec<BlockNr> = Vec::new();
+    let mut walker = Walker::new(dev);
+    walker.walk(
+        &[root],
+        REF_COUNT_VALUE_SIZE,
+        |_, n: &NodeRef| {
+            n.keys()
+                .iter()
+                .any(|k| stale.binary_search(&k.get()).is_ok())
+        },
+        |nr, hit| {
+            if hit {
+                leaves.push(nr);
+            }
+        },
+    );
+    for nr in leaves {
+        let mut b = Block::zeroed();
+        dev.read_at(nr, &mut b)?;
+        let get32 = |b: &Block, o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let nr_entries = get32(&b, 16) as usize;
+        let max = get32(&b, 20) as usize;
+        let vstart = 32 + 8 * max;
+        let entries: Vec<([u8; 8], [u8; 4])> = (0..nr_entries)
+            .map(|i| {
+                let mut k = [0u8; 8];
+                let mut v = [0u8; 4];
+                k.copy_from_slice(&b[32 + 8 * i..40 + 8 * i]);
+                v.copy_from_slice(&b[vstart + 4 * i..vstart + 4 * i + 4]);
+                (k, v)
+            })
+            .filter(|(k, _)| stale.binary_search(&u64::from_le_bytes(*k)).is_err())
+            .collect();
+        for i in 0..nr_entries {
+            let (k, v) = entries.get(i).copied().unwrap_or(([0; 8], [0; 4]));
+            b.0[32 + 8 * i..40 + 8 * i].copy_from_slice(&k);
+            b.0[vstart + 4 * i..vstart + 4 * i + 4].copy_from_slice(&v);
+        }
+        let n = u32::try_from(entries.len()).unwrap_or(0);
+        b.0[16..20].copy_from_slice(&n.to_le_bytes());
+        checksum::write_checksum(&mut b.0, BlockKind::Node);
+        dev.write_at(nr, &b)?;
     }
     Ok(())
 }

@@ -445,12 +445,13 @@ mod tests {
 
     #[test]
     fn word_helpers_follow_the_bitmap_bit_order() {
-        // On disk the even bit is the high bit: raw 01 = count 2, 10 = count 1.
+        // On disk the even bit is the high bit: (word >> 2k) & 3 of 1 means
+        // count 2, of 2 means count 1 (format.md §7.2).
         let raw: u64 = 0b11_01_10_00;
         let n = normalise(raw);
         assert_eq!(
             [n & 3, (n >> 2) & 3, (n >> 4) & 3, (n >> 6) & 3],
-            [0, 2, 1, 3]
+            [0, 1, 2, 3]
         );
         assert_eq!(threes(n), 0b1000);
         assert_eq!(compress_pairs(u64::MAX), u32::MAX);

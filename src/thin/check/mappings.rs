@@ -152,15 +152,15 @@ impl MappingTrees {
     /// Compares each device's mappings with its details (fatal lines) and
     /// prints the time and id warnings. Returns true when any device failed.
     pub fn report_devices(&self, devices: &[DeviceToCheck], report: &mut Report) -> bool {
-        let totals = self.graph.subtree_totals();
+        let roots: Vec<BlockNr> = devices.iter().map(|d| d.root).collect();
+        let totals = self.graph.totals_of_roots(&roots);
         let mut failed = false;
-        for d in devices {
+        for (d, &t) in devices.iter().zip(&totals) {
             let expected = d.details.mapped_blocks;
             let root_ok = matches!(
                 self.graph.node(d.root).map(|s| s.state),
                 Some(NodeState::Leaf | NodeState::Internal)
             );
-            let t = totals.get(&d.root).copied().unwrap_or_default();
             if !root_ok {
                 failed = true;
                 report.fatal(format!(

@@ -31,6 +31,10 @@ use std::process::{Command, Stdio};
 
 use crate::util;
 
+/// One VM at a time per test process: the machines have 2 cores, and
+/// concurrent TCG guests slow each other down towards the timeouts.
+static VM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The repository's `scripts/kernel-vm/` directory.
 pub fn harness_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kernel-vm")
@@ -159,7 +163,10 @@ impl Guest {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
         cmd.arg(&script).stdin(Stdio::null());
-        let res = cmd.output().expect("spawn scripts/kernel-vm/run.sh");
+        let res = {
+            let _one_at_a_time = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            cmd.output().expect("spawn scripts/kernel-vm/run.sh")
+        };
         let console = fs::read_to_string(out.join("console.log"))
             .unwrap_or_default()
             .replace('\r', "");

@@ -281,13 +281,61 @@ fn fixture_pool_reactivates_d_snap_chain() {
     reactivate_and_check(&fx, &meta, work.path());
 }
 
-#[test]
-fn fixture_pool_reactivates_g_external_origin() {
+/// The acceptance flow for our writer: our thin_dump of the fixture's
+/// kernel-written metadata, our thin_restore into a fresh zeroed metadata
+/// image of the same size, then [`reactivate_and_check`] on the result.
+fn restored_pool_reactivates(name: &str) {
     if !util_vm::vm_enabled() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let fx = util_vm::Fixture::load("g-external-origin");
-    let meta = fx.unpack("meta", work.path());
+    let fx = util_vm::Fixture::load(name);
+    let orig = fx.unpack("meta", work.path());
+    let dump = run_tool("thin_dump", &orig);
+    dump.expect_code(0);
+    let xml = work.path().join("dump.xml");
+    fs::write(&xml, dump.out.stdout).unwrap();
+    let meta = work.path().join("restored.img");
+    fs::File::create(&meta)
+        .unwrap()
+        .set_len(fs::metadata(&orig).unwrap().len())
+        .unwrap();
+    let out = std::process::Command::new(tool_path("thin_restore"))
+        .arg("-i")
+        .arg(&xml)
+        .arg("-o")
+        .arg(&meta)
+        .output()
+        .expect("spawn thin_restore");
+    util::Run {
+        cmdline: format!("thin_restore -i {} -o {}", xml.display(), meta.display()),
+        out,
+    }
+    .expect_code(0);
     reactivate_and_check(&fx, &meta, work.path());
+}
+
+#[test]
+fn restored_pool_reactivates_d_snap_chain() {
+    restored_pool_reactivates("d-snap-chain");
+}
+
+#[test]
+fn restored_pool_reactivates_f_held_metasnap() {
+    restored_pool_reactivates("f-held-metasnap");
+}
+
+#[test]
+fn restored_pool_reactivates_g_external_origin() {
+    restored_pool_reactivates("g-external-origin");
+}
+
+#[test]
+fn restored_pool_reactivates_h_deleted_thins() {
+    restored_pool_reactivates("h-deleted-thins");
+}
+
+#[test]
+fn restored_pool_reactivates_k_grown_pool() {
+    restored_pool_reactivates("k-grown-pool");
 }

@@ -50,6 +50,7 @@ snap_new 3 1
 thin_new 4 64
 thin_up 4
 pool_msg set_transaction_id 0 5
+note "pool set up at $(elapsed) s"
 
 # background writer: 256 KiB direct writes to dev 4 until told to stop
 touch /tmp/writing
@@ -72,6 +73,7 @@ thin_del 2
 thin_new 5 8
 pool_msg set_transaction_id 5 6
 
+note "reserved and changed at $(elapsed) s"
 rc=0
 thin_dump -m "$META" > "$OUT/dump-m.xml" 2> "$OUT/dump-m.err" || rc=$?
 echo $rc > "$OUT/dump-m.rc"
@@ -80,6 +82,7 @@ thin_check -m "$META" > "$OUT/check-m.out" 2>&1 || rc=$?
 echo $rc > "$OUT/check-m.rc"
 if kill -0 $writer 2>/dev/null; then echo yes; else echo no; fi > "$OUT/writer-running.txt"
 
+note "tools done at $(elapsed) s"
 pool_msg release_metadata_snap
 dmsetup status pool > "$OUT/status-released.txt"
 rm /tmp/writing
@@ -88,6 +91,7 @@ cp /tmp/writer.count "$OUT/writer.count"
 dmsetup status thin4 > "$OUT/status-thin4.txt"
 for d in $(dmsetup ls | awk '$1 ~ /^thin/ { print $1 }'); do show dmsetup remove "$d"; done
 pool_stop
+note "pool down at $(elapsed) s"
 "#;
 
 fn keys(m: &util_vm::Mappings) -> BTreeSet<u64> {
@@ -114,7 +118,7 @@ fn live_pool_metadata_snapshot() {
         .run(work.path());
     run.expect_ok();
     let ctx = run.describe();
-    eprintln!("guest time: {:?} s", run.guest_seconds);
+    eprintln!("{}", run.notes().join("\n"));
 
     // The snapshot was held while the tools ran, and released afterwards.
     let reserved: Vec<String> = run

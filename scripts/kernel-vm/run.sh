@@ -67,6 +67,8 @@ for b in "${bins[@]+"${bins[@]}"}"; do
     name=$(basename "$b")
     if ldd "$b" >/dev/null 2>&1; then
         cp -L "$b" "$job/opt/thintools/bin/$name"
+        # debug info only slows the boot (the initramfs is unpacked in the guest)
+        if command -v strip >/dev/null; then strip --strip-debug "$job/opt/thintools/bin/$name" 2>/dev/null || true; fi
         interp=
         while read -r line; do
             # "libx.so => /path (addr)", "/lib64/ld-linux-x86-64.so.2 (addr)"

@@ -187,22 +187,26 @@ where
 }
 
 /// As [`read_batch`] for a list already sorted ascending without duplicates.
+///
+/// The read buffer ([`MAX_RUN`] blocks) is kept per thread and reused, so
+/// callers issuing many small batches neither allocate nor fault in fresh
+/// pages each time.
 pub fn read_sorted<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], f: &mut F)
 where
     F: FnMut(BlockNr, io::Result<&Block>),
 {
-    let mut buf = Vec::new();
-    read_sorted_with(dev, sorted, &mut buf, f);
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => read_sorted_with(dev, sorted, &mut buf, f),
+        // A nested call from inside `f`: use a buffer of its own.
+        Err(_) => read_sorted_with(dev, sorted, &mut Vec::new(), f),
+    });
 }
 
-/// As [`read_sorted`], reusing `buf` (grown to [`MAX_RUN`] blocks on first
-/// use) so that callers issuing many small batches do not allocate each time.
-pub fn read_sorted_with<F>(
-    dev: &dyn BlockDevice,
-    sorted: &[BlockNr],
-    buf: &mut Vec<Block>,
-    f: &mut F,
-) where
+fn read_sorted_with<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], buf: &mut Vec<Block>, f: &mut F)
+where
     F: FnMut(BlockNr, io::Result<&Block>),
 {
     if buf.len() < MAX_RUN {

@@ -84,6 +84,17 @@ pub fn unpack_fixture(name: &str, dir: &Path) -> PathBuf {
         .status()
         .expect("run zstd");
     assert!(status.success(), "zstd -d {}", src.display());
+    // Images shipped without their all-zero tail carry their full length in
+    // a sibling `<image>.size` file (fixtures/README.md).
+    let size_file = src.with_extension("size");
+    if let Ok(text) = std::fs::read_to_string(&size_file) {
+        let len: u64 = text.trim().parse().expect("fixture .size file");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&dst)
+            .and_then(|f| f.set_len(len))
+            .expect("extend unpacked fixture");
+    }
     dst
 }
 

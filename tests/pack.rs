@@ -391,6 +391,21 @@ fn pack_applies_the_binary_input_checks() {
         "Couldn't find output file '/dev/thintools-no-such-lv'\n"
     );
     assert!(!Path::new("/dev/thintools-no-such-lv").exists());
+    // A flag given twice is accepted; a single-valued option twice is not.
+    let out = s(&p("twice.pack")).to_string();
+    run(
+        "thin_metadata_pack",
+        &["-f", "-i", s(&p("zero")), "-o", &out, "-f"],
+    )
+    .expect_code(0);
+    let r = run(
+        "thin_metadata_pack",
+        &["-i", s(&p("zero")), "-i", s(&p("zero")), "-o", &out],
+    );
+    r.expect_code(2);
+    assert!(r
+        .stderr()
+        .contains("the argument '--input <DEV>' cannot be used multiple times"));
     let r = run("thin_metadata_pack", &["-i", s(&p("zero"))]);
     r.expect_code(2);
     assert!(r

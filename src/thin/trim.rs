@@ -41,8 +41,8 @@ struct Opts {
     #[arg(long = "metadata-dev", value_name = "FILE")]
     metadata_dev: PathBuf,
     /// Print nothing on stderr
-    #[arg(short = 'q', long = "quiet")]
-    quiet: bool,
+    #[arg(short = 'q', long = "quiet", action = ArgAction::Count)]
+    quiet: u8,
     /// Print more information (repeatable)
     #[arg(short = 'v', action = ArgAction::Count)]
     verbose: u8,
@@ -52,7 +52,7 @@ struct Opts {
 #[must_use]
 pub fn command(args: &[OsString]) -> Outcome {
     cli::run_with::<Opts, _>("thin_trim", args, |o| {
-        let quiet = o.quiet;
+        let quiet = o.quiet > 0;
         match run(&o) {
             Ok(()) => Outcome::Success,
             Err(e) => cli::report_error(&anyhow::Error::from(e), quiet),
@@ -99,7 +99,7 @@ fn run(o: &Opts) -> Result<(), TrimError> {
     }
     let mut discarder = Discarder::new(&data, u64::from(sb.data_block_size) * 512);
     for_each_free_run(&meta, &sb, &mut |begin, end| discarder.discard(begin, end))?;
-    if o.verbose > 0 && !o.quiet {
+    if o.verbose > 0 && o.quiet == 0 {
         let _ = writeln!(
             io::stderr().lock(),
             "discarded {} free runs, {} data blocks",

@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 use crate::cli;
 use crate::exit::Outcome;
@@ -33,8 +33,8 @@ use file::{BlockSink, Header, PackError};
 )]
 struct PackOpts {
     /// Overwrite the output without asking, even if it holds metadata
-    #[arg(short = 'f', long = "force")]
-    force: bool,
+    #[arg(short = 'f', long = "force", action = ArgAction::Count)]
+    force: u8,
     /// Metadata device or file to pack
     #[arg(short = 'i', long = "input", value_name = "DEV")]
     input: PathBuf,
@@ -52,8 +52,8 @@ struct PackOpts {
 )]
 struct UnpackOpts {
     /// Overwrite the output without asking, even if it holds metadata
-    #[arg(short = 'f', long = "force")]
-    force: bool,
+    #[arg(short = 'f', long = "force", action = ArgAction::Count)]
+    force: u8,
     /// Pack file to read
     #[arg(short = 'i', long = "input", value_name = "FILE")]
     input: PathBuf,
@@ -91,7 +91,7 @@ enum Overwrite {
 
 fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
     let dev = open_metadata(&o.input, Access::ReadOnly, Sharing::Exclusive)?;
-    let force = if o.force {
+    let force = if o.force > 0 {
         Overwrite::Force
     } else {
         Overwrite::Ask
@@ -115,7 +115,7 @@ fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
 fn run_unpack(o: &UnpackOpts) -> anyhow::Result<()> {
     let input = open_pack(&o.input)?;
     let header = Header::read(&input)?;
-    let force = if o.force {
+    let force = if o.force > 0 {
         Overwrite::Force
     } else {
         Overwrite::Ask

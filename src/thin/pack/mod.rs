@@ -281,9 +281,11 @@ impl<'a> DeviceSink<'a> {
         if let Some(bits) = &self.written {
             zero_unwritten(self.dev, bits)?;
         }
-        let zero = Block::zeroed();
-        self.dev
-            .write_at(0, self.block0.as_deref().unwrap_or(&zero))?;
+        if self.dev.nr_blocks() > 0 {
+            let zero = Block::zeroed();
+            self.dev
+                .write_at(0, self.block0.as_deref().unwrap_or(&zero))?;
+        }
         self.dev.sync()
     }
 }

@@ -224,3 +224,61 @@ fn damaged_metadata_stops_before_any_discard() {
         assert_eq!(sha256_file(&data), hash, "{what}: nothing may be discarded");
     }
 }
+
+/// Detaches a loop device when dropped.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+/// On a block device the free runs go out as BLKDISCARD (a loop device
+/// punches them into its backing file). Skips where loop devices are not
+/// available (no root, no loop driver).
+#[test]
+fn block_devices_get_blkdiscard() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((meta, data, size)) = setup(dir.path()) else {
+        eprintln!("skipped: no corpus");
+        return;
+    };
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&data)
+        .output();
+    let Some(dev) = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    else {
+        eprintln!("skipped: no loop device");
+        return;
+    };
+    let lo = Loop(dev);
+    let r = run(
+        "thin_trim",
+        &["--metadata-dev", s(&meta), "--data-dev", &lo.0],
+    );
+    drop(lo);
+    r.expect_code(0);
+    // b-full-thin: one 96 MiB thin fully written over 128 KiB blocks.
+    let got = std::fs::read(&data).unwrap();
+    assert_eq!(got.len() as u64, size);
+    let block = 128 * 1024;
+    let mapped = 96 * 1024 * 1024 / block;
+    let sample = corpus()
+        .unwrap()
+        .join("b-full-thin/expected/thin_dump.stdout");
+    let (_, _, used) = dump_facts(&std::fs::read_to_string(sample).unwrap());
+    assert_eq!(used.len(), mapped);
+    for (b, blk) in got.chunks(block).enumerate() {
+        let want = if used.contains(&(b as u64)) {
+            PATTERN
+        } else {
+            0
+        };
+        assert!(blk.iter().all(|&x| x == want), "data block {b}");
+    }
+}

@@ -257,14 +257,21 @@ fn confirm_overwrite() -> anyhow::Result<bool> {
     Ok(answer == "y" || answer == "yes")
 }
 
-/// Writes unpacked blocks to the output: block 0 last, and on a block device
-/// every block the pack does not hold as zeros.
+/// Writes unpacked blocks to the output: consecutive blocks in one write,
+/// block 0 last, and on a block device every block the pack does not hold as
+/// zeros.
 struct DeviceSink<'a> {
     dev: &'a FileDevice,
     block0: Option<Box<Block>>,
     /// One bit per block written (block devices only).
     written: Option<Vec<u64>>,
+    /// Consecutive blocks not yet written, starting at `run_start`.
+    run: Vec<Block>,
+    run_start: BlockNr,
 }
+
+/// Longest write of consecutive blocks.
+const WRITE_RUN: usize = 256;
 
 impl<'a> DeviceSink<'a> {
     fn new(dev: &'a FileDevice, kind: OutKind) -> Self {
@@ -274,10 +281,28 @@ impl<'a> DeviceSink<'a> {
             dev,
             block0: None,
             written,
+            run: Vec::with_capacity(WRITE_RUN),
+            run_start: 0,
         }
     }
 
-    fn finish(self) -> io::Result<()> {
+    fn flush(&mut self) -> Result<(), PackError> {
+        if self.run.is_empty() {
+            return Ok(());
+        }
+        let (first, n) = (self.run_start, self.run.len() as u64);
+        self.dev
+            .write_run(first, &self.run)
+            .map_err(|source| PackError::Io {
+                context: format!("writing blocks {first}..{}", first + n),
+                source,
+            })?;
+        self.run.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.flush()?;
         if let Some(bits) = &self.written {
             zero_unwritten(self.dev, bits)?;
         }
@@ -286,7 +311,8 @@ impl<'a> DeviceSink<'a> {
             self.dev
                 .write_at(0, self.block0.as_deref().unwrap_or(&zero))?;
         }
-        self.dev.sync()
+        self.dev.sync()?;
+        Ok(())
     }
 }
 
@@ -301,12 +327,15 @@ impl BlockSink for DeviceSink<'_> {
             self.block0 = Some(Box::new(block.clone()));
             return Ok(());
         }
-        self.dev
-            .write_at(nr, block)
-            .map_err(|source| PackError::Io {
-                context: format!("writing block {nr}"),
-                source,
-            })
+        let next = self.run_start + self.run.len() as u64;
+        if !self.run.is_empty() && (nr != next || self.run.len() == WRITE_RUN) {
+            self.flush()?;
+        }
+        if self.run.is_empty() {
+            self.run_start = nr;
+        }
+        self.run.push(block.clone());
+        Ok(())
     }
 }
 

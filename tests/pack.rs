@@ -391,6 +391,12 @@ fn pack_applies_the_binary_input_checks() {
         "Couldn't find output file '/dev/thintools-no-such-lv'\n"
     );
     assert!(!Path::new("/dev/thintools-no-such-lv").exists());
+    // Packing a file onto itself is refused before anything is truncated.
+    let zero = s(&p("zero")).to_string();
+    let r = run("thin_metadata_pack", &["-f", "-i", &zero, "-o", &zero]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "input and output are the same file\n");
+    assert_eq!(std::fs::metadata(p("zero")).unwrap().len(), 8192);
     // A flag given twice is accepted; a single-valued option twice is not.
     let out = s(&p("twice.pack")).to_string();
     run(

@@ -89,8 +89,21 @@ enum Overwrite {
     Force,
 }
 
+/// Refuses an output that is the input itself (truncating it would destroy
+/// the input before it was read).
+fn ensure_distinct(input: &Path, output: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(i), Ok(o)) = (std::fs::metadata(input), std::fs::metadata(output)) {
+        if i.dev() == o.dev() && i.ino() == o.ino() {
+            return Err(anyhow!("input and output are the same file"));
+        }
+    }
+    Ok(())
+}
+
 fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
     let dev = open_metadata(&o.input, Access::ReadOnly, Sharing::Exclusive)?;
+    ensure_distinct(&o.input, &o.output)?;
     let force = if o.force > 0 {
         Overwrite::Force
     } else {
@@ -115,6 +128,7 @@ fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
 fn run_unpack(o: &UnpackOpts) -> anyhow::Result<()> {
     let input = open_pack(&o.input)?;
     let header = Header::read(&input)?;
+    ensure_distinct(&o.input, &o.output)?;
     let force = if o.force > 0 {
         Overwrite::Force
     } else {

@@ -84,9 +84,9 @@ pub enum TrimError {
 
 fn run(o: &Opts) -> Result<(), TrimError> {
     let meta = open_metadata(&o.metadata_dev, Access::ReadOnly, Sharing::Exclusive)?;
+    let data = open_data(&o.data_dev)?;
     precheck(&meta, &o.metadata_dev)?;
     let sb = read_live_superblock(&meta).map_err(|_| TrimError::MetadataErrors)?;
-    let data = open_data(&o.data_dev)?;
     let wanted = sb
         .data_sm_root
         .nr_blocks

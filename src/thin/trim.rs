@@ -85,7 +85,12 @@ pub enum TrimError {
 fn run(o: &Opts) -> Result<(), TrimError> {
     let meta = open_metadata(&o.metadata_dev, Access::ReadOnly, Sharing::Exclusive)?;
     let data = open_data(&o.data_dev)?;
-    precheck(&meta, &o.metadata_dev)?;
+    let verbosity = if o.verbose > 0 && o.quiet == 0 {
+        Verbosity::Normal
+    } else {
+        Verbosity::Quiet
+    };
+    precheck(&meta, &o.metadata_dev, verbosity)?;
     let sb = read_live_superblock(&meta).map_err(|_| TrimError::MetadataErrors)?;
     let wanted = sb
         .data_sm_root
@@ -108,14 +113,15 @@ fn run(o: &Opts) -> Result<(), TrimError> {
     Ok(())
 }
 
-/// The full check of thin_check, silent, with nothing on stdout.
-fn precheck(meta: &dyn BlockDevice, path: &Path) -> Result<(), TrimError> {
+/// The full check of thin_check, with nothing on stdout; its findings are
+/// shown on stderr only with `-v`.
+fn precheck(meta: &dyn BlockDevice, path: &Path, verbosity: Verbosity) -> Result<(), TrimError> {
     let opts = CheckOptions {
         input: path.to_path_buf(),
         depth: Depth::Full,
         repair: Repair::None,
         strictness: Strictness::Strict,
-        verbosity: Verbosity::Quiet,
+        verbosity,
         snapshot: None,
         override_mapping_root: None,
         override_details_root: None,
@@ -127,7 +133,7 @@ fn precheck(meta: &dyn BlockDevice, path: &Path) -> Result<(), TrimError> {
     }
 }
 
-/// The data block size of a pool's data device and how to discard on it.
+/// An open data device: its size and how to discard on it.
 struct DataDev {
     file: File,
     size: u64,

@@ -12,6 +12,7 @@
 
 pub mod counts;
 pub mod disk;
+pub mod read;
 
 use zerocopy::little_endian::U64;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

@@ -10,7 +10,19 @@ use thintools::pdata::io::MemDevice;
 use thintools::thin::ir::{DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
 use thintools::thin::repair::{dump_repaired, Log, RepairOptions, Verbosity};
 
-use crate::util::corpus_dir;
+use crate::util::{corpus_dir, fixtures_dir};
+
+/// Every kernel-written fixture of the repository.
+pub fn fixture_names() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures/")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("meta.img.zst").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
 
 /// Renders IR events as thin_dump's XML (expanded form), for comparisons
 /// with the reference dumps.
@@ -411,17 +423,10 @@ fn floor_percent(name: &str, d: Damage) -> u64 {
 
 #[test]
 fn damage_matrix_recovers_at_least_the_recorded_floor() {
-    let Some(corpus) = corpus_dir() else {
-        return;
-    };
     let mut table = String::new();
-    for name in [
-        "b-full-thin",
-        "d-snap-chain",
-        "e3-discard-ignore",
-        "f-held-metasnap",
-    ] {
-        let img0 = Image::load_zst(&corpus.join(name).join("meta.img.zst"));
+    for name in fixture_names() {
+        let img0 = Image::load_zst(&fixtures_dir().join(&name).join("meta.img.zst"));
+        let name = name.as_str();
         let orig = repair(&img0);
         let total = total_mappings(orig.xml());
         let dbs = u32::try_from(img0.u64_at(0, 336) & 0xffff_ffff).unwrap();

@@ -12,6 +12,7 @@ use crate::thin::ir::{DeviceInfo, SuperblockInfo};
 use crate::thin::repair::candidates::{self, Candidates};
 use crate::thin::repair::classify::{Classifier, Kind, Loss, Status};
 use crate::thin::repair::fast::healthy_devices;
+use crate::thin::repair::fill::Filler;
 use crate::thin::repair::scan::{scan, ScanTable, Shape};
 use crate::thin::repair::trees::{details_entries, mapping_leaves, top_devices, LostRange};
 use crate::thin::repair::{Log, RepairOptions, RepairedDevice, RepairedPool};
@@ -26,6 +27,9 @@ enum Source {
     Pair,
     /// A top-level tree with no details tree (§1.6).
     NoDetails,
+    /// The live details tree without its top-level tree: devices get their
+    /// mapping trees from unreferenced roots (G2 orphan recovery).
+    DetailsOnly,
 }
 
 struct Chosen {
@@ -62,7 +66,7 @@ pub fn plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> anyhow::Result<Repai
     let Some(chosen) = choose(&cls, &cands, reference.as_ref()) else {
         bail!("no compatible roots found");
     };
-    assemble(&cls, &table, &chosen, reference.as_ref(), opts)
+    assemble(&cls, &table, &cands, &chosen, reference.as_ref(), opts)
 }
 
 fn healthy_pool(
@@ -118,7 +122,11 @@ fn apply_overrides(sb: &mut SuperblockInfo, opts: &RepairOptions, highest: Optio
 fn choose(cls: &Classifier, cands: &Candidates, sb: Option<&Superblock>) -> Option<Chosen> {
     if let Some(sb) = sb {
         if let Some(c) = current_roots(cls, sb) {
-            if c.details_root.is_some() {
+            if c.source == Source::DetailsOnly {
+                if orphans_cover(cls, cands, c.details_root) {
+                    return Some(c);
+                }
+            } else if c.details_root.is_some() {
                 return Some(c);
             }
             // The current top-level tree lost its details tree: a details
@@ -135,7 +143,9 @@ fn choose(cls: &Classifier, cands: &Candidates, sb: Option<&Superblock>) -> Opti
                     ..c
                 });
             }
-            return Some(c);
+            if c.source != Source::DetailsOnly {
+                return Some(c);
+            }
         }
     }
     let pair = cands.pairs.first().or(cands.damaged_pairs.first());
@@ -163,6 +173,25 @@ fn choose(cls: &Classifier, cands: &Candidates, sb: Option<&Superblock>) -> Opti
     })
 }
 
+/// True when every device of the details tree at `root` that has mappings
+/// finds its mapping tree among the unreferenced roots or in an older
+/// top-level tree.
+fn orphans_cover(cls: &Classifier, cands: &Candidates, root: Option<BlockNr>) -> bool {
+    let Some(root) = root else {
+        return false;
+    };
+    let orphans = Orphans::new(cls);
+    let (devs, _) = details_entries(cls, root);
+    let older: BTreeSet<u64> = cands
+        .tops
+        .iter()
+        .flat_map(|t| t.ids.iter().copied())
+        .collect();
+    devs.iter().all(|(id, d)| {
+        d.mapped_blocks == 0 || orphans.find(d.mapped_blocks).is_some() || older.contains(id)
+    })
+}
+
 /// The superblock's own roots when they are (possibly damaged) trees of the
 /// right kinds with compatible device ids (G4.2).
 fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
@@ -170,7 +199,10 @@ fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
         cls.node(nr)
             .is_some_and(|n| n.shape == shape && n.nr_entries == 0)
     };
-    if empty_leaf(sb.mapping_root, Shape::Leaf8) && empty_leaf(sb.details_root, Shape::Leaf24) {
+    let top = cls.top_or_named_leaf(sb.mapping_root);
+    let empty_top = empty_leaf(sb.mapping_root, Shape::Leaf8);
+    if empty_top || (top.is_none() && empty_leaf(sb.details_root, Shape::Leaf24)) {
+        // A pool with no devices (one of its two empty trees may be lost).
         return Some(Chosen {
             mapping_root: sb.mapping_root,
             details_root: Some(sb.details_root),
@@ -178,7 +210,14 @@ fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
             empty: true,
         });
     }
-    let top = cls.agg(sb.mapping_root, Kind::Top)?;
+    let Some(top) = top else {
+        return cls.agg(sb.details_root, Kind::Details).map(|_| Chosen {
+            mapping_root: sb.mapping_root,
+            details_root: Some(sb.details_root),
+            source: Source::DetailsOnly,
+            empty: false,
+        });
+    };
     let Some(det) = cls.agg(sb.details_root, Kind::Details) else {
         return Some(Chosen {
             mapping_root: sb.mapping_root,
@@ -243,6 +282,7 @@ fn gather(cls: &Classifier, chosen: &Chosen) -> Gathered {
 fn assemble(
     cls: &Classifier,
     table: &ScanTable,
+    cands: &Candidates,
     chosen: &Chosen,
     reference: Option<&Superblock>,
     opts: &RepairOptions,
@@ -268,7 +308,8 @@ fn assemble(
     ids.extend(g.details.keys().copied());
     let roots: BTreeMap<u64, (BlockNr, bool)> =
         g.top.iter().map(|&(id, r, ok)| (id, (r, ok))).collect();
-    let mut orphans = Orphans::new(cls);
+    let orphans = Orphans::new(cls);
+    let mut filler = Filler::new(cls, &cands.tops, chosen.mapping_root);
     let mut devices = Vec::with_capacity(ids.len());
     let mut lost_subtrees = g.top_lost.len() + g.details_lost.len();
     let mut highest: Option<u64> = None;
@@ -281,7 +322,7 @@ fn assemble(
                 .get(&id)
                 .and_then(|d| orphans.take(d.mapped_blocks, log, id)),
         };
-        let (leaves, lost) = root.map(|r| mapping_leaves(cls, r)).unwrap_or_default();
+        let (mut leaves, lost) = root.map(|r| mapping_leaves(cls, r)).unwrap_or_default();
         for l in &lost {
             log.warn(&format!(
                 "device {id}: lost mappings in {} (block {} unreadable: {})",
@@ -291,7 +332,17 @@ fn assemble(
             ));
         }
         lost_subtrees += lost.len();
-        if root.is_none() && g.details.get(&id).is_some_and(|d| d.mapped_blocks > 0) {
+        let expected = g.details.get(&id).is_none_or(|d| d.mapped_blocks > 0);
+        if !lost.is_empty() || (root.is_none() && expected) {
+            for f in filler.fill(id, root, &lost, &mut leaves) {
+                log.warn(&format!(
+                    "device {id}: took {} mappings in {} leaves from the older top-level tree \
+                     at block {}",
+                    f.mappings, f.leaves, f.top_root
+                ));
+            }
+        }
+        if leaves.is_empty() && root.is_none() && expected {
             log.warn(&format!("device {id}: kept with no mappings"));
         }
         let mut mappings = 0u64;
@@ -373,7 +424,8 @@ fn superblock_values(
     highest: Option<u64>,
     age: u32,
 ) -> anyhow::Result<SuperblockInfo> {
-    let current = chosen.source == Source::Current && chosen.details_root.is_some();
+    let current = matches!(chosen.source, Source::Current | Source::DetailsOnly)
+        && chosen.details_root.is_some();
     let dbs = match (opts.data_block_size, reference) {
         (Some(s), _) => s,
         (None, Some(r)) => r.data_block_size,
@@ -458,6 +510,14 @@ fn report_rollback(
     if chosen.source == Source::Current {
         return;
     }
+    if chosen.source == Source::DetailsOnly {
+        log.warn(&format!(
+            "top-level tree at block {} is lost: mapping trees matched to the current \
+             details by their mapping counts",
+            sb.mapping_root
+        ));
+        return;
+    }
     log.warn(&format!(
         "the superblock's roots (mapping root {}, details root {}) are not usable: using {roots} \
          (transaction {}, time {}; superblock transaction {}, time {})",
@@ -501,59 +561,52 @@ fn loss_text(table: &ScanTable, l: &LostRange) -> String {
     }
 }
 
-/// Unreferenced complete mapping trees, for devices whose top-level entry was
-/// lost (G2 orphan recovery).
+/// Complete mapping trees that no internal node holds, for devices whose
+/// top-level entry was lost (G2 orphan recovery).
 struct Orphans {
-    /// (mapped count, root), sorted; built lazily.
-    roots: Option<Vec<(u64, BlockNr)>>,
-    cls_roots: Vec<(u64, BlockNr)>,
-    used: BTreeSet<BlockNr>,
+    /// (mappings, age, root), sorted.
+    roots: Vec<(u64, u32, BlockNr)>,
 }
 
 impl Orphans {
     fn new(cls: &Classifier) -> Self {
-        let mut cls_roots = Vec::new();
+        let mut roots = Vec::new();
         for n in &cls.table().nodes {
-            if cls.is_referenced(n.nr) || cls.is_root_referenced(n.nr) {
+            if cls.is_referenced(n.nr) {
                 continue;
             }
             if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
                 if a.status == Status::Complete && a.mappings > 0 {
-                    cls_roots.push((a.mappings, n.nr));
+                    roots.push((a.mappings, a.age, n.nr));
                 }
             }
         }
-        Orphans {
-            roots: None,
-            cls_roots,
-            used: BTreeSet::new(),
-        }
+        roots.sort_unstable();
+        Orphans { roots }
     }
 
-    /// The unique unreferenced root with `count` mappings, if any.
-    fn take(&mut self, count: u64, log: &Log, id: u64) -> Option<BlockNr> {
+    /// The root with `count` mappings: the only one, or the only newest one.
+    fn find(&self, count: u64) -> Option<BlockNr> {
         if count == 0 {
             return None;
         }
-        let roots = self.roots.get_or_insert_with(|| {
-            let mut r = std::mem::take(&mut self.cls_roots);
-            r.sort_unstable();
-            r
-        });
-        let lo = roots.partition_point(|&(c, _)| c < count);
-        let hi = roots.partition_point(|&(c, _)| c <= count);
-        let matches: Vec<BlockNr> = roots[lo..hi]
-            .iter()
-            .map(|&(_, r)| r)
-            .filter(|r| !self.used.contains(r))
-            .collect();
-        if let [only] = matches[..] {
-            self.used.insert(only);
-            log.warn(&format!(
-                "device {id}: mapping tree recovered from orphan root {only}"
-            ));
-            return Some(only);
+        let lo = self.roots.partition_point(|&(c, _, _)| c < count);
+        let hi = self.roots.partition_point(|&(c, _, _)| c <= count);
+        let m = &self.roots[lo..hi];
+        let newest = m.iter().map(|r| r.1).max()?;
+        let mut best = m.iter().filter(|r| r.1 == newest);
+        match (best.next(), best.next()) {
+            (Some(&(_, _, r)), None) => Some(r),
+            _ => None,
         }
-        None
+    }
+
+    /// As [`Orphans::find`], saying so.
+    fn take(&self, count: u64, log: &Log, id: u64) -> Option<BlockNr> {
+        let r = self.find(count)?;
+        log.warn(&format!(
+            "device {id}: mapping tree recovered from unreferenced root {r}"
+        ));
+        Some(r)
     }
 }

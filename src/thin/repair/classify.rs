@@ -275,7 +275,7 @@ impl<'t> Classifier<'t> {
                 None => agg.status = Status::Damaged,
             }
         }
-        (roots * 2 > values.len()).then_some(agg)
+        (roots > 0 && roots * 2 >= values.len()).then_some(agg)
     }
 
     fn classify_internal(&mut self, n: &ScanNode, depth: u32) -> Class {
@@ -374,6 +374,38 @@ impl<'t> Classifier<'t> {
                 _ => {}
             }
         }
+    }
+
+    /// The top-level reading of `nr`, or of a top-shaped leaf even when most
+    /// of its devices' roots are lost (for a root the superblock names).
+    #[must_use]
+    pub fn top_or_named_leaf(&self, nr: BlockNr) -> Option<Agg> {
+        if let Some(a) = self.agg(nr, Kind::Top) {
+            return Some(a);
+        }
+        let n = self.node(nr)?;
+        if n.shape != Shape::Leaf8 || !n.mapping.top_shaped {
+            return None;
+        }
+        let mut agg = Agg {
+            status: Status::Damaged,
+            height: 0,
+            first_key: n.first_key,
+            last_key: n.last_key,
+            entries: u64::from(n.nr_entries),
+            mappings: 0,
+            max_block: 0,
+            age: 0,
+            max_tid: 0,
+        };
+        for &v in self.table.values(n) {
+            if let Some(m) = self.agg(v, Kind::Mapping) {
+                agg.mappings += m.mappings;
+                agg.max_block = agg.max_block.max(m.max_block);
+                agg.age = agg.age.max(m.age);
+            }
+        }
+        Some(agg)
     }
 
     /// True when some internal node keeps `nr` as a child.

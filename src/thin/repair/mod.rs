@@ -13,6 +13,7 @@ pub mod choose;
 pub mod classify;
 pub mod command;
 pub mod fast;
+pub mod fill;
 pub mod output;
 pub mod scan;
 pub mod trees;

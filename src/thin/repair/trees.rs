@@ -100,7 +100,7 @@ pub type TopEntry = (u64, BlockNr, bool);
 pub fn top_devices(cls: &Classifier, root: BlockNr) -> (Vec<TopEntry>, Vec<LostRange>) {
     let mut leaves = Vec::new();
     let mut lost = Vec::new();
-    if cls.agg(root, Kind::Top).is_some() {
+    if cls.top_or_named_leaf(root).is_some() {
         walk(
             cls,
             root,

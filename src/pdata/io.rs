@@ -203,6 +203,22 @@ thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<Block>> = std::cell::RefCell::new(Block::zeroed_vec(MAX_RUN));
 }
 
+/// As [`read_sorted`], reusing `buf` (grown to [`MAX_RUN`] blocks on first
+/// use) so that callers issuing many small batches do not allocate each time.
+pub fn read_sorted_with<F>(
+    dev: &dyn BlockDevice,
+    sorted: &[BlockNr],
+    buf: &mut Vec<Block>,
+    f: &mut F,
+) where
+    F: FnMut(BlockNr, io::Result<&Block>),
+{
+    if buf.len() < MAX_RUN {
+        *buf = Block::zeroed_vec(MAX_RUN);
+    }
+    read_runs(dev, sorted, buf, f);
+}
+
 fn read_runs<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], buf: &mut [Block], f: &mut F)
 where
     F: FnMut(BlockNr, io::Result<&Block>),

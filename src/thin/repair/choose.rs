@@ -123,6 +123,20 @@ fn choose(cls: &Classifier, cands: &Candidates, sb: Option<&Superblock>) -> Opti
     if let Some(sb) = sb {
         if let Some(c) = current_roots(cls, sb) {
             if c.source == Source::DetailsOnly {
+                // The live details tree lost its top-level tree: a pair found
+                // by the scan with the same details tree beats matching roots.
+                let paired = cands
+                    .pairs
+                    .iter()
+                    .chain(&cands.damaged_pairs)
+                    .find(|&&(_, d)| Some(cands.details[d].root) == c.details_root);
+                if let Some(&(t, _)) = paired {
+                    return Some(Chosen {
+                        mapping_root: cands.tops[t].root,
+                        source: Source::Pair,
+                        ..c
+                    });
+                }
                 if orphans_cover(cls, cands, c.details_root) {
                     return Some(c);
                 }
@@ -561,8 +575,8 @@ fn loss_text(table: &ScanTable, l: &LostRange) -> String {
     }
 }
 
-/// Complete mapping trees that no internal node holds, for devices whose
-/// top-level entry was lost (G2 orphan recovery).
+/// Complete mapping trees that no internal node holds and no top-level leaf
+/// names, for devices whose top-level entry was lost (G2 orphan recovery).
 struct Orphans {
     /// (mappings, age, root), sorted.
     roots: Vec<(u64, u32, BlockNr)>,
@@ -572,7 +586,7 @@ impl Orphans {
     fn new(cls: &Classifier) -> Self {
         let mut roots = Vec::new();
         for n in &cls.table().nodes {
-            if cls.is_referenced(n.nr) {
+            if cls.is_referenced(n.nr) || cls.is_root_referenced(n.nr) {
                 continue;
             }
             if let Some(a) = cls.agg(n.nr, Kind::Mapping) {

@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser};
 use crate::cli;
 use crate::exit::Outcome;
 use crate::pdata::io::{open_metadata, open_output, Access, Sharing};
+use crate::thin::repair::output::write_metadata;
 use crate::thin::repair::{repair_plan, RepairOptions, Verbosity};
 use crate::thin::superblock::valid_data_block_size;
 
@@ -82,5 +83,16 @@ fn run(a: Args) -> anyhow::Result<()> {
     opts.data_block_size = a.data_block_size;
     opts.nr_data_blocks = a.nr_data_blocks;
     let pool = repair_plan(&input, &opts)?;
-    crate::thin::repair::output::write_metadata(&input, &pool, &output)
+    for w in write_metadata(&input, &pool, &output)? {
+        opts.log.warn(&w);
+    }
+    opts.log.info(&format!(
+        "wrote {} devices, {} mappings",
+        pool.devices.len(),
+        pool.devices
+            .iter()
+            .map(|d| d.info.mapped_blocks)
+            .sum::<u64>()
+    ));
+    Ok(())
 }

@@ -12,6 +12,7 @@ pub mod candidates;
 pub mod choose;
 pub mod classify;
 pub mod command;
+pub mod dump;
 pub mod fast;
 pub mod fill;
 pub mod output;
@@ -22,7 +23,7 @@ use std::cell::RefCell;
 
 use crate::pdata::block::BlockNr;
 use crate::pdata::io::BlockDevice;
-use crate::thin::ir::{DeviceInfo, MetadataVisitor, SuperblockInfo};
+use crate::thin::ir::{ChunkSink, DeviceInfo, SuperblockInfo};
 
 pub use command::command;
 
@@ -166,14 +167,15 @@ pub fn repair_plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> anyhow::Resul
 }
 
 /// `thin_dump --repair` and `thin_repair`: repairs `dev` and sends the result
-/// to `out` (the XML writer or the metadata writer).
+/// to `out` (the XML or human-readable writer, or the metadata writer
+/// wrapped in [`crate::thin::ir::RunList`]).
 ///
 /// # Errors
 /// The errors of [`repair_plan`], a damaged leaf met while emitting, or a sink failure.
-pub fn dump_repaired(
+pub fn dump_repaired<S: ChunkSink + Send>(
     dev: &dyn BlockDevice,
     opts: &RepairOptions,
-    out: &mut dyn MetadataVisitor,
+    out: &mut S,
 ) -> anyhow::Result<RepairReport> {
     let pool = repair_plan(dev, opts)?;
     output::emit_pool(dev, &pool, out)?;

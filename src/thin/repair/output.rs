@@ -1,93 +1,63 @@
-//! Emitting a repaired pool through the IR: each device's leaves are read
-//! again and their mappings sent as runs.
+//! Emitting a repaired pool: the devices' leaf lists go through the same
+//! `<def>`/`<ref>` planning and emitter as thin_dump (G6), to the XML or
+//! human-readable writer, or to the metadata writer for thin_repair.
 
-use anyhow::Context;
-
-use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::btree::node::NodeRef;
+use crate::pdata::block::BlockNr;
 use crate::pdata::io::BlockDevice;
-use crate::thin::ir::{Map, MetadataVisitor, Visit};
-use crate::thin::mapping::BlockTime;
+use crate::thin::emit::{emit, DeviceLeaves};
+use crate::thin::ir::{ChunkSink, DeviceInfo, RunList};
 use crate::thin::repair::RepairedPool;
+use crate::thin::shared_runs::SharingPlan;
+use crate::thin::writer::{Overrides, ThinWriter};
 
-/// Sends `pool` to `out`, reading mapping leaves from `dev`.
+/// How shared leaves are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// `<def>`/`<ref>` as thin_dump writes them.
+    DefRef,
+    /// Every device in full (`--expand-shared`).
+    Expanded,
+}
+
+/// The devices' values and the sharing plan of `pool`.
+#[must_use]
+pub fn plan_of(pool: &RepairedPool, sharing: Sharing) -> (Vec<DeviceInfo>, SharingPlan) {
+    let lists: Vec<&[BlockNr]> = pool.devices.iter().map(|d| d.leaves.as_slice()).collect();
+    let plan = match sharing {
+        // A salvaged tree can give leaf sequences the run algorithm refuses;
+        // writing those devices in full is always correct.
+        Sharing::DefRef => {
+            SharingPlan::build(&lists).unwrap_or_else(|_| SharingPlan::expanded(&lists))
+        }
+        Sharing::Expanded => SharingPlan::expanded(&lists),
+    };
+    (pool.devices.iter().map(|d| d.info).collect(), plan)
+}
+
+/// Sends `pool` to `sink`, reading mapping leaves from `dev`.
 ///
 /// # Errors
 /// A leaf that no longer reads as a valid mapping leaf, or a sink failure.
-pub fn emit_pool(
+pub fn emit_pool<S: ChunkSink + Send>(
     dev: &dyn BlockDevice,
     pool: &RepairedPool,
-    out: &mut dyn MetadataVisitor,
+    sink: &mut S,
 ) -> anyhow::Result<()> {
-    if out.superblock_begin(&pool.sb)? == Visit::Stop {
-        return Ok(());
-    }
-    let mut buf = Block::zeroed();
-    for d in &pool.devices {
-        if out.device_begin(&d.info)? == Visit::Stop {
-            return Ok(());
-        }
-        let mut run: Option<Map> = None;
-        for &leaf in &d.leaves {
-            for_each_mapping(dev, leaf, &mut buf, &mut |m| {
-                match run.as_mut() {
-                    Some(r)
-                        if r.time == m.time
-                            && r.thin_begin + r.len == m.thin_begin
-                            && r.data_begin + r.len == m.data_begin =>
-                    {
-                        r.len += 1;
-                    }
-                    _ => {
-                        if let Some(r) = run.replace(m) {
-                            out.map(&r)?;
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        if let Some(r) = run {
-            out.map(&r)?;
-        }
-        if out.device_end()? == Visit::Stop {
-            return Ok(());
-        }
-    }
-    out.superblock_end()?;
-    out.eof()?;
-    Ok(())
+    let (devices, plan) = plan_of(pool, Sharing::DefRef);
+    emit(&pool.sb, &devices, &plan, &DeviceLeaves::new(dev), sink)
 }
 
-fn for_each_mapping(
-    dev: &dyn BlockDevice,
-    leaf: BlockNr,
-    buf: &mut Block,
-    f: &mut dyn FnMut(Map) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    dev.read_at(leaf, buf)
-        .with_context(|| format!("reading mapping leaf {leaf}"))?;
-    let node = NodeRef::parse(&buf.0, leaf, 8).map_err(anyhow::Error::new)?;
-    for (k, v) in node.keys().iter().zip(node.values_u64()) {
-        let bt = BlockTime::unpack(v.get());
-        f(Map {
-            thin_begin: k.get(),
-            data_begin: bt.block,
-            time: bt.time,
-            len: 1,
-        })?;
-    }
-    Ok(())
-}
-
-/// Writes `pool` as fresh binary metadata on `out` through the metadata writer.
+/// Writes `pool` as fresh binary metadata on `out` through the metadata
+/// writer; returns the writer's warnings.
 ///
 /// # Errors
-/// Always, until the metadata writer is available on this branch.
+/// A leaf that cannot be read again, or a write failure.
 pub fn write_metadata(
-    _input: &dyn BlockDevice,
-    _pool: &RepairedPool,
-    _out: &dyn BlockDevice,
-) -> anyhow::Result<()> {
-    anyhow::bail!("thin_repair: the metadata writer is not available in this build")
+    input: &dyn BlockDevice,
+    pool: &RepairedPool,
+    out: &dyn BlockDevice,
+) -> anyhow::Result<Vec<String>> {
+    let mut w = RunList(ThinWriter::new(out, Overrides::default()));
+    emit_pool(input, pool, &mut w)?;
+    Ok(w.0.take_warnings())
 }

@@ -401,3 +401,135 @@ fn damage_matrix_recovers_at_least_the_recorded_floor() {
     }
     println!("{table}");
 }
+
+/// Writes `img` to `dir/name` and returns the path.
+fn write_image(dir: &Path, name: &str, img: &Image) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, &img.bytes).unwrap();
+    p
+}
+
+/// An existing, zeroed output file of `bytes` bytes.
+fn output_file(dir: &Path, bytes: u64) -> PathBuf {
+    let p = dir.join("out.meta");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(bytes).unwrap();
+    p
+}
+
+#[test]
+fn thin_repair_output_passes_thin_check_and_dumps_like_dump_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in fixture_names() {
+        let img0 = Image::load_zst(&fixtures_dir().join(&name).join("meta.img.zst"));
+        let l = layout(&img0);
+        let dbs = (img0.u64_at(0, 336) & 0xffff_ffff).to_string();
+        for d in Damage::ALL {
+            let mut img = Image {
+                bytes: img0.bytes.clone(),
+            };
+            if !d.apply(&mut img, &l) {
+                continue;
+            }
+            let input = write_image(tmp.path(), "in.meta", &img);
+            let input = input.to_str().unwrap();
+            let out = output_file(tmp.path(), 8 << 20);
+            let out = out.to_str().unwrap();
+            let mut args = vec!["-i", input, "-o", out];
+            let mut dump_args = vec!["--repair", "--expand-shared", input];
+            if d.needs_block_size() {
+                args.extend(["--data-block-size", &dbs]);
+                dump_args.extend(["--data-block-size", &dbs]);
+            }
+            let what = format!("{name} {d:?}");
+            let r = crate::util::run("thin_repair", &args);
+            assert_eq!(r.code(), 0, "{what}\n{}", r.describe());
+            let c = crate::util::run("thin_check", &[out]);
+            if c.code() != 0 {
+                if let Some(keep) = std::env::var_os("REPAIR_KEEP") {
+                    let _ = std::fs::copy(input, Path::new(&keep).join("failed-input.meta"));
+                }
+            }
+            assert_eq!(c.code(), 0, "{what}\n{}", c.describe());
+            assert_eq!(c.stderr().lines().count(), 3, "{what}\n{}", c.describe());
+            let written = crate::util::run("thin_dump", &["--expand-shared", out]);
+            written.expect_code(0);
+            let direct = crate::util::run("thin_dump", &dump_args);
+            direct.expect_code(0);
+            assert_same(&written.stdout(), &direct.stdout(), &what, &[]);
+        }
+    }
+}
+
+#[test]
+fn thin_repair_checks_its_output_before_touching_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = Image {
+        bytes: vec![0; 32 * BLOCK_SIZE],
+    };
+    let input = write_image(tmp.path(), "zero.meta", &img);
+    let input = input.to_str().unwrap();
+    let missing = tmp.path().join("missing");
+    let r = crate::util::run(
+        "thin_repair",
+        &["-i", input, "-o", missing.to_str().unwrap()],
+    );
+    r.expect_code(1);
+    assert!(
+        r.stderr().contains("Couldn't find output file"),
+        "{}",
+        r.describe()
+    );
+    let small = tmp.path().join("small");
+    std::fs::write(&small, vec![0u8; 4096]).unwrap();
+    let r = crate::util::run("thin_repair", &["-i", input, "-o", small.to_str().unwrap()]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "Output file too small.\n", "{}", r.describe());
+    // No roots: the output is left exactly as it was.
+    let out = output_file(tmp.path(), 1 << 20);
+    std::fs::write(&out, vec![7u8; 1 << 20]).unwrap();
+    let r = crate::util::run(
+        "thin_repair",
+        &["-i", input, "-o", out.to_str().unwrap(), ""],
+    );
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "no compatible roots found\n");
+    assert!(std::fs::read(&out).unwrap().iter().all(|&b| b == 7));
+    let r = crate::util::run(
+        "thin_repair",
+        &["-q", "-i", input, "-o", out.to_str().unwrap()],
+    );
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "");
+}
+
+#[test]
+fn thin_repair_refuses_xml_and_bad_block_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let xml = tmp.path().join("dump.xml");
+    std::fs::write(&xml, format!("<superblock uuid=\"\"{}", " ".repeat(5000))).unwrap();
+    let out = output_file(tmp.path(), 1 << 20);
+    let (x, o) = (xml.to_str().unwrap(), out.to_str().unwrap());
+    let r = crate::util::run("thin_repair", &["-i", x, "-o", o]);
+    r.expect_code(1);
+    assert!(
+        r.stderr().contains("This looks like XML."),
+        "{}",
+        r.describe()
+    );
+    let r = crate::util::run(
+        "thin_repair",
+        &["-i", x, "-o", o, "--data-block-size", "100"],
+    );
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("invalid data block size"),
+        "{}",
+        r.describe()
+    );
+    let r = crate::util::run("thin_repair", &["-i", x]);
+    r.expect_code(2);
+    assert!(r
+        .stderr()
+        .contains("the following required arguments were not provided"));
+}

@@ -99,7 +99,12 @@ pub fn unpack_fixture(name: &str, dir: &Path) -> PathBuf {
 }
 
 /// The shared reference corpus beside the repository, when present.
+/// `THINTOOLS_CORPUS` overrides the location (worktrees outside the CI layout).
 pub fn corpus_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("THINTOOLS_CORPUS") {
+        let p = PathBuf::from(p);
+        return p.is_dir().then_some(p);
+    }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus-sample");
     p.is_dir().then_some(p)
 }

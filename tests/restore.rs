@@ -336,19 +336,22 @@ fn corpus_dumps_restore_to_equivalent_metadata() {
     }
 }
 
+/// Runs of one device: (gap, length, data block, time).
+type DevRuns = Vec<(u64, u64, u64, u32)>;
+/// Runs of the def: (length, data block, time).
+type DefRuns = Vec<(u64, u64, u32)>;
+/// Mappings per device: (thin block, data block, time).
+type Mappings = BTreeMap<u64, Vec<(u64, u64, u32)>>;
+
 /// A random pool: devices with ascending runs, some sharing a def.
-fn pool_strategy() -> impl Strategy<Value = (Vec<Vec<(u64, u64, u64, u32)>>, Vec<(u64, u64, u32)>)>
-{
+fn pool_strategy() -> impl Strategy<Value = (Vec<DevRuns>, DefRuns)> {
     let runs = prop::collection::vec((0u64..40, 1u64..300, 0u64..5000, 0u32..3), 0..12);
     let devs = prop::collection::vec(runs, 0..5);
     let def = prop::collection::vec((1u64..300, 0u64..5000, 0u32..3), 0..4);
     (devs, def)
 }
 
-fn pool_xml(
-    devs: &[Vec<(u64, u64, u64, u32)>],
-    def: &[(u64, u64, u32)],
-) -> (String, BTreeMap<u64, Vec<(u64, u64, u32)>>) {
+fn pool_xml(devs: &[Vec<(u64, u64, u64, u32)>], def: &[(u64, u64, u32)]) -> (String, Mappings) {
     let mut xml = String::from(
         "<superblock uuid=\"\" time=\"3\" transaction=\"1\" data_block_size=\"128\" nr_data_blocks=\"6000\">\n",
     );
@@ -391,12 +394,12 @@ fn pool_xml(
 }
 
 /// Parses Debian's (expanded) dump into mappings per device.
-fn parse_dump(dump: &str) -> BTreeMap<u64, Vec<(u64, u64, u32)>> {
+fn parse_dump(dump: &str) -> Mappings {
     let attr = |l: &str, a: &str| -> u64 {
         let s = &l[l.find(&format!(" {a}=\"")).unwrap() + a.len() + 3..];
         s[..s.find('"').unwrap()].parse().unwrap()
     };
-    let mut out: BTreeMap<u64, Vec<(u64, u64, u32)>> = BTreeMap::new();
+    let mut out: Mappings = BTreeMap::new();
     let mut cur = 0;
     for l in dump.lines() {
         let l = l.trim();

@@ -191,7 +191,38 @@ pub fn read_sorted<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], f: &mut F)
 where
     F: FnMut(BlockNr, io::Result<&Block>),
 {
-    let mut buf = Block::zeroed_vec(MAX_RUN);
+    READ_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => read_runs(dev, sorted, &mut buf, f),
+        // Re-entered from inside `f`: use a buffer of our own.
+        Err(_) => read_runs(dev, sorted, &mut Block::zeroed_vec(MAX_RUN), f),
+    });
+}
+
+thread_local! {
+    /// One reusable run buffer per thread (avoids zeroing 1 MiB per batch).
+    static READ_BUF: std::cell::RefCell<Vec<Block>> = std::cell::RefCell::new(Block::zeroed_vec(MAX_RUN));
+}
+
+/// As [`read_sorted`], reusing `buf` (grown to [`MAX_RUN`] blocks on first
+/// use) so that callers issuing many small batches do not allocate each time.
+pub fn read_sorted_with<F>(
+    dev: &dyn BlockDevice,
+    sorted: &[BlockNr],
+    buf: &mut Vec<Block>,
+    f: &mut F,
+) where
+    F: FnMut(BlockNr, io::Result<&Block>),
+{
+    if buf.len() < MAX_RUN {
+        *buf = Block::zeroed_vec(MAX_RUN);
+    }
+    read_runs(dev, sorted, buf, f);
+}
+
+fn read_runs<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], buf: &mut [Block], f: &mut F)
+where
+    F: FnMut(BlockNr, io::Result<&Block>),
+{
     let mut i = 0;
     while i < sorted.len() {
         let first = sorted[i];

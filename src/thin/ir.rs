@@ -114,3 +114,88 @@ pub trait MetadataVisitor {
     /// Sink failure.
     fn eof(&mut self) -> anyhow::Result<Visit>;
 }
+
+/// A sink whose mapping runs can be rendered on worker threads.
+///
+/// Runs inside one group of leaves are independent of each other once they
+/// are known, so the dump engine renders the runs of many leaves in parallel
+/// into fragments and then splices the fragments into the output in document
+/// order. Text sinks render bytes; other sinks can simply keep the runs (see
+/// [`RunList`]).
+pub trait ChunkSink: MetadataVisitor {
+    /// Consecutive runs in rendered form.
+    type Fragment: Send + Default;
+
+    /// Appends run `m` to `frag`. Runs on worker threads, so it must not
+    /// depend on the sink's state.
+    fn render(frag: &mut Self::Fragment, m: &Map);
+
+    /// Writes a fragment at the current position, as if each run in it had
+    /// been passed to [`MetadataVisitor::map`] in order.
+    ///
+    /// # Errors
+    /// Sink failure.
+    fn splice(&mut self, frag: Self::Fragment) -> anyhow::Result<Visit>;
+}
+
+/// Adapts any [`MetadataVisitor`] to [`ChunkSink`]: fragments are lists of
+/// runs, replayed through `map` in order.
+pub struct RunList<V>(pub V);
+
+impl<V: MetadataVisitor> MetadataVisitor for RunList<V> {
+    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> anyhow::Result<Visit> {
+        self.0.superblock_begin(sb)
+    }
+    fn superblock_end(&mut self) -> anyhow::Result<Visit> {
+        self.0.superblock_end()
+    }
+    fn def_begin(&mut self, name: u64) -> anyhow::Result<Visit> {
+        self.0.def_begin(name)
+    }
+    fn def_end(&mut self) -> anyhow::Result<Visit> {
+        self.0.def_end()
+    }
+    fn device_begin(&mut self, dev: &DeviceInfo) -> anyhow::Result<Visit> {
+        self.0.device_begin(dev)
+    }
+    fn device_end(&mut self) -> anyhow::Result<Visit> {
+        self.0.device_end()
+    }
+    fn map(&mut self, m: &Map) -> anyhow::Result<Visit> {
+        self.0.map(m)
+    }
+    fn ref_shared(&mut self, name: u64) -> anyhow::Result<Visit> {
+        self.0.ref_shared(name)
+    }
+    fn eof(&mut self) -> anyhow::Result<Visit> {
+        self.0.eof()
+    }
+}
+
+impl<V: MetadataVisitor> ChunkSink for RunList<V> {
+    type Fragment = Vec<Map>;
+
+    fn render(frag: &mut Vec<Map>, m: &Map) {
+        frag.push(*m);
+    }
+
+    fn splice(&mut self, frag: Vec<Map>) -> anyhow::Result<Visit> {
+        for m in &frag {
+            if self.0.map(m)? == Visit::Stop {
+                return Ok(Visit::Stop);
+            }
+        }
+        Ok(Visit::Continue)
+    }
+}
+
+impl Map {
+    /// True when `next` continues this run: it starts right after it in both
+    /// the thin and the data space and was written at the same time.
+    #[must_use]
+    pub fn continued_by(&self, next: &Map) -> bool {
+        self.time == next.time
+            && self.thin_begin.checked_add(self.len) == Some(next.thin_begin)
+            && self.data_begin.checked_add(self.len) == Some(next.data_begin)
+    }
+}

@@ -2,6 +2,8 @@
 //! while counts stay at or below 2, with an overflow table for larger counts.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Dense reference counts for `0..nr_blocks`.
 pub struct RefCounts {
@@ -82,6 +84,13 @@ impl RefCounts {
         }
     }
 
+    /// The packed 2-bit counts, 32 blocks per word, block `32 * i + k` at bits
+    /// `2k..2k+2` (value 3 = see [`RefCounts::get`]).
+    #[must_use]
+    pub fn words(&self) -> &[u64] {
+        &self.bits
+    }
+
     /// Number of blocks with a non-zero count.
     #[must_use]
     pub fn nr_allocated(&self) -> u64 {
@@ -95,9 +104,106 @@ impl RefCounts {
     }
 }
 
+/// Reference counts that several threads increment at once (the data counts
+/// of a parallel mapping walk). Same layout as [`RefCounts`], into which it
+/// turns when the walk is over.
+pub struct SharedCounts {
+    bits: Vec<AtomicU64>,
+    overflow: Mutex<HashMap<u64, u32>>,
+    nr_blocks: u64,
+}
+
+impl SharedCounts {
+    /// All-zero counts for `nr_blocks` blocks.
+    #[must_use]
+    pub fn new(nr_blocks: u64) -> SharedCounts {
+        let words = usize::try_from(nr_blocks.div_ceil(32)).unwrap_or(0);
+        SharedCounts {
+            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            overflow: Mutex::new(HashMap::new()),
+            nr_blocks,
+        }
+    }
+
+    /// Adds one to block `b`; returns false when `b` is out of range.
+    pub fn inc(&self, b: u64) -> bool {
+        if b >= self.nr_blocks {
+            return false;
+        }
+        let cell = &self.bits[usize::try_from(b / 32).unwrap_or(0)];
+        let shift = (b % 32) * 2;
+        let mut cur = cell.load(Ordering::Relaxed);
+        loop {
+            let v = (cur >> shift) & 3;
+            if v == 3 {
+                self.bump_overflow(b, 1);
+                return true;
+            }
+            match cell.compare_exchange_weak(
+                cur,
+                cur + (1 << shift),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if v == 2 {
+                        // 3 reached: the overflow entry holds the full count. A
+                        // concurrent increment may have created it already.
+                        self.bump_overflow(b, 0);
+                    }
+                    return true;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn bump_overflow(&self, b: u64, by: u32) {
+        let mut o = self
+            .overflow
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = o.entry(b).or_insert(3);
+        *e = e.saturating_add(by);
+    }
+
+    /// The final counts.
+    #[must_use]
+    pub fn into_counts(self) -> RefCounts {
+        RefCounts {
+            bits: self.bits.into_iter().map(AtomicU64::into_inner).collect(),
+            overflow: self
+                .overflow
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            nr_blocks: self.nr_blocks,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_counts_agree_with_serial_counts() {
+        use rayon::prelude::*;
+        let blocks: Vec<u64> = (0..20_000u64).map(|i| (i * 7919) % 1000).collect();
+        let shared = SharedCounts::new(1000);
+        blocks.par_iter().for_each(|&b| {
+            shared.inc(b);
+        });
+        assert!(!shared.inc(1000));
+        let mut serial = RefCounts::new(1000);
+        for &b in &blocks {
+            serial.inc(b);
+        }
+        let got = shared.into_counts();
+        for b in 0..1000 {
+            assert_eq!(got.get(b), serial.get(b), "block {b}");
+        }
+        assert_eq!(got.words(), serial.words());
+    }
 
     #[test]
     fn counts_widen_past_two() {

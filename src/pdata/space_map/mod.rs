@@ -13,6 +13,7 @@
 pub mod count_map;
 pub mod counts;
 pub mod disk;
+pub mod read;
 pub mod write;
 
 use zerocopy::little_endian::U64;

@@ -247,15 +247,13 @@ pub fn command(args: &[OsString]) -> Outcome {
     })
 }
 
-/// The `--repair` hook. The repair engine (src/thin/repair.rs) replaces this
-/// body with a call to its own entry point, which reads `opts.input`, finds
-/// the roots, applies `opts.overrides` and writes the document with
-/// [`write_document`] to [`open_destination`].
+/// `--repair`: the repair engine finds the pool and writes it with
+/// [`write_document`] (see [`crate::thin::repair::dump`]).
 fn dump_repaired(opts: &DumpOptions) -> Outcome {
-    if !opts.quiet {
-        eprintln!("--repair is not available yet");
+    match crate::thin::repair::dump::dump_repaired(opts) {
+        Ok(o) => o,
+        Err(e) => cli::report_error(&e, opts.quiet),
     }
-    Outcome::Failure
 }
 
 /// Stderr diagnostics honouring `-q`/`-v`.

@@ -1,21 +1,14 @@
-//! Emitting the repaired pool as IR events (repair.md G2, G6, G7).
-//!
-//! Devices are paired by id between the chosen top-level and details trees.
-//! A device keeps every mapping under its readable nodes; a lost subtree costs
-//! only its key range. Leaves reached by more than one device are emitted once
-//! as a `<def>` (named by the leaf's block) and referenced, so the output
+//! The repaired pool (repair.md G2, G6, G7): devices paired by id between
+//! the chosen top-level and details trees, each with the leaves under its
+//! readable nodes (a lost subtree costs only its key range). The leaf lists
+//! then go through the same def/ref planning as thin_dump, so the output
 //! keeps the input's sharing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use anyhow::{anyhow, Result};
-
-use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::btree::node::NodeRef;
-use crate::pdata::io::BlockDevice;
+use crate::pdata::block::BlockNr;
 use crate::thin::device_details::DeviceDetails;
-use crate::thin::ir::{DeviceInfo, Map, MetadataVisitor};
-use crate::thin::mapping::BlockTime;
+use crate::thin::ir::DeviceInfo;
 use crate::thin::repair::classify::{Classified, Kind};
 use crate::thin::repair::roots::{device_roots, Chosen};
 use crate::thin::repair::scan::ScannedNode;
@@ -62,58 +55,6 @@ struct Plan {
     details: DeviceDetails,
     leaves: Vec<BlockNr>,
     mappings: u64,
-}
-
-/// Merges mappings into runs and sends them.
-struct Runs {
-    cur: Option<Map>,
-    last_key: Option<u64>,
-}
-
-impl Runs {
-    fn push(&mut self, sink: &mut dyn MetadataVisitor, key: u64, bt: BlockTime) -> Result<()> {
-        if let Some(m) = &mut self.cur {
-            if m.thin_begin + m.len == key && m.data_begin + m.len == bt.block && m.time == bt.time
-            {
-                m.len += 1;
-                return Ok(());
-            }
-            sink.map(m)?;
-        }
-        self.cur = Some(Map {
-            thin_begin: key,
-            data_begin: bt.block,
-            time: bt.time,
-            len: 1,
-        });
-        self.last_key = Some(key);
-        Ok(())
-    }
-
-    fn flush(&mut self, sink: &mut dyn MetadataVisitor) -> Result<()> {
-        if let Some(m) = self.cur.take() {
-            self.last_key = Some(m.thin_begin + m.len - 1);
-            sink.map(&m)?;
-        }
-        Ok(())
-    }
-}
-
-fn emit_leaf(
-    dev: &dyn BlockDevice,
-    leaf: BlockNr,
-    runs: &mut Runs,
-    sink: &mut dyn MetadataVisitor,
-) -> Result<()> {
-    let mut b = Block::zeroed();
-    dev.read_at(leaf, &mut b)
-        .map_err(|e| anyhow!("re-reading block {leaf}: {e}"))?;
-    let node =
-        NodeRef::parse(&b.0, leaf, 8).map_err(|e| anyhow!("re-reading block {leaf}: {e}"))?;
-    for i in 0..node.len() {
-        runs.push(sink, node.key(i), BlockTime::unpack(node.value_u64(i)))?;
-    }
-    Ok(())
 }
 
 fn leaf_range(cl: &Classified, leaf: BlockNr) -> (u64, u64, u64) {
@@ -222,68 +163,32 @@ fn plan(
     plans
 }
 
-/// Emits the pool `chosen` describes into `sink`.
-///
-/// # Errors
-/// Input re-read failures and sink failures.
-pub fn emit(
-    dev: &dyn BlockDevice,
-    cl: &Classified,
-    chosen: &Chosen,
-    sink: &mut dyn MetadataVisitor,
-    warnings: &mut Vec<String>,
-) -> Result<Salvage> {
+/// The repaired pool: devices in ascending id with their leaf lists.
+#[derive(Clone, Debug, Default)]
+pub struct Pool {
+    /// Devices (mapped_blocks = mappings recovered).
+    pub devices: Vec<DeviceInfo>,
+    /// Mapping leaves of each device, left to right (paired by index).
+    pub leaves: Vec<Vec<BlockNr>>,
+}
+
+/// Plans the pool `chosen` describes.
+#[must_use]
+pub fn pool(cl: &Classified, chosen: &Chosen, warnings: &mut Vec<String>) -> (Pool, Salvage) {
     let mut salvage = Salvage::default();
     let plans = plan(cl, chosen, warnings, &mut salvage);
-    let mut users: HashMap<BlockNr, u32> = HashMap::new();
-    for p in &plans {
-        for &l in &p.leaves {
-            *users.entry(l).or_default() += 1;
-        }
-    }
-    let mut shared: Vec<BlockNr> = users
-        .iter()
-        .filter(|(_, &n)| n > 1)
-        .map(|(&b, _)| b)
-        .collect();
-    shared.sort_unstable();
-    sink.superblock_begin(&chosen.sb)?;
-    for &leaf in &shared {
-        sink.def_begin(leaf)?;
-        let mut runs = Runs {
-            cur: None,
-            last_key: None,
-        };
-        emit_leaf(dev, leaf, &mut runs, sink)?;
-        runs.flush(sink)?;
-        sink.def_end()?;
-    }
-    for p in &plans {
-        sink.device_begin(&DeviceInfo {
+    let mut out = Pool::default();
+    for p in plans {
+        salvage.devices += 1;
+        salvage.mappings += p.mappings;
+        out.devices.push(DeviceInfo {
             dev_id: p.id,
             mapped_blocks: p.details.mapped_blocks,
             transaction: p.details.transaction_id,
             creation_time: p.details.creation_time,
             snap_time: p.details.snapshotted_time,
-        })?;
-        let mut runs = Runs {
-            cur: None,
-            last_key: None,
-        };
-        for &leaf in &p.leaves {
-            if users.get(&leaf).copied().unwrap_or(0) > 1 {
-                runs.flush(sink)?;
-                sink.ref_shared(leaf)?;
-            } else {
-                emit_leaf(dev, leaf, &mut runs, sink)?;
-            }
-        }
-        runs.flush(sink)?;
-        sink.device_end()?;
-        salvage.devices += 1;
-        salvage.mappings += p.mappings;
+        });
+        out.leaves.push(p.leaves);
     }
-    sink.superblock_end()?;
-    sink.eof()?;
-    Ok(salvage)
+    (out, salvage)
 }

@@ -5,6 +5,7 @@
 //! XML writer.
 
 pub mod classify;
+pub mod dump;
 pub mod emit;
 pub mod roots;
 pub mod scan;
@@ -18,13 +19,16 @@ use clap::Parser;
 
 use crate::cli;
 use crate::exit::Outcome;
+use crate::pdata::block::BlockNr;
 use crate::pdata::io::{open_metadata, open_output, Access, BlockDevice, Sharing};
-use crate::thin::ir::MetadataVisitor;
+use crate::thin::emit::DeviceLeaves;
+use crate::thin::ir::{MetadataVisitor, RunList};
 use crate::thin::restore::check_block_size_override;
+use crate::thin::shared_runs::SharingPlan;
 use crate::thin::superblock::read_superblock;
 use crate::thin::writer::{Overrides, ThinWriter};
 
-pub use emit::Salvage;
+pub use emit::{Pool, Salvage};
 pub use roots::Chosen;
 
 /// What a repair found and did.
@@ -32,7 +36,9 @@ pub use roots::Chosen;
 pub struct RepairReport {
     /// Roots and superblock values used.
     pub chosen: Chosen,
-    /// What was emitted.
+    /// Devices and their leaves.
+    pub pool: Pool,
+    /// What was recovered.
     pub salvage: Salvage,
     /// Warnings for stderr (not with `-q`).
     pub warnings: Vec<String>,
@@ -72,17 +78,12 @@ fn describe_candidates(
     }
 }
 
-/// Finds the pool in `dev` and emits it into `sink` (superblock first, then
-/// defs, devices, end). Nothing reaches `sink` before roots are found.
+/// Finds the pool in `dev`: roots, superblock values, and per device the
+/// leaves that can be read. Reads `dev` only.
 ///
 /// # Errors
-/// `no compatible roots found`, a missing or invalid data block size, input
-/// re-read failures, sink failures.
-pub fn repair_to(
-    dev: &dyn BlockDevice,
-    overrides: &Overrides,
-    sink: &mut dyn MetadataVisitor,
-) -> Result<RepairReport> {
+/// `no compatible roots found`, or a missing or invalid data block size.
+pub fn find_pool(dev: &dyn BlockDevice, overrides: &Overrides) -> Result<RepairReport> {
     let reference = read_superblock(dev, 0).ok().map(|(sb, _)| sb);
     let scanned = scan::scan(dev);
     let cl = classify::Classified::new(&scanned);
@@ -111,7 +112,7 @@ pub fn repair_to(
             r.time
         ));
     }
-    let salvage = emit::emit(dev, &cl, &chosen, sink, &mut warnings)?;
+    let (pool, salvage) = emit::pool(&cl, &chosen, &mut warnings);
     if salvage.lost_subtrees > 0 || (salvage.regenerated > 0 && chosen.details.is_some()) {
         warnings.push(format!(
             "salvaged {} devices, {} mappings; lost {} subtrees",
@@ -120,10 +121,42 @@ pub fn repair_to(
     }
     Ok(RepairReport {
         chosen,
+        pool,
         salvage,
         warnings,
         info,
     })
+}
+
+/// The def/ref plan of a repaired pool (plain leaves if the lists are not
+/// consistent enough to plan).
+#[must_use]
+pub fn sharing_plan(pool: &Pool) -> SharingPlan {
+    let refs: Vec<&[BlockNr]> = pool.leaves.iter().map(Vec::as_slice).collect();
+    SharingPlan::build(&refs).unwrap_or_else(|_| SharingPlan::expanded(&refs))
+}
+
+/// Finds the pool in `dev` and emits it into `sink` (superblock first, then
+/// defs, devices, end). Nothing reaches `sink` before roots are found.
+///
+/// # Errors
+/// As [`find_pool`], plus input re-read and sink failures.
+pub fn repair_to<S: MetadataVisitor + Send>(
+    dev: &dyn BlockDevice,
+    overrides: &Overrides,
+    sink: S,
+) -> Result<(RepairReport, S)> {
+    let report = find_pool(dev, overrides)?;
+    let plan = sharing_plan(&report.pool);
+    let mut sink = RunList(sink);
+    crate::thin::emit::emit(
+        &report.chosen.sb,
+        &report.pool.devices,
+        &plan,
+        &DeviceLeaves::new(dev),
+        &mut sink,
+    )?;
+    Ok((report, sink.0))
 }
 
 /// Repair damaged thin-provisioning metadata into a fresh metadata device.
@@ -168,21 +201,18 @@ pub fn repair(args: &RepairArgs) -> Result<()> {
         data_block_size: args.data_block_size,
         nr_data_blocks: args.nr_data_blocks,
     };
-    let mut writer = ThinWriter::new(&out, Overrides::default());
-    let res = repair_to(&input, &overrides, &mut writer);
+    let writer = ThinWriter::new(&out, Overrides::default());
+    let (report, mut writer) = repair_to(&input, &overrides, writer)?;
     let loud = !args.quiet;
-    match &res {
-        Ok(report) if loud => {
-            if args.verbose > 0 {
-                for l in &report.info {
-                    eprintln!("{l}");
-                }
-            }
-            for w in &report.warnings {
-                eprintln!("{w}");
+    if loud {
+        if args.verbose > 0 {
+            for l in &report.info {
+                eprintln!("{l}");
             }
         }
-        _ => {}
+        for w in &report.warnings {
+            eprintln!("{w}");
+        }
     }
     if loud {
         for w in writer.take_warnings() {
@@ -191,7 +221,7 @@ pub fn repair(args: &RepairArgs) -> Result<()> {
             }
         }
     }
-    res.map(|_| ())
+    Ok(())
 }
 
 /// Entry point of `thin_repair`: parses `args` (without argv[0]) and runs the tool.

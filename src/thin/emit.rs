@@ -27,6 +27,9 @@ const CHUNK_LEAVES: usize = 128;
 /// Leaves per window (bounds the memory of rendered fragments).
 const WINDOW_LEAVES: usize = 4096;
 
+/// A callback receiving one leaf: its block, keys and values.
+pub type LeafFn<'a> = dyn FnMut(BlockNr, &[U64], &[U64]) + 'a;
+
 /// Where leaf contents come from.
 pub trait LeafReader: Sync {
     /// Calls `f(leaf, keys, values)` for every leaf of `leaves`, in the order
@@ -39,7 +42,7 @@ pub trait LeafReader: Sync {
         &self,
         leaves: &[BlockNr],
         scratch: &mut Vec<Block>,
-        f: &mut dyn FnMut(BlockNr, &[U64], &[U64]),
+        f: &mut LeafFn<'_>,
     ) -> Result<(), NodeError>;
 }
 
@@ -78,7 +81,7 @@ impl LeafReader for DeviceLeaves<'_> {
         &self,
         leaves: &[BlockNr],
         scratch: &mut Vec<Block>,
-        f: &mut dyn FnMut(BlockNr, &[U64], &[U64]),
+        f: &mut LeafFn<'_>,
     ) -> Result<(), NodeError> {
         let mut err = None;
         if leaves.windows(2).all(|w| w[0] < w[1]) {

@@ -441,3 +441,41 @@ proptest! {
         prop_assert_eq!(parse_dump(&debian_dump(&out)), expect);
     }
 }
+
+/// dump(restore(xml)) is stable after one normalising round, and equals the
+/// input up to def names (our thin_dump reads what we wrote).
+#[test]
+fn our_dump_of_a_restore_is_stable() {
+    let d = TempDir::new().unwrap();
+    let mut docs = vec![SMALL.to_string()];
+    if let Some(corpus) = corpus_dir() {
+        for e in std::fs::read_dir(&corpus).unwrap() {
+            let x = e.unwrap().path().join("expected/thin_dump.stdout");
+            if x.exists() {
+                docs.push(std::fs::read_to_string(x).unwrap());
+            }
+        }
+    }
+    let names = |s: &str| {
+        s.split("name=\"")
+            .enumerate()
+            .map(|(i, p)| {
+                if i == 0 {
+                    p.to_string()
+                } else {
+                    p[p.find('"').unwrap()..].to_string()
+                }
+            })
+            .collect::<String>()
+    };
+    for xml in docs {
+        let (r, out) = restore_xml(d.path(), &xml, &[]);
+        r.expect_code(0);
+        run("thin_check", &[out.to_str().unwrap()]).expect_code(0);
+        let first = run("thin_dump", &[out.to_str().unwrap()]).stdout();
+        assert_eq!(names(&first), names(&xml));
+        let (r, out) = restore_xml(d.path(), &first, &[]);
+        r.expect_code(0);
+        assert_eq!(run("thin_dump", &[out.to_str().unwrap()]).stdout(), first);
+    }
+}

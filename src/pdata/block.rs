@@ -49,3 +49,71 @@ impl std::ops::DerefMut for Block {
         &mut self.0
     }
 }
+
+/// Consecutive blocks of a regular file mapped read-only into memory, so that
+/// large batched reads need no copy out of the page cache. Unmapped on drop:
+/// only one run per reading thread is mapped at a time, which keeps the
+/// resident set small however large the metadata is.
+pub struct MappedBlocks {
+    ptr: std::ptr::NonNull<Block>,
+    nr: usize,
+}
+
+impl MappedBlocks {
+    /// Maps blocks `first..first + nr` of `file`.
+    ///
+    /// # Errors
+    /// Offset overflow or the OS refusing the mapping.
+    pub fn map(file: &std::fs::File, first: BlockNr, nr: usize) -> std::io::Result<Self> {
+        use std::os::unix::io::AsRawFd;
+        let overflow = || std::io::Error::other("mapping offset overflows");
+        let len = nr.checked_mul(BLOCK_SIZE).ok_or_else(overflow)?;
+        let off = first
+            .checked_mul(BLOCK_SIZE_U64)
+            .and_then(|o| libc::off_t::try_from(o).ok())
+            .ok_or_else(overflow)?;
+        if len == 0 {
+            return Err(std::io::Error::other("empty mapping"));
+        }
+        // SAFETY: a fresh private read-only mapping of `len` bytes of an open
+        // file at a page-aligned offset; no existing memory is affected. The
+        // result is checked against MAP_FAILED before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                off,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<Block>())
+            .ok_or_else(|| std::io::Error::other("null mapping"))?;
+        Ok(MappedBlocks { ptr, nr })
+    }
+
+    /// The mapped blocks.
+    #[must_use]
+    pub fn blocks(&self) -> &[Block] {
+        // SAFETY: the mapping is `nr * 4096` readable bytes at a page-aligned
+        // (hence 4096-aligned) address, valid until `self` is dropped; any
+        // byte pattern is a valid `Block`. The callers read metadata files
+        // that are not truncated or rewritten while a tool runs (the same
+        // assumption every reader of the file makes).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.nr) }
+    }
+}
+
+impl Drop for MappedBlocks {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region `map` created; no reference into
+        // it outlives `self` (`blocks` borrows `self`).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.nr * BLOCK_SIZE);
+        }
+    }
+}

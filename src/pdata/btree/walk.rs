@@ -409,36 +409,30 @@ impl<'d> Walker<'d> {
 
     /// Key-range checks for every reference in a level.
     fn check_refs(&mut self, refs: &[PendingRef]) {
-        for r in refs {
-            let Some(node) = self.graph.nodes.get_mut(&r.nr) else {
-                continue;
-            };
-            if r.lo.is_some() && node.underfull && node.non_fatal.is_none() {
-                // Only non-root internal nodes must be at least a third full.
-                node.non_fatal = node.non_fatal.or(Some(NodeErrorKind::Underfull));
-            }
-            let s = *node;
-            if matches!(s.state, NodeState::Bad(_)) || s.nr_entries == 0 {
-                if s.state == NodeState::Internal && s.nr_entries == 0 {
-                    self.graph.link_errors.push(NodeError {
-                        block: r.nr,
-                        kind: NodeErrorKind::EmptyInternal,
-                    });
+        // The lookups are read-only and most references find nothing wrong:
+        // classify in parallel, then apply the few findings in order.
+        let nodes = &self.graph.nodes;
+        let findings: Vec<RefFinding> = refs
+            .par_chunks(4096)
+            .flat_map_iter(|chunk| chunk.iter().filter_map(|r| classify_ref(nodes, r)))
+            .collect();
+        for f in findings {
+            if f.underfull {
+                if let Some(node) = self.graph.nodes.get_mut(&f.block) {
+                    // Only non-root internal nodes must be at least a third full.
+                    node.non_fatal = node.non_fatal.or(Some(NodeErrorKind::Underfull));
                 }
-                continue;
             }
-            let below = r.lo.is_some_and(|lo| s.first_key < lo);
-            let above = r.hi.is_some_and(|hi| s.last_key > hi);
-            let equal = r.hi.is_some_and(|hi| s.last_key == hi);
-            if below || above {
+            if let Some(kind) = f.link {
                 self.graph.link_errors.push(NodeError {
-                    block: r.nr,
-                    kind: NodeErrorKind::KeyRange,
+                    block: f.block,
+                    kind,
                 });
-            } else if equal {
+            }
+            if let Some(key) = f.equal_key {
                 self.graph.key_warnings.push(KeyWarning {
-                    block: r.nr,
-                    key: s.last_key,
+                    block: f.block,
+                    key,
                 });
             }
         }
@@ -488,6 +482,39 @@ impl<'d> Walker<'d> {
         self.heights.insert(nr, h0 + 1);
         Some(h0 + 1)
     }
+}
+
+/// What one reference revealed about its child.
+struct RefFinding {
+    block: BlockNr,
+    underfull: bool,
+    link: Option<NodeErrorKind>,
+    equal_key: Option<u64>,
+}
+
+/// The key-range and fill checks of one reference (None when all is well).
+fn classify_ref(nodes: &HashMap<BlockNr, NodeSummary>, r: &PendingRef) -> Option<RefFinding> {
+    let s = *nodes.get(&r.nr)?;
+    let mut f = RefFinding {
+        block: r.nr,
+        underfull: r.lo.is_some() && s.underfull && s.non_fatal.is_none(),
+        link: None,
+        equal_key: None,
+    };
+    if matches!(s.state, NodeState::Bad(_)) || s.nr_entries == 0 {
+        if s.state == NodeState::Internal && s.nr_entries == 0 {
+            f.link = Some(NodeErrorKind::EmptyInternal);
+        }
+    } else {
+        let below = r.lo.is_some_and(|lo| s.first_key < lo);
+        let above = r.hi.is_some_and(|hi| s.last_key > hi);
+        if below || above {
+            f.link = Some(NodeErrorKind::KeyRange);
+        } else if r.hi.is_some_and(|hi| s.last_key == hi) {
+            f.equal_key = Some(s.last_key);
+        }
+    }
+    (f.underfull || f.link.is_some() || f.equal_key.is_some()).then_some(f)
 }
 
 fn bad_summary(kind: NodeErrorKind) -> NodeSummary {

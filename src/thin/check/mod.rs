@@ -670,8 +670,5 @@ fn devices_to_check(
             }
         }
     }
-    if live.is_none() {
-        exclusive = 0;
-    }
     Devices { list, exclusive }
 }

@@ -337,24 +337,21 @@ fn xml_input(t: &Tool, s: &Scratch) -> Result<(), String> {
     )
 }
 
-/// Valid metadata images available here: fixtures, else the shared corpus.
+/// Valid kernel-written metadata images: two fixtures (one with a held
+/// metadata snapshot), else the shared corpus.
 fn valid_images(s: &Scratch) -> Vec<PathBuf> {
-    let mut zsts: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_str().is_some_and(|n| n.ends_with("meta.img.zst")))
-        .take(2)
+    let mut zsts: Vec<PathBuf> = ["b-full-thin", "f-held-metasnap"]
+        .iter()
+        .map(|n| fixtures_dir().join(n).join("meta.img.zst"))
+        .filter(|p| p.exists())
         .collect();
     if zsts.is_empty() {
-        if let Some(c) = corpus_dir().or_else(shared_corpus) {
+        if let Some(c) = corpus_dir() {
             zsts.push(c.join("b-full-thin/meta.img.zst"));
         }
     }
     zsts.iter()
         .enumerate()
-        .filter(|(_, z)| z.exists())
         .map(|(i, z)| {
             let dst = s.path(&format!("valid{i}"));
             let st = Command::new("zstd")
@@ -367,11 +364,6 @@ fn valid_images(s: &Scratch) -> Vec<PathBuf> {
             dst
         })
         .collect()
-}
-
-fn shared_corpus() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus-sample");
-    p.is_dir().then_some(p)
 }
 
 fn input_unchanged(t: &Tool, s: &Scratch) -> Result<(), String> {

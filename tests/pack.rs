@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use thintools::pdata::checksum::{write_checksum, BlockKind};
 
-use crate::util::{bin, corpus_dir, run, sha256_file, Run};
+use crate::util::{bin, corpus_dir, fixtures_dir, run, sha256_file, unpack_fixture, Run};
 
 /// A shared reference folder (`../shared/<name>` beside the repository, or
 /// beside the worktree's parent), when present.
@@ -139,6 +139,27 @@ fn round_trip_keeps_recognised_blocks_and_zeroes_the_rest() {
 }
 
 /// Kernel-written images: unused blocks are zero, so the round trip is exact.
+#[test]
+fn fixture_images_round_trip_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
+        let fixture = entry.unwrap().path();
+        let name = fixture.file_name().unwrap().to_str().unwrap().to_string();
+        // j-huge-metadata is a 17 GiB sparse image: too slow for a unit run.
+        if !fixture.join("meta.img.zst").exists() || fixture.join("meta.img.size").exists() {
+            continue;
+        }
+        let img = unpack_fixture(&format!("{name}/meta.img.zst"), dir.path());
+        let out = round_trip(dir.path(), &img);
+        assert_eq!(sha256_file(&out), sha256_file(&img), "{name}");
+        std::fs::remove_file(&out).unwrap();
+        n += 1;
+    }
+    assert!(n >= 10, "fixtures missing");
+}
+
+/// The shared corpus too, when present.
 #[test]
 fn kernel_images_round_trip_byte_identical() {
     let Some(corpus) = corpus_dir().or_else(|| shared("corpus-sample")) else {

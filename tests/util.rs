@@ -121,3 +121,21 @@ pub fn sha256_file(path: &Path) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// Decompresses a zstd file given by absolute path into `dir`.
+pub fn unpack_abs(src: &Path, dir: &Path) -> PathBuf {
+    let stem = src
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dst = dir.join(format!("{stem}.img"));
+    let status = Command::new("zstd")
+        .args(["-q", "-d", "-f", "-o"])
+        .arg(&dst)
+        .arg(src)
+        .status()
+        .expect("run zstd");
+    assert!(status.success(), "zstd -d {}", src.display());
+    dst
+}

@@ -272,11 +272,15 @@ fn overwriting_metadata_asks_first() {
         let r = run_stdin(tool, &a, "");
         r.expect_code(0);
         assert_eq!(r.stderr(), "", "-f must not ask\n{}", r.describe());
-        // An existing file without metadata is overwritten without asking.
-        std::fs::write(&out, vec![0x11u8; 100_000]).unwrap();
+        // An existing file without metadata is overwritten without asking,
+        // and the result is whole (no trace of the old, longer contents).
+        std::fs::write(&out, vec![0x11u8; 3_000_000]).unwrap();
         let mut a = args.to_vec();
         a.push(s(&out));
         run_stdin(tool, &a, "").expect_code(0);
+        if tool == "thin_metadata_pack" {
+            assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&pack).unwrap());
+        }
     }
     // Unpack sized the output exactly, even over a larger old file.
     let out = dir.path().join("existing");

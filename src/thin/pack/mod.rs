@@ -288,8 +288,12 @@ fn open_output(path: &Path, overwrite: Overwrite) -> anyhow::Result<Output> {
     }
     let file = opts.open(path).map_err(os)?;
     let size = {
+        // The size of a block device is where its end is; then back to the
+        // start, where pack's sequential writes begin.
         let mut f = &file;
-        io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(os)?
+        let end = io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(os)?;
+        io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(os)?;
+        end
     };
     if overwrite == Overwrite::Ask && holds_metadata(&file, size) && !confirm_overwrite()? {
         return Err(anyhow!("Output file not overwritten"));

@@ -392,7 +392,10 @@ fn repaired_pool_reactivates_d_snap_chain() {
 
     let started = std::time::Instant::now();
     reactivate_and_check(&fx, &repaired, work.path());
-    eprintln!("wall {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "wall {:.1} s (including any wait for another VM test)",
+        started.elapsed().as_secs_f64()
+    );
 
     let deb = std::process::Command::new(DEBIAN_CHECK)
         .arg(&repaired)

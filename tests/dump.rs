@@ -641,3 +641,41 @@ fn human_readable_and_skip_mappings_forms() {
     r.expect_code(0);
     assert_eq!(r.stdout().lines().count(), 4);
 }
+
+/// Help, man page and options cannot drift (STYLE.md 22).
+#[test]
+fn every_long_option_is_in_the_man_page() {
+    let help = dump(&["--help"]);
+    help.expect_code(0);
+    let man =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/thin_dump.8")).unwrap();
+    let mut seen = 0;
+    for word in help.stdout().split_whitespace() {
+        let Some(opt) = word.strip_prefix("--") else {
+            continue;
+        };
+        let name: String = opt
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        let roff = format!("\\-\\-{}", name.replace('-', "\\-"));
+        assert!(man.contains(&roff), "--{name} is not in man/thin_dump.8");
+        seen += 1;
+    }
+    assert!(seen >= 14, "{}", help.stdout());
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "EXIT STATUS",
+        "EXAMPLES",
+        "SEE ALSO",
+    ] {
+        assert!(man.contains(&format!(".SH {section}")), "{section}");
+    }
+    assert!(man.contains("reserve_metadata_snap") && man.contains("release_metadata_snap"));
+}

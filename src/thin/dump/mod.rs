@@ -38,9 +38,10 @@ use crate::thin::xml::write::XmlWriter;
 /// Output format (`-f`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// thin_dump XML (the default; thin_restore reads it).
+    // thin_dump XML (the default; thin_restore reads it). The variants carry
+    // no doc comments so that --help lists the values on one line.
     Xml,
-    /// Indented text for people.
+    // Indented text for people.
     #[value(name = "human_readable")]
     HumanReadable,
 }
@@ -276,6 +277,12 @@ impl Diag {
             self.warn(&msg());
         }
     }
+    /// A `-vv` line with the time since `start`.
+    fn debug_timed(&self, start: std::time::Instant, what: &str) {
+        if !self.quiet && self.verbose > 1 {
+            self.warn(&format!("{what}: {} ms", start.elapsed().as_millis()));
+        }
+    }
 }
 
 /// The superblock values a dump prints (before overrides).
@@ -414,7 +421,9 @@ fn dump(opts: &DumpOptions) -> anyhow::Result<Outcome> {
         }
     }
 
+    let start = std::time::Instant::now();
     let lists = mapping_leaves(&dev, &selected).map_err(fail)?;
+    diag.debug_timed(start, "mapping trees walked");
     let refs: Vec<&[BlockNr]> = selected.iter().map(|(_, r)| lists[r].as_slice()).collect();
     let plan = match opts.shared {
         SharedLeaves::DefRef => SharingPlan::build(&refs).context("planning shared leaves")?,
@@ -428,15 +437,11 @@ fn dump(opts: &DumpOptions) -> anyhow::Result<Outcome> {
             plan.defs.len()
         )
     });
+    diag.debug_timed(start, "shared runs planned");
     let devices: Vec<DeviceInfo> = selected.iter().map(|(d, _)| *d).collect();
-    write_document(
-        opts.format,
-        &info,
-        &devices,
-        &plan,
-        &DeviceLeaves::new(&dev),
-        out,
-    )?;
+    let reader = DeviceLeaves::new(&dev);
+    write_document(opts.format, &info, &devices, &plan, &reader, out)?;
+    diag.debug_timed(start, "document written");
     Ok(outcome)
 }
 

@@ -1,1 +1,539 @@
-//! Tests for delta.
+//! Tests for thin_delta: byte identity with thin-provisioning-tools 1.3.3 on
+//! the shared corpus, outputs derived from what the kernel did in each
+//! fixture's scenario, and bad input. The corpus and fixture helpers here are
+//! shared with the thin_ls and thin_rmap tests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::util::{corpus_dir, fixtures_dir, run, unpack_fixture};
+
+/// One reference command of the corpus: sample, command name, arguments with
+/// META replaced by the unpacked image.
+pub struct CorpusCase {
+    pub sample: String,
+    pub name: String,
+    pub tool: String,
+    pub args: Vec<String>,
+    pub expected_dir: PathBuf,
+}
+
+/// Every corpus command whose name starts with `prefix`, images unpacked into
+/// `tmp`. Empty when the corpus is absent.
+pub fn corpus_cases(prefix: &str, tmp: &Path) -> Vec<CorpusCase> {
+    let Some(dir) = corpus_dir() else {
+        eprintln!("corpus absent: skipping {prefix} corpus comparisons");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut samples: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("expected/COMMANDS").is_file())
+        .collect();
+    samples.sort();
+    for s in samples {
+        let sample = s.file_name().unwrap().to_string_lossy().into_owned();
+        let commands = std::fs::read_to_string(s.join("expected/COMMANDS")).unwrap();
+        let mut image: Option<PathBuf> = None;
+        for line in commands.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, cmd)) = line.split_once('\t') else {
+                continue;
+            };
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let img = image
+                .get_or_insert_with(|| {
+                    unzstd(&s.join("meta.img.zst"), &tmp.join(format!("{sample}.img")))
+                })
+                .clone();
+            let mut words = cmd.split_whitespace();
+            let tool = words.next().unwrap().to_string();
+            let args = words
+                .map(|w| {
+                    if w == "META" {
+                        img.to_string_lossy().into_owned()
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect();
+            out.push(CorpusCase {
+                sample: sample.clone(),
+                name: name.to_string(),
+                tool,
+                args,
+                expected_dir: s.join("expected"),
+            });
+        }
+    }
+    out
+}
+
+fn unzstd(src: &Path, dst: &Path) -> PathBuf {
+    let status = std::process::Command::new("zstd")
+        .args(["-q", "-d", "-f", "-o"])
+        .arg(dst)
+        .arg(src)
+        .status()
+        .expect("run zstd");
+    assert!(status.success(), "zstd -d {}", src.display());
+    dst.to_path_buf()
+}
+
+/// Runs every case and asserts stdout (and stderr when `compare_stderr`) are
+/// byte-identical to the expected files, with exit 0.
+pub fn assert_corpus_identical(prefix: &str, compare_stderr: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = corpus_cases(prefix, tmp.path());
+    for c in &cases {
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let r = run(&c.tool, &args);
+        r.expect_code(0);
+        let want = std::fs::read(c.expected_dir.join(format!("{}.stdout", c.name))).unwrap();
+        assert!(
+            r.out.stdout == want,
+            "{} {}: stdout differs from 1.3.3\n{}\n--- expected\n{}",
+            c.sample,
+            c.name,
+            r.describe(),
+            String::from_utf8_lossy(&want)
+        );
+        if compare_stderr {
+            let want = std::fs::read(c.expected_dir.join(format!("{}.stderr", c.name))).unwrap();
+            assert_eq!(
+                r.stderr(),
+                String::from_utf8_lossy(&want),
+                "{} {}",
+                c.sample,
+                c.name
+            );
+        }
+    }
+}
+
+/// A kernel-written fixture's metadata image unpacked into `tmp`, or None
+/// (with a note) while the fixture is not in the repository.
+pub fn fixture_image(name: &str, tmp: &Path) -> Option<PathBuf> {
+    let rel = format!("{name}/meta.img.zst");
+    if !fixtures_dir().join(&rel).is_file() {
+        eprintln!("fixture {name} absent: skipping");
+        return None;
+    }
+    Some(unpack_fixture(&rel, tmp))
+}
+
+/// `key=value` facts of a fixture's `info` file.
+pub fn fixture_info(name: &str) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(fixtures_dir().join(name).join("info")).unwrap();
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// thin block → (data identity, mapping time)
+pub type DevMap = BTreeMap<u64, (u64, u32)>;
+
+/// A model of what dm-thin did to each device's mappings in a scenario: per
+/// device, thin block → data identity. Identities are equal exactly when the
+/// kernel maps both blocks to the same data block.
+#[derive(Default)]
+pub struct PoolModel {
+    time: u32,
+    next_id: u64,
+    /// dev → (snapshotted_time, block → (identity, mapping time))
+    pub devs: BTreeMap<u64, (u32, DevMap)>,
+}
+
+impl PoolModel {
+    pub fn create_thin(&mut self, id: u64) {
+        self.devs.insert(id, (self.time, BTreeMap::new()));
+    }
+
+    /// create_snap: time advances, both devices get the new snapshot time.
+    pub fn create_snap(&mut self, id: u64, origin: u64) {
+        self.time += 1;
+        let o = self.devs.get_mut(&origin).unwrap();
+        o.0 = self.time;
+        let map = o.1.clone();
+        self.devs.insert(id, (self.time, map));
+    }
+
+    /// A write of whole or partial blocks `first..=last`: unmapped blocks get
+    /// a new data block, shared ones (mapping time before the device's
+    /// snapshot time) are copied to a new one, others are written in place.
+    pub fn write_blocks(&mut self, dev: u64, first: u64, last: u64) {
+        let time = self.time;
+        let (snap_time, map) = self.devs.get_mut(&dev).unwrap();
+        for b in first..=last {
+            let fresh = match map.get(&b) {
+                None => true,
+                Some(&(_, t)) => t < *snap_time,
+            };
+            if fresh {
+                self.next_id += 1;
+                map.insert(b, (self.next_id, time));
+            }
+        }
+    }
+
+    /// `put DEV GEN OFF4K COUNT4K` with `chunks_per_block` 4 KiB chunks per block.
+    pub fn put(&mut self, dev: u64, off4k: u64, count4k: u64, chunks_per_block: u64) {
+        self.write_blocks(
+            dev,
+            off4k / chunks_per_block,
+            (off4k + count4k - 1) / chunks_per_block,
+        );
+    }
+
+    /// The simple delta elements thin_delta must print for `left` vs `right`.
+    pub fn expected_delta(&self, left: u64, right: u64) -> Vec<String> {
+        let l = &self.devs[&left].1;
+        let r = &self.devs[&right].1;
+        let mut keys: Vec<u64> = l.keys().chain(r.keys()).copied().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut out: Vec<(&str, u64, u64)> = Vec::new();
+        for k in keys {
+            let kind = match (l.get(&k), r.get(&k)) {
+                (Some(a), Some(b)) if a.0 == b.0 => "same",
+                (Some(_), Some(_)) => "different",
+                (Some(_), None) => "left_only",
+                _ => "right_only",
+            };
+            match out.last_mut() {
+                Some(last) if last.0 == kind && last.1 + last.2 == k => last.2 += 1,
+                _ => out.push((kind, k, 1)),
+            }
+        }
+        out.iter()
+            .map(|(kind, b, n)| format!("    <{kind} begin=\"{b}\" length=\"{n}\"/>"))
+            .collect()
+    }
+
+    /// (mapped, exclusive, highest) of a device: a mapping is exclusive when
+    /// no other device maps to its data block.
+    pub fn counts(&self, dev: u64) -> (u64, u64, u64) {
+        let mut users: BTreeMap<u64, u32> = BTreeMap::new();
+        for (_, map) in self.devs.values() {
+            for &(id, _) in map.values() {
+                *users.entry(id).or_default() += 1;
+            }
+        }
+        let map = &self.devs[&dev].1;
+        let excl = map.values().filter(|(id, _)| users[id] == 1).count() as u64;
+        (
+            map.len() as u64,
+            excl,
+            map.keys().last().copied().unwrap_or(0),
+        )
+    }
+}
+
+/// The d-snap-chain scenario (fixtures/d-snap-chain/scenario.sh) replayed on
+/// the model, with the guest library's random number generator.
+pub fn snap_chain_model() -> PoolModel {
+    let mut seed: u64 = 2024;
+    let mut rand = |n: u64| {
+        seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+        (seed / 65_536) % n
+    };
+    let cpb = 128 / 8; // 64 KiB blocks
+    let mut m = PoolModel::default();
+    m.create_thin(0);
+    m.put(0, 0, 4096, cpb);
+    let mut prev = 0;
+    for g in 1..=11u64 {
+        m.create_snap(g, prev);
+        for _ in 0..3 {
+            let len = rand(48) + 1;
+            let off = rand(4096 - len);
+            m.put(g, off, len, cpb);
+        }
+        if g % 2 == 0 {
+            let off = rand(4000);
+            m.put(0, off, 40, cpb);
+        }
+        prev = g;
+    }
+    m.create_snap(12, 4);
+    m.put(12, 200, 64, cpb);
+    m
+}
+
+fn delta_lines(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with("    <"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn corpus_outputs_are_byte_identical_to_upstream() {
+    assert_corpus_identical("thin_delta", true);
+}
+
+#[test]
+fn snap_chain_deltas_name_the_blocks_each_snapshot_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(img) = fixture_image("d-snap-chain", tmp.path()) else {
+        return;
+    };
+    let img = img.to_str().unwrap();
+    let model = snap_chain_model();
+    let info = fixture_info("d-snap-chain");
+    let pairs = [
+        (0, 1),
+        (1, 2),
+        (0, 12),
+        (4, 12),
+        (5, 6),
+        (11, 12),
+        (3, 0),
+        (10, 11),
+    ];
+    for (a, b) in pairs {
+        let (sa, sb) = (a.to_string(), b.to_string());
+        let r = run("thin_delta", &["--thin1", &sa, "--thin2", &sb, img]);
+        r.expect_code(0);
+        let out = r.stdout();
+        let first = out.lines().next().unwrap();
+        assert_eq!(
+            first,
+            format!(
+                "<superblock uuid=\"\" time=\"12\" transaction=\"{}\" data_block_size=\"{}\" nr_data_blocks=\"{}\">",
+                info["transaction_id"], info["data_block_size"], info["data_blocks"]
+            )
+        );
+        assert!(out.contains(&format!("  <diff left=\"{a}\" right=\"{b}\">\n")));
+        assert!(out.ends_with("  </diff>\n</superblock>"), "{out}");
+        assert_eq!(
+            delta_lines(&out),
+            model.expected_delta(a, b),
+            "delta {a} {b}\n{out}"
+        );
+    }
+}
+
+#[test]
+fn verbose_output_lists_the_same_ranges_grouped_by_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(img) = fixture_image("d-snap-chain", tmp.path()) else {
+        return;
+    };
+    let img = img.to_str().unwrap();
+    for (a, b) in [("0", "12"), ("5", "6"), ("11", "12")] {
+        let simple = run("thin_delta", &["--snap1", a, "--snap2", b, img]);
+        let verbose = run(
+            "thin_delta",
+            &["--verbose", "--snap1", a, "--snap2", b, img],
+        );
+        verbose.expect_code(0);
+        let mut group = String::new();
+        let mut flattened = Vec::new();
+        for line in verbose.stdout().lines() {
+            let t = line.trim_start();
+            if let Some(tag) = line.strip_prefix("    </") {
+                assert_eq!(
+                    tag.trim_end_matches('>'),
+                    group,
+                    "group closed out of order"
+                );
+            } else if t.starts_with("<range ") {
+                assert!(line.starts_with("      <range "), "{line}");
+                let attr = |name: &str| {
+                    let p = t.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+                    t[p..p + t[p..].find('"').unwrap()].to_string()
+                };
+                flattened.push(format!(
+                    "    <{group} begin=\"{}\" length=\"{}\"/>",
+                    attr("begin"),
+                    attr("length")
+                ));
+            } else if line.starts_with("    <") {
+                group = t.trim_start_matches('<').trim_end_matches('>').to_string();
+            }
+        }
+        assert_eq!(
+            flattened,
+            delta_lines(&simple.stdout()),
+            "{}",
+            verbose.describe()
+        );
+    }
+}
+
+#[test]
+fn held_metadata_snapshot_shows_the_pool_before_the_reservation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(img) = fixture_image("f-held-metasnap", tmp.path()) else {
+        return;
+    };
+    let img = img.to_str().unwrap();
+    let held = fixture_info("f-held-metasnap")["held_root"].clone();
+    // 256 KiB blocks: dev 0 wrote 48 blocks, snapshot 1 was taken, then the
+    // snapshot was reserved; afterwards dev 0 rewrote blocks 0..8 and dev 1
+    // blocks 32..36.
+    let live = run("thin_delta", &["--thin1", "0", "--thin2", "1", img]);
+    live.expect_code(0);
+    assert_eq!(
+        delta_lines(&live.stdout()),
+        [
+            "    <different begin=\"0\" length=\"8\"/>",
+            "    <same begin=\"8\" length=\"24\"/>",
+            "    <different begin=\"32\" length=\"4\"/>",
+            "    <same begin=\"36\" length=\"12\"/>",
+        ]
+    );
+    let want_snap = "<superblock uuid=\"\" time=\"1\" transaction=\"1\" data_block_size=\"512\" nr_data_blocks=\"0\">\n  <diff left=\"0\" right=\"1\">\n    <same begin=\"0\" length=\"48\"/>\n  </diff>\n</superblock>";
+    for m in [
+        "-m".to_string(),
+        "--metadata-snap".to_string(),
+        format!("-m={held}"),
+        format!("-m{held}"),
+    ] {
+        let r = run("thin_delta", &[&m, "--thin1=0", "--thin2=1", img]);
+        r.expect_code(0);
+        assert_eq!(r.stdout(), want_snap, "{}", r.describe());
+        assert_eq!(r.stderr(), "");
+    }
+    // Device 2 was created after the reservation.
+    let r = run("thin_delta", &["-m", "--thin1", "0", "--thin2", "2", img]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "Unable to find mapping tree for snap2 (2)\n");
+}
+
+#[test]
+fn roots_given_directly_give_the_same_deltas_as_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(img) = fixture_image("d-snap-chain", tmp.path()) else {
+        return;
+    };
+    let dev = thintools::pdata::io::open_metadata(
+        &img,
+        thintools::pdata::io::Access::ReadOnly,
+        thintools::pdata::io::Sharing::Exclusive,
+    )
+    .unwrap();
+    let sb = thintools::thin::superblock::read_live_superblock(&dev).unwrap();
+    let roots = thintools::thin::input::device_roots(&dev, sb.mapping_root).unwrap();
+    let img = img.to_str().unwrap();
+    let (r3, r7) = (roots[&3].to_string(), roots[&7].to_string());
+    let by_id = run("thin_delta", &["--thin1", "3", "--thin2", "7", img]);
+    let by_root = run("thin_delta", &["--root1", &r3, "--root2", &r7, img]);
+    let mixed = run("thin_delta", &["--snap1", "3", "--root2", &r7, img]);
+    by_root.expect_code(0);
+    let diff_line = |s: &str| s.lines().nth(1).unwrap().to_string();
+    assert_eq!(
+        diff_line(&by_root.stdout()),
+        format!("  <diff left_root=\"{r3}\" right_root=\"{r7}\">")
+    );
+    assert_eq!(
+        diff_line(&mixed.stdout()),
+        format!("  <diff left=\"3\" right_root=\"{r7}\">")
+    );
+    assert_eq!(delta_lines(&by_root.stdout()), delta_lines(&by_id.stdout()));
+    assert_eq!(delta_lines(&mixed.stdout()), delta_lines(&by_id.stdout()));
+    // A root that is not a btree node is reported, not trusted.
+    let r = run("thin_delta", &["--root1", "0", "--root2", &r7, img]);
+    r.expect_code(1);
+    assert!(r.stderr().contains("at block 0"), "{}", r.describe());
+    assert!(r.stdout().is_empty());
+}
+
+#[test]
+fn a_missing_side_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("none.img").to_string_lossy().into_owned();
+    for (args, msg) in [
+        (vec![img.as_str()], "--thin1 or --root1 not specified"),
+        (
+            vec!["--thin1", "0", &img],
+            "--thin2 or --root2 not specified",
+        ),
+        (
+            vec!["--root1", "5", &img],
+            "--thin2 or --root2 not specified",
+        ),
+        (
+            vec!["--thin2", "0", &img],
+            "--thin1 or --root1 not specified",
+        ),
+    ] {
+        let r = run("thin_delta", &args);
+        r.expect_code(2);
+        assert_eq!(
+            r.stderr(),
+            format!("error: {msg}\n\nFor more information, try '--help'.\n")
+        );
+    }
+    let r = run(
+        "thin_delta",
+        &["--thin1", "0", "--root1", "4", "--thin2", "1", &img],
+    );
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("cannot be used with"),
+        "{}",
+        r.describe()
+    );
+    let r = run(
+        "thin_delta",
+        &["--thin1", "0", "--thin1", "1", "--thin2", "1", &img],
+    );
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("cannot be used multiple times"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn unknown_ids_and_missing_snapshots_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(img) = fixture_image("d-snap-chain", tmp.path()) else {
+        return;
+    };
+    let img = img.to_str().unwrap();
+    let r = run("thin_delta", &["--thin1", "40", "--thin2", "41", img]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "Unable to find mapping tree for snap1 (40)\n");
+    let r = run("thin_delta", &["--thin1", "0", "--thin2", "41", img]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "Unable to find mapping tree for snap2 (41)\n");
+    let r = run("thin_delta", &["-m", "--thin1", "0", "--thin2", "1", img]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "no current metadata snap\n");
+    let r = run("thin_delta", &["-m=1", "--thin1", "0", "--thin2", "1", img]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "metadata snap: bad checksum in superblock\n");
+    assert!(r.stdout().is_empty());
+}
+
+#[test]
+fn bad_inputs_are_refused_with_the_shared_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zero = tmp.path().join("zero.img");
+    std::fs::write(&zero, vec![0u8; 8192]).unwrap();
+    let xml = tmp.path().join("x.xml");
+    std::fs::write(&xml, b"<superblock uuid=\"\">\n".repeat(300)).unwrap();
+    let small = tmp.path().join("small.img");
+    std::fs::write(&small, b"abc").unwrap();
+    let z = zero.to_str().unwrap();
+    let cases = [
+        (z.to_string(), "bad checksum in superblock\n(block 0 is all zeroes: this metadata was never formatted)\n".to_string()),
+        (xml.to_string_lossy().into_owned(), "This looks like XML.  This tool only supports the binary metadata format.\n".to_string()),
+        (small.to_string_lossy().into_owned(), "Metadata device/file too small.  Is this binary metadata?\n".to_string()),
+        ("/nonexistent/m.img".to_string(), "Couldn't find input file '/nonexistent/m.img'\n".to_string()),
+    ];
+    for (path, msg) in cases {
+        let r = run("thin_delta", &["--thin1", "0", "--thin2", "1", &path]);
+        r.expect_code(1);
+        assert_eq!(r.stderr(), msg);
+        assert!(r.stdout().is_empty());
+    }
+}

@@ -1,16 +1,24 @@
-//! `pdata_tools`: the multi-call binary (tools.md §1). Runs the tool named by
-//! the basename of argv[0], else by the basename of argv[1].
+//! `pdata_tools`: the multi-call binary (tools.md §1, man/pdata_tools.8). Runs
+//! the tool named by the basename of argv[0], else by the basename of argv[1].
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use thintools::cli::{ToolFn, TOOLS};
+use thintools::cli::{ToolFn, TOOLS, VERSION};
 use thintools::exit::{exit_code, Outcome};
 
 fn lookup(arg: &OsString) -> Option<ToolFn> {
     let name = Path::new(arg).file_name()?.to_str()?;
     TOOLS.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
+}
+
+fn usage(mut w: impl Write) {
+    let _ = writeln!(w, "Usage: pdata_tools <command> <args>\n\nCommands:");
+    for (name, _) in TOOLS {
+        let _ = writeln!(w, "  {name}");
+    }
 }
 
 fn main() -> ExitCode {
@@ -21,13 +29,20 @@ fn main() -> ExitCode {
     if let Some(tool) = args.get(1).and_then(lookup) {
         return exit_code(tool(&args[2..]));
     }
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("-h" | "--help") => {
+            usage(std::io::stdout().lock());
+            return exit_code(Outcome::Success);
+        }
+        Some("-V" | "--version") => {
+            println!("{VERSION}");
+            return exit_code(Outcome::Success);
+        }
+        _ => {}
+    }
     if let Some(name) = args.get(1) {
         eprintln!("unrecognised command '{}'", name.to_string_lossy());
     }
-    eprintln!("Usage: pdata_tools <command> <args>");
-    eprintln!("Commands:");
-    for (name, _) in TOOLS {
-        eprintln!("  {name}");
-    }
+    usage(std::io::stderr().lock());
     exit_code(Outcome::Usage)
 }

@@ -212,6 +212,13 @@ where
     if buf.len() < MAX_RUN {
         *buf = Block::zeroed_vec(MAX_RUN);
     }
+    read_runs(dev, sorted, buf, f);
+}
+
+fn read_runs<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], buf: &mut [Block], f: &mut F)
+where
+    F: FnMut(BlockNr, io::Result<&Block>),
+{
     let mut i = 0;
     while i < sorted.len() {
         let first = sorted[i];

@@ -5,3 +5,4 @@ pub mod btree;
 pub mod checksum;
 pub mod io;
 pub mod space_map;
+pub mod writer;

@@ -9,10 +9,10 @@
 //! (reference counts, per-root mapping counts, leaf sequences for dump,
 //! key-range and balance checks) is derived from the graph.
 
-use std::collections::HashMap;
 use std::io;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodePosition, NodeRef};
@@ -111,6 +111,29 @@ impl TreeGraph {
         self.nodes.is_empty()
     }
 
+    /// Marks node `nr` bad after the fact (a leaf whose values are out of
+    /// bounds, a node breaking a link rule), so that [`TreeGraph::leaves_of`]
+    /// and [`TreeGraph::subtree_totals`] treat it as an error. Its recorded
+    /// children are kept: the references still exist on disk.
+    pub fn mark_bad(&mut self, nr: BlockNr, kind: NodeErrorKind) {
+        if let Some(s) = self.nodes.get_mut(&nr) {
+            s.state = NodeState::Bad(kind);
+        } else {
+            self.nodes.insert(nr, bad_summary(kind));
+        }
+    }
+
+    /// Every reference held by an internal node: each child once per parent
+    /// entry, each distinct parent once (format.md §8). Roots are not included.
+    pub fn child_refs(&self) -> impl Iterator<Item = BlockNr> + '_ {
+        self.nodes.values().flat_map(|s| {
+            let a = s.children_start as usize;
+            self.children[a..a + s.children_len as usize]
+                .iter()
+                .copied()
+        })
+    }
+
     /// The valid leaves under `root`, left to right. Bad nodes are skipped and
     /// reported through `bad` (block, kind).
     pub fn leaves_of(
@@ -140,7 +163,8 @@ impl TreeGraph {
     /// number of leaf entries and the number of bad nodes beneath it.
     #[must_use]
     pub fn subtree_totals(&self) -> HashMap<BlockNr, SubtreeTotals> {
-        let mut memo: HashMap<BlockNr, SubtreeTotals> = HashMap::with_capacity(self.nodes.len());
+        let mut memo: HashMap<BlockNr, SubtreeTotals> =
+            HashMap::with_capacity_and_hasher(self.nodes.len(), Default::default());
         for &nr in self.nodes.keys() {
             self.totals_of(nr, &mut memo, 0);
         }
@@ -233,7 +257,7 @@ impl<'d> Walker<'d> {
         Walker {
             dev,
             graph: TreeGraph::default(),
-            heights: HashMap::new(),
+            heights: HashMap::default(),
         }
     }
 

@@ -10,8 +10,11 @@
 //!     24    8 ref_count_root   btree of u32 counts >= 3
 //! ```
 
+pub mod count_map;
 pub mod counts;
 pub mod disk;
+pub mod read;
+pub mod write;
 
 use zerocopy::little_endian::U64;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

@@ -1,0 +1,238 @@
+//! Reference counts for a writer: four bits per block in chunks of one bitmap
+//! (16320 entries), allocated only where a block is counted, with an overflow
+//! table for counts of 15 and more.
+//!
+//! Memory follows the range of blocks actually touched (8160 bytes per touched
+//! bitmap's worth of blocks), never the number of references: a data block
+//! shared by a few snapshots costs nothing extra, and only blocks referenced 15
+//! times or more take an overflow entry.
+
+use std::collections::HashMap;
+
+use crate::pdata::space_map::ENTRIES_PER_BITMAP;
+
+/// Bytes per chunk: 16320 four-bit counters.
+const CHUNK_BYTES: usize = (ENTRIES_PER_BITMAP as usize) / 2;
+/// Nibble value meaning "look in the overflow table".
+const OVERFLOW: u8 = 15;
+
+type Chunk = Box<[u8; CHUNK_BYTES]>;
+
+/// Sparse reference counts over `0..nr_blocks`.
+pub struct CountMap {
+    nr_blocks: u64,
+    slots: HashMap<u64, usize>,
+    chunks: Vec<(u64, Chunk)>,
+    overflow: HashMap<u64, u32>,
+    last: Option<(u64, usize)>,
+}
+
+/// Error of a count update outside the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("block {0} is beyond the end of the space map")]
+pub struct OutOfRange(pub u64);
+
+impl CountMap {
+    /// All-zero counts for `nr_blocks` blocks.
+    #[must_use]
+    pub fn new(nr_blocks: u64) -> CountMap {
+        CountMap {
+            nr_blocks,
+            slots: HashMap::new(),
+            chunks: Vec::new(),
+            overflow: HashMap::new(),
+            last: None,
+        }
+    }
+
+    /// Number of blocks counted.
+    #[must_use]
+    pub fn nr_blocks(&self) -> u64 {
+        self.nr_blocks
+    }
+
+    fn slot(&mut self, chunk: u64) -> usize {
+        if let Some((c, s)) = self.last {
+            if c == chunk {
+                return s;
+            }
+        }
+        let s = match self.slots.get(&chunk) {
+            Some(&s) => s,
+            None => {
+                let s = self.chunks.len();
+                self.chunks.push((chunk, Box::new([0u8; CHUNK_BYTES])));
+                self.slots.insert(chunk, s);
+                s
+            }
+        };
+        self.last = Some((chunk, s));
+        s
+    }
+
+    fn nibble(bytes: &[u8; CHUNK_BYTES], i: usize) -> u8 {
+        (bytes[i / 2] >> ((i % 2) * 4)) & 0xf
+    }
+
+    fn set_nibble(bytes: &mut [u8; CHUNK_BYTES], i: usize, v: u8) {
+        let sh = (i % 2) * 4;
+        bytes[i / 2] = (bytes[i / 2] & !(0xf << sh)) | (v << sh);
+    }
+
+    /// Count of block `b` (0 when never counted or out of range).
+    #[must_use]
+    pub fn get(&self, b: u64) -> u32 {
+        let Some(&s) = self.slots.get(&(b / ENTRIES_PER_BITMAP)) else {
+            return 0;
+        };
+        self.get_in(s, b)
+    }
+
+    fn get_in(&self, s: usize, b: u64) -> u32 {
+        let i = usize::try_from(b % ENTRIES_PER_BITMAP).unwrap_or(0);
+        match Self::nibble(&self.chunks[s].1, i) {
+            OVERFLOW => self
+                .overflow
+                .get(&b)
+                .copied()
+                .unwrap_or(u32::from(OVERFLOW)),
+            v => u32::from(v),
+        }
+    }
+
+    /// Adds one to block `b`.
+    ///
+    /// # Errors
+    /// `OutOfRange` when `b >= nr_blocks`.
+    pub fn inc(&mut self, b: u64) -> Result<(), OutOfRange> {
+        self.inc_range(b, 1)
+    }
+
+    /// Adds one to each of the `len` blocks from `b`.
+    ///
+    /// # Errors
+    /// `OutOfRange` when the range passes `nr_blocks`.
+    pub fn inc_range(&mut self, b: u64, len: u64) -> Result<(), OutOfRange> {
+        match b.checked_add(len) {
+            Some(end) if end <= self.nr_blocks => {}
+            _ => return Err(OutOfRange(b.saturating_add(len).saturating_sub(1))),
+        }
+        let mut cur = b;
+        let end = b + len;
+        while cur < end {
+            let chunk = cur / ENTRIES_PER_BITMAP;
+            let chunk_end = ((chunk + 1) * ENTRIES_PER_BITMAP).min(end);
+            let s = self.slot(chunk);
+            for blk in cur..chunk_end {
+                let i = usize::try_from(blk % ENTRIES_PER_BITMAP).unwrap_or(0);
+                let v = Self::nibble(&self.chunks[s].1, i);
+                if v < OVERFLOW - 1 {
+                    Self::set_nibble(&mut self.chunks[s].1, i, v + 1);
+                } else if v == OVERFLOW - 1 {
+                    Self::set_nibble(&mut self.chunks[s].1, i, OVERFLOW);
+                    self.overflow.insert(blk, u32::from(OVERFLOW));
+                } else {
+                    *self.overflow.entry(blk).or_insert(u32::from(OVERFLOW)) += 1;
+                }
+            }
+            cur = chunk_end;
+        }
+        Ok(())
+    }
+
+    /// Removes one from block `b` (no change when already 0).
+    pub fn dec(&mut self, b: u64) {
+        if b >= self.nr_blocks || !self.slots.contains_key(&(b / ENTRIES_PER_BITMAP)) {
+            return;
+        }
+        let s = self.slot(b / ENTRIES_PER_BITMAP);
+        let i = usize::try_from(b % ENTRIES_PER_BITMAP).unwrap_or(0);
+        match Self::nibble(&self.chunks[s].1, i) {
+            0 => {}
+            OVERFLOW => {
+                let c = self
+                    .overflow
+                    .get(&b)
+                    .copied()
+                    .unwrap_or(u32::from(OVERFLOW));
+                if c <= u32::from(OVERFLOW) {
+                    self.overflow.remove(&b);
+                    Self::set_nibble(&mut self.chunks[s].1, i, OVERFLOW - 1);
+                } else {
+                    self.overflow.insert(b, c - 1);
+                }
+            }
+            v => Self::set_nibble(&mut self.chunks[s].1, i, v - 1),
+        }
+    }
+
+    /// The counts of bitmap `index` (entries `index * 16320 ..`), or `None`
+    /// when no block in it was ever counted.
+    #[must_use]
+    pub fn bitmap(&self, index: u64) -> Option<BitmapCounts<'_>> {
+        self.slots.get(&index).map(|&s| BitmapCounts {
+            map: self,
+            slot: s,
+            base: index * ENTRIES_PER_BITMAP,
+        })
+    }
+}
+
+/// Read access to one bitmap's worth of counts.
+pub struct BitmapCounts<'a> {
+    map: &'a CountMap,
+    slot: usize,
+    base: u64,
+}
+
+impl BitmapCounts<'_> {
+    /// Count of entry `i` (0..16320) of this bitmap.
+    #[must_use]
+    pub fn get(&self, i: usize) -> u32 {
+        self.map.get_in(self.slot, self.base + i as u64)
+    }
+
+    /// The raw four-bit value of entry `i` (15 = overflow).
+    #[must_use]
+    pub fn small(&self, i: usize) -> u8 {
+        CountMap::nibble(&self.map.chunks[self.slot].1, i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_grow_past_the_nibble_and_shrink_back() {
+        let mut c = CountMap::new(100_000);
+        for _ in 0..20 {
+            c.inc(40_000).unwrap();
+        }
+        assert_eq!(c.get(40_000), 20);
+        for _ in 0..6 {
+            c.dec(40_000);
+        }
+        assert_eq!(c.get(40_000), 14);
+        c.dec(40_000);
+        assert_eq!(c.get(40_000), 13);
+        assert_eq!(c.get(40_001), 0);
+        assert!(c.inc(100_000).is_err());
+        assert!(c.inc_range(99_999, 2).is_err());
+    }
+
+    #[test]
+    fn ranges_cross_bitmaps() {
+        let mut c = CountMap::new(50_000);
+        c.inc_range(16_000, 1000).unwrap();
+        c.inc_range(16_319, 2).unwrap();
+        assert_eq!(c.get(15_999), 0);
+        assert_eq!(c.get(16_000), 1);
+        assert_eq!(c.get(16_319), 2);
+        assert_eq!(c.get(16_320), 2);
+        assert_eq!(c.get(16_999), 1);
+        assert_eq!(c.get(17_000), 0);
+        assert!(c.bitmap(0).is_some() && c.bitmap(1).is_some() && c.bitmap(2).is_none());
+        assert_eq!(c.bitmap(1).unwrap().get(0), 2);
+    }
+}

@@ -1,0 +1,422 @@
+//! A small streaming XML tokenizer for thin_dump documents.
+//!
+//! It reads large chunks into one buffer and hands out tags as slices of it,
+//! so the common line (`<range_mapping .../>`) costs one scan and no copy.
+//! It knows just enough XML for formats.md §2: start, end and empty tags with
+//! single- or double-quoted attributes, character data (ignored), comments
+//! (ignored), the XML declaration, and the constructs we refuse (DOCTYPE,
+//! CDATA, processing instructions). Offsets are absolute byte offsets in the
+//! input.
+
+use std::io::{self, Read};
+
+/// Initial buffer size and read size.
+const CHUNK: usize = 4 << 20;
+/// Longest tag accepted.
+const MAX_TAG: usize = 16 << 20;
+
+/// What a token is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `<name ...>`
+    Start,
+    /// `<name .../>`
+    Empty,
+    /// `</name>`
+    End,
+    /// `<?xml ...?>`
+    Decl,
+    /// DOCTYPE, CDATA or a processing instruction.
+    Unsupported,
+    /// Character data containing a NUL byte (binary input).
+    Binary,
+    /// End of input.
+    Eof,
+}
+
+/// Lexical errors (malformed XML).
+#[derive(Debug, thiserror::Error)]
+pub enum LexError {
+    /// Malformed markup at an offset.
+    #[error("parse error at byte {pos}: {detail}")]
+    Syntax {
+        /// Offset of the problem.
+        pos: u64,
+        /// What was wrong.
+        detail: &'static str,
+    },
+    /// Reading the input failed.
+    #[error("reading input: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One attribute: where its name and raw value (no entity expansion) lie in
+/// the lexer's buffer; read them with [`Lexer::bytes`].
+#[derive(Clone, Copy, Debug)]
+pub struct Attr {
+    /// Attribute name.
+    pub name: (usize, usize),
+    /// Attribute value between the quotes.
+    pub value: (usize, usize),
+}
+
+/// The streaming tokenizer.
+pub struct Lexer<R> {
+    input: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    base: u64,
+    eof: bool,
+    tag: (usize, usize),
+    name: (usize, usize),
+    after: u64,
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.') || b >= 0x80
+}
+
+impl<R: Read> Lexer<R> {
+    /// A lexer over `input`.
+    pub fn new(input: R) -> Self {
+        Lexer {
+            input,
+            buf: vec![0; CHUNK],
+            pos: 0,
+            end: 0,
+            base: 0,
+            eof: false,
+            tag: (0, 0),
+            name: (0, 0),
+            after: 0,
+        }
+    }
+
+    /// Offset just past the last token.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.after
+    }
+
+    /// Bytes of a range returned by [`Lexer::attributes`].
+    #[must_use]
+    pub fn bytes(&self, r: (usize, usize)) -> &[u8] {
+        &self.buf[r.0..r.1]
+    }
+
+    /// Name of the last tag token.
+    #[must_use]
+    pub fn name(&self) -> &[u8] {
+        &self.buf[self.name.0..self.name.1]
+    }
+
+    /// Moves unread bytes to the front and reads more; false at end of input.
+    fn refill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.base += self.pos as u64;
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.buf.len() >= MAX_TAG {
+                return Ok(false);
+            }
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match self.input.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn syntax(&self, at: usize, detail: &'static str) -> LexError {
+        LexError::Syntax {
+            pos: self.base + at as u64,
+            detail,
+        }
+    }
+
+    /// Finds `pat` at or after `from`, refilling as needed; returns the index
+    /// just past it, or `None` at end of input.
+    fn find(&mut self, from: usize, pat: &[u8]) -> io::Result<Option<usize>> {
+        let mut from = from;
+        loop {
+            if let Some(i) = memfind(&self.buf[from..self.end], pat) {
+                return Ok(Some(from + i + pat.len()));
+            }
+            let next_from = self.end.saturating_sub(pat.len() - 1).max(from) - self.pos;
+            if !self.refill()? {
+                return Ok(None);
+            }
+            from = self.pos + next_from;
+        }
+    }
+
+    /// End (index past `>`) of the tag starting at `self.pos`, quote-aware.
+    fn tag_end(&mut self) -> Result<usize, LexError> {
+        let mut i = self.pos + 1;
+        loop {
+            if let Some(j) = memchr::memchr3(b'>', b'"', b'\'', &self.buf[i..self.end]) {
+                let q = self.buf[i + j];
+                if q == b'>' {
+                    let e = i + j + 1;
+                    if let Some(k) = memchr::memchr(b'<', &self.buf[self.pos + 1..e]) {
+                        return Err(self.syntax(self.pos + 1 + k, "unterminated tag"));
+                    }
+                    return Ok(e);
+                }
+                if let Some(k) = memchr::memchr(q, &self.buf[i + j + 1..self.end]) {
+                    i += j + k + 2;
+                    continue;
+                }
+            }
+            let off = i - self.pos;
+            if !self.refill()? {
+                return Err(self.syntax(self.end, "unexpected end of input inside a tag"));
+            }
+            i = self.pos + off;
+        }
+    }
+
+    /// The next token.
+    ///
+    /// # Errors
+    /// Malformed markup or a read error.
+    pub fn next_token(&mut self) -> Result<TokenKind, LexError> {
+        // Character data up to the next '<'.
+        loop {
+            let text = &self.buf[self.pos..self.end];
+            let lt = memchr(b'<', text);
+            let upto = lt.unwrap_or(text.len());
+            if memchr(0, &text[..upto]).is_some() {
+                self.after = self.base + (self.pos + upto) as u64;
+                return Ok(TokenKind::Binary);
+            }
+            self.pos += upto;
+            if lt.is_some() && self.end - self.pos >= 4 {
+                break;
+            }
+            if !self.refill()? {
+                if self.pos < self.end {
+                    break;
+                }
+                self.after = self.base + self.end as u64;
+                return Ok(TokenKind::Eof);
+            }
+        }
+        let rest = &self.buf[self.pos..self.end];
+        if rest.starts_with(b"<!--") {
+            let Some(e) = self.find(self.pos + 4, b"-->")? else {
+                return Err(self.syntax(self.end, "unterminated comment"));
+            };
+            self.pos = e;
+            return self.next_token();
+        }
+        if rest.starts_with(b"<?") {
+            let Some(e) = self.find(self.pos + 2, b"?>")? else {
+                return Err(self.syntax(self.end, "unterminated processing instruction"));
+            };
+            let body = &self.buf[self.pos + 2..e];
+            let decl =
+                body.starts_with(b"xml") && body.get(3).is_some_and(|&b| is_space(b) || b == b'?');
+            self.after = self.base + e as u64;
+            self.pos = e;
+            return Ok(if decl {
+                TokenKind::Decl
+            } else {
+                TokenKind::Unsupported
+            });
+        }
+        if rest.starts_with(b"<!") {
+            let pat: &[u8] = if rest.starts_with(b"<![CDATA[") {
+                b"]]>"
+            } else {
+                b">"
+            };
+            let Some(e) = self.find(self.pos + 2, pat)? else {
+                return Err(self.syntax(self.end, "unterminated markup declaration"));
+            };
+            self.after = self.base + e as u64;
+            self.pos = e;
+            return Ok(TokenKind::Unsupported);
+        }
+        let end = self.tag_end()?;
+        let start = self.pos;
+        self.after = self.base + end as u64;
+        self.pos = end;
+        self.tag = (start, end);
+        let closing = self.buf[start + 1] == b'/';
+        let name_start = start + 1 + usize::from(closing);
+        let mut n = name_start;
+        while n < end && is_name_byte(self.buf[n]) {
+            n += 1;
+        }
+        if n == name_start {
+            return Err(self.syntax(name_start, "missing tag name"));
+        }
+        self.name = (name_start, n);
+        if closing {
+            if self.buf[n..end - 1].iter().any(|&b| !is_space(b)) {
+                return Err(self.syntax(n, "unexpected content in end tag"));
+            }
+            return Ok(TokenKind::End);
+        }
+        Ok(if self.buf[end - 2] == b'/' {
+            TokenKind::Empty
+        } else {
+            TokenKind::Start
+        })
+    }
+
+    /// The attributes of the last start or empty tag, into `out`.
+    ///
+    /// # Errors
+    /// Bad attribute syntax.
+    pub fn attributes(&self, out: &mut Vec<Attr>) -> Result<(), LexError> {
+        out.clear();
+        let (_, end) = self.tag;
+        let stop = if self.buf[end - 2] == b'/' {
+            end - 2
+        } else {
+            end - 1
+        };
+        let b = &self.buf[..stop];
+        let mut i = self.name.1;
+        loop {
+            let had_space = i < stop && is_space(b[i]);
+            while i < stop && is_space(b[i]) {
+                i += 1;
+            }
+            if i >= stop {
+                return Ok(());
+            }
+            if !had_space {
+                return Err(self.syntax(i, "expected whitespace before attribute"));
+            }
+            let ns = i;
+            while i < stop && is_name_byte(b[i]) {
+                i += 1;
+            }
+            if i == ns {
+                return Err(self.syntax(i, "bad attribute name"));
+            }
+            let ne = i;
+            while i < stop && is_space(b[i]) {
+                i += 1;
+            }
+            if i >= stop || b[i] != b'=' {
+                return Err(self.syntax(i, "expected '=' after attribute name"));
+            }
+            i += 1;
+            while i < stop && is_space(b[i]) {
+                i += 1;
+            }
+            if i >= stop || (b[i] != b'"' && b[i] != b'\'') {
+                return Err(self.syntax(i, "expected a quoted attribute value"));
+            }
+            let q = b[i];
+            let vs = i + 1;
+            let Some(len) = memchr(q, &b[vs..stop]) else {
+                return Err(self.syntax(stop, "unterminated attribute value"));
+            };
+            out.push(Attr {
+                name: (ns, ne),
+                value: (vs, vs + len),
+            });
+            i = vs + len + 1;
+        }
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    memchr::memchr(needle, hay)
+}
+
+fn memfind(hay: &[u8], pat: &[u8]) -> Option<usize> {
+    memchr::memmem::find(hay, pat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(s: &str) -> Vec<(TokenKind, String, u64)> {
+        let mut l = Lexer::new(s.as_bytes());
+        let mut out = Vec::new();
+        loop {
+            let t = l.next_token().unwrap();
+            out.push((
+                t,
+                String::from_utf8_lossy(l.name()).into_owned(),
+                l.position(),
+            ));
+            if t == TokenKind::Eof {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn tags_and_offsets() {
+        let t = tokens("<?xml version=\"1.0\"?>\n<a x='1>'>\n <!-- c --> <b y=\"2\"/></a>");
+        assert_eq!(t[0].0, TokenKind::Decl);
+        assert_eq!(t[0].2, 21);
+        assert_eq!(
+            (t[1].0, t[1].1.as_str(), t[1].2),
+            (TokenKind::Start, "a", 32)
+        );
+        assert_eq!((t[2].0, t[2].1.as_str()), (TokenKind::Empty, "b"));
+        assert_eq!((t[3].0, t[3].1.as_str()), (TokenKind::End, "a"));
+        assert_eq!(t[4].0, TokenKind::Eof);
+    }
+
+    #[test]
+    fn attributes_parse_with_spaces_and_quotes() {
+        let mut l = Lexer::new(&b"<m a = \"1\" b='x y'/>"[..]);
+        assert_eq!(l.next_token().unwrap(), TokenKind::Empty);
+        let mut v = Vec::new();
+        l.attributes(&mut v).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            (l.bytes(v[0].name), l.bytes(v[0].value)),
+            (&b"a"[..], &b"1"[..])
+        );
+        assert_eq!(
+            (l.bytes(v[1].name), l.bytes(v[1].value)),
+            (&b"b"[..], &b"x y"[..])
+        );
+        let mut l = Lexer::new(&b"<m a=1/>"[..]);
+        l.next_token().unwrap();
+        assert!(l.attributes(&mut v).is_err());
+    }
+
+    #[test]
+    fn binary_and_unterminated_input() {
+        let mut l = Lexer::new(&b"\x12\x00\x00<superblock"[..]);
+        assert_eq!(l.next_token().unwrap(), TokenKind::Binary);
+        let mut l = Lexer::new(&b"<superblock uuid=\"\""[..]);
+        assert!(matches!(l.next_token(), Err(LexError::Syntax { .. })));
+        let mut l = Lexer::new(&b"<!DOCTYPE x>"[..]);
+        assert_eq!(l.next_token().unwrap(), TokenKind::Unsupported);
+        assert_eq!(l.position(), 12);
+    }
+}

@@ -736,3 +736,36 @@ fn every_long_option_is_in_the_man_page() {
     }
     assert!(man.contains("reserve_metadata_snap") && man.contains("release_metadata_snap"));
 }
+
+/// Differential test: Debian's thin_dump 0.9.0 writes no def/ref, always
+/// `flags="0"` and a final newline; otherwise our `--expand-shared` output
+/// must be the same bytes on every kernel-written fixture.
+#[test]
+fn expand_shared_matches_debian_0_9_0_on_the_fixtures() {
+    let debian = Path::new("/usr/sbin/thin_dump");
+    let Ok(entries) = fs::read_dir(fixtures_dir()) else {
+        return;
+    };
+    if !debian.exists() {
+        eprintln!("Debian thin_dump absent: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut compared = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.path().join("meta.img.zst").exists() {
+            continue;
+        }
+        let meta = unpack_fixture(&format!("{name}/meta.img.zst"), tmp.path());
+        let ours = dump(&["--expand-shared", p(&meta)]);
+        ours.expect_code(0);
+        let theirs = Command::new(debian).arg(&meta).output().unwrap();
+        assert!(theirs.status.success(), "{name}: Debian thin_dump failed");
+        let want = String::from_utf8_lossy(&theirs.stdout).replacen(" flags=\"0\"", "", 1);
+        assert_eq!(format!("{}\n", ours.stdout()), want, "{name}");
+        fs::remove_file(&meta).unwrap();
+        compared += 1;
+    }
+    eprintln!("{compared} fixtures compared");
+}

@@ -218,3 +218,30 @@ fn a_damaged_mapping_tree_is_reported() {
     let r = run("thin_ls", &["-o", "DEV,SNAP_TIME", img]);
     r.expect_code(0);
 }
+
+#[test]
+fn an_explicit_snapshot_is_read_even_when_the_live_superblock_is_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(img) = fixture_image("f-held-metasnap", tmp.path()) else {
+        return;
+    };
+    let held = crate::delta::fixture_info("f-held-metasnap")["held_root"].clone();
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[100] ^= 0xff; // live superblock checksum now wrong
+    std::fs::write(&img, &bytes).unwrap();
+    let img = img.to_str().unwrap();
+    let r = run("thin_ls", &["-m", img]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "bad checksum in superblock\n");
+    // Data counters are then sized from the highest mapped block.
+    let m = format!("--metadata-snap={held}");
+    let r = run("thin_ls", &["--no-headers", &m, "-o", COUNTS, img]);
+    r.expect_code(0);
+    assert_eq!(
+        rows(&r.stdout()),
+        [vec![0, 48, 0, 48, 47], vec![1, 48, 0, 48, 47]]
+    );
+    let r = run("thin_delta", &[&m, "--thin1", "0", "--thin2", "1", img]);
+    r.expect_code(0);
+    assert!(r.stdout().contains("<same begin=\"0\" length=\"48\"/>"));
+}

@@ -103,9 +103,6 @@ const TOOLS: &[Tool] = &[
 const NOT_ON_MAIN: &[&str] = &[
     "thin_check",
     "thin_dump",
-    "thin_delta",
-    "thin_ls",
-    "thin_rmap",
     "thin_repair",
     "thin_restore",
 ];

@@ -100,7 +100,7 @@ const TOOLS: &[Tool] = &[
 ];
 
 /// Tools whose man page has not reached main yet.
-const NO_MAN_PAGE: &[&str] = &["thin_dump"];
+const NO_MAN_PAGE: &[&str] = &[];
 
 /// One rule of the contract.
 struct Row {

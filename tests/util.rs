@@ -84,11 +84,27 @@ pub fn unpack_fixture(name: &str, dir: &Path) -> PathBuf {
         .status()
         .expect("run zstd");
     assert!(status.success(), "zstd -d {}", src.display());
+    // Images shipped without their all-zero tail carry their full length in
+    // a sibling `<image>.size` file (fixtures/README.md).
+    let size_file = src.with_extension("size");
+    if let Ok(text) = std::fs::read_to_string(&size_file) {
+        let len: u64 = text.trim().parse().expect("fixture .size file");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&dst)
+            .and_then(|f| f.set_len(len))
+            .expect("extend unpacked fixture");
+    }
     dst
 }
 
 /// The shared reference corpus beside the repository, when present.
+/// `THINTOOLS_CORPUS` overrides the location (worktrees outside the CI layout).
 pub fn corpus_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("THINTOOLS_CORPUS") {
+        let p = PathBuf::from(p);
+        return p.is_dir().then_some(p);
+    }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus-sample");
     p.is_dir().then_some(p)
 }

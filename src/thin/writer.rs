@@ -384,6 +384,12 @@ impl<'d> Active<'d> {
 
     fn finish(mut self) -> Result<WriteSummary> {
         self.w.flush()?;
+        // The top-level tree's references to the device roots count before
+        // anything unreferenced is released: a device made of one shared
+        // leaf has that leaf as its root.
+        for d in self.devices.values() {
+            self.w.inc_ref(d.root);
+        }
         let mut done = HashSet::new();
         for r in std::mem::take(&mut self.dropped) {
             self.release(r, &mut done)?;
@@ -395,7 +401,6 @@ impl<'d> Active<'d> {
         let mut details = BtreeBuilder::new(24);
         for (&id, d) in &self.devices {
             top.push_value(&mut self.w, id, &d.root.to_le_bytes())?;
-            self.w.inc_ref(d.root);
             details.push_value(&mut self.w, id, &d.details.to_bytes())?;
         }
         let mapping_root = top.finish(&mut self.w)?;

@@ -247,13 +247,10 @@ pub fn command(args: &[OsString]) -> Outcome {
     })
 }
 
-/// `--repair`: the repair engine finds the pool and writes it with
-/// [`write_document`] (see [`crate::thin::repair::dump`]).
+/// `--repair`: the repair engine finds the roots and writes the document
+/// with this module's writers (spec/repair.md).
 fn dump_repaired(opts: &DumpOptions) -> Outcome {
-    match crate::thin::repair::dump::dump_repaired(opts) {
-        Ok(o) => o,
-        Err(e) => cli::report_error(&e, opts.quiet),
-    }
+    crate::thin::repair::dump::dump_command(opts)
 }
 
 /// Stderr diagnostics honouring `-q`/`-v`.

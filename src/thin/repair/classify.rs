@@ -1,298 +1,491 @@
-//! Classification of scanned nodes into trees (repair.md §1.1 and G2/G3).
+//! Classification of scanned nodes, children before parents, memoised
+//! (spec/repair.md §1.1 in salvage form, G2, G3).
 //!
-//! Every node gets a kind (mapping tree, top-level tree, details tree) and an
-//! aggregate over its subtree, children first, memoised. Upstream rejects a
-//! whole tree for one bad node; we keep such a tree as *damaged*: its valid
-//! children are aggregated, the others dropped (`complete = false`). Upstream's
-//! candidates are exactly our complete ones.
-//!
-//! A u64 leaf is a top-level leaf only when its keys are possible device ids,
-//! its values distinct block numbers and each names a mapping-tree root (bad
-//! blocks allowed when at least one root is good); otherwise it is a mapping
-//! leaf (never rejected for looking like both, G3).
-
-use std::collections::{HashMap, HashSet};
+//! A node may be read three ways: as part of a mapping tree, of the
+//! top-level tree, or of the details tree. Each reading that survives is an
+//! [`Agg`]: *complete* when nothing beneath it was lost (upstream's "valid"),
+//! *damaged* when some children had to be dropped (unreadable, of another
+//! kind, out of key order, overlapping, outside the parent's bounds or at a
+//! minority height). An internal node keeps the readings supported by the
+//! largest number of its children, so one bad child costs only its own key
+//! range. A value_size-8 leaf is always a possible mapping leaf, and also a
+//! top-level leaf when G3's shape rules hold and most of its values name
+//! mapping-tree roots; its parent decides between the two.
 
 use crate::pdata::block::BlockNr;
-use crate::thin::repair::scan::{ScanResult, ScannedNode, U64Leaf};
+use crate::thin::repair::scan::{ScanNode, ScanTable, Shape};
 
-/// Deepest tree accepted (cycle guard).
-const MAX_DEPTH: u32 = 16;
-/// Device ids must fit in 24 bits to be top-level keys.
-const DEV_ID_LIMIT: u64 = 1 << 24;
+/// Deepest nesting followed (top-level tree plus mapping tree, with margin).
+const MAX_NESTING: u32 = 24;
 
 /// Which tree a node belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// A bottom-level mapping tree.
+    /// A bottom-level (per-device) mapping tree.
     Mapping,
-    /// The top-level mapping tree (device id -> mapping root).
-    TopLevel,
+    /// The top-level tree (device id → mapping root).
+    Top,
     /// The device details tree.
     Details,
 }
 
-/// The aggregate of a node's subtree.
+/// Whether anything beneath a node was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Every node beneath is valid (upstream would accept it).
+    Complete,
+    /// Some subtrees were dropped.
+    Damaged,
+}
+
+/// One reading of a node and its subtree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Class {
-    /// Tree kind.
-    pub kind: Kind,
-    /// No node below was bad or dropped.
-    pub complete: bool,
-    /// Leaf height (0 = leaf).
+pub struct Agg {
+    /// Complete or damaged.
+    pub status: Status,
+    /// 0 for leaves.
     pub height: u32,
-    /// Leaf entries below (mappings or devices).
-    pub entries: u64,
-    /// Mappings below (top-level: Σ over its devices' trees).
-    pub mappings: u64,
-    /// Lowest key (valid when `entries > 0`).
+    /// Lowest key kept.
     pub first_key: u64,
-    /// Highest key.
+    /// Highest key kept.
     pub last_key: u64,
-    /// Highest time seen (mappings; details: creation/snapshot times).
+    /// Mappings (mapping), devices (top-level, details).
+    pub entries: u64,
+    /// Counted mappings (top-level), Σ mapped_blocks (details), = entries (mapping).
+    pub mappings: u64,
+    /// Highest data block mapped (mapping, top-level).
+    pub max_block: u64,
+    /// Highest mapping time (mapping, top-level) or creation/snapshot time (details).
     pub age: u32,
-    /// Highest data block mapped.
-    pub max_data: u64,
-    /// Details: Σ mapped_blocks.
-    pub sum_mapped: u64,
-    /// Details: highest transaction id.
+    /// Highest device transaction id (details).
     pub max_tid: u64,
 }
 
+impl Agg {
+    fn merge(&mut self, o: &Agg) {
+        self.entries += o.entries;
+        self.mappings += o.mappings;
+        self.max_block = self.max_block.max(o.max_block);
+        self.age = self.age.max(o.age);
+        self.max_tid = self.max_tid.max(o.max_tid);
+        if o.status == Status::Damaged {
+            self.status = Status::Damaged;
+        }
+    }
+}
+
+/// The readings of one node that survived.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Class {
+    /// As a mapping-tree node.
+    pub mapping: Option<Agg>,
+    /// As a top-level-tree node.
+    pub top: Option<Agg>,
+    /// As a details-tree node.
+    pub details: Option<Agg>,
+}
+
 impl Class {
-    fn empty(kind: Kind) -> Class {
-        Class {
-            kind,
-            complete: true,
+    /// The reading of `kind`.
+    #[must_use]
+    pub fn get(&self, kind: Kind) -> Option<&Agg> {
+        match kind {
+            Kind::Mapping => self.mapping.as_ref(),
+            Kind::Top => self.top.as_ref(),
+            Kind::Details => self.details.as_ref(),
+        }
+    }
+
+    fn set(&mut self, kind: Kind, a: Option<Agg>) {
+        match kind {
+            Kind::Mapping => self.mapping = a,
+            Kind::Top => self.top = a,
+            Kind::Details => self.details = a,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.mapping.is_none() && self.top.is_none() && self.details.is_none()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Memo {
+    Todo,
+    Busy,
+    Done(Class),
+}
+
+/// Why a child was dropped from its parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// The block is not a readable btree node (bad checksum, not a node, ...).
+    Unreadable,
+    /// A node of another kind, or with no valid reading.
+    Incompatible,
+    /// Keys out of order, overlapping or outside the parent's bounds.
+    KeyRange,
+    /// Not at the height of its siblings.
+    Height,
+}
+
+/// The children of an internal node kept under one reading.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// (position, child block) kept, in key order.
+    pub kept: Vec<(usize, BlockNr)>,
+    /// (position, child block, why) dropped.
+    pub lost: Vec<(usize, BlockNr, Loss)>,
+}
+
+/// Classifications of every scanned node.
+pub struct Classifier<'t> {
+    table: &'t ScanTable,
+    memo: Vec<Memo>,
+    /// Nodes kept as a child by some internal node.
+    pub referenced: Vec<bool>,
+    /// Nodes named as a device's mapping root by a top-level leaf.
+    pub root_referenced: Vec<bool>,
+}
+
+impl<'t> Classifier<'t> {
+    /// Classifies every node of `table`.
+    #[must_use]
+    pub fn new(table: &'t ScanTable) -> Self {
+        let n = table.nodes.len();
+        let mut c = Classifier {
+            table,
+            memo: vec![Memo::Todo; n],
+            referenced: vec![false; n],
+            root_referenced: vec![false; n],
+        };
+        for i in 0..n {
+            c.classify(i, 0);
+        }
+        c.mark_references();
+        c
+    }
+
+    /// The scan this classifier reads.
+    #[must_use]
+    pub fn table(&self) -> &'t ScanTable {
+        self.table
+    }
+
+    /// The classification of block `nr` (empty when it is not a usable node).
+    #[must_use]
+    pub fn class_of(&self, nr: BlockNr) -> Class {
+        match self.table.find(nr).map(|i| self.memo[i]) {
+            Some(Memo::Done(c)) => c,
+            _ => Class::default(),
+        }
+    }
+
+    /// The reading `kind` of block `nr`.
+    #[must_use]
+    pub fn agg(&self, nr: BlockNr, kind: Kind) -> Option<Agg> {
+        self.class_of(nr).get(kind).copied()
+    }
+
+    /// The scanned node at `nr`.
+    #[must_use]
+    pub fn node(&self, nr: BlockNr) -> Option<&'t ScanNode> {
+        self.table.find(nr).map(|i| &self.table.nodes[i])
+    }
+
+    fn class_at_depth(&mut self, nr: BlockNr, depth: u32) -> Class {
+        match self.table.find(nr) {
+            Some(i) => self.classify(i, depth),
+            None => Class::default(),
+        }
+    }
+
+    fn classify(&mut self, i: usize, depth: u32) -> Class {
+        match self.memo[i] {
+            Memo::Done(c) => return c,
+            Memo::Busy => return Class::default(),
+            Memo::Todo => {}
+        }
+        if depth > MAX_NESTING {
+            return Class::default();
+        }
+        self.memo[i] = Memo::Busy;
+        let n = self.table.nodes[i];
+        let c = match n.shape {
+            Shape::Leaf8 => self.classify_leaf8(&n, depth),
+            Shape::Leaf24 => Class {
+                details: Some(details_leaf(&n)),
+                ..Class::default()
+            },
+            Shape::Internal => self.classify_internal(&n, depth),
+        };
+        self.memo[i] = Memo::Done(c);
+        c
+    }
+
+    fn classify_leaf8(&mut self, n: &ScanNode, depth: u32) -> Class {
+        let mapping = Agg {
+            status: Status::Complete,
             height: 0,
-            entries: 0,
-            mappings: 0,
-            first_key: 0,
-            last_key: 0,
-            age: 0,
-            max_data: 0,
-            sum_mapped: 0,
+            first_key: n.first_key,
+            last_key: n.last_key,
+            entries: u64::from(n.nr_entries),
+            mappings: u64::from(n.nr_entries),
+            max_block: n.mapping.max_block,
+            age: n.mapping.max_time,
             max_tid: 0,
-        }
-    }
-
-    fn absorb(&mut self, c: &Class) {
-        if c.entries > 0 {
-            if self.entries == 0 {
-                self.first_key = c.first_key;
-            }
-            self.last_key = c.last_key;
-        }
-        self.entries += c.entries;
-        self.mappings += c.mappings;
-        self.age = self.age.max(c.age);
-        self.max_data = self.max_data.max(c.max_data);
-        self.sum_mapped += c.sum_mapped;
-        self.max_tid = self.max_tid.max(c.max_tid);
-        self.complete &= c.complete;
-    }
-}
-
-/// Classes of every scanned node and the set of nodes some tree references.
-pub struct Classified<'s> {
-    /// The scan.
-    pub scan: &'s ScanResult,
-    classes: HashMap<BlockNr, Option<Class>>,
-    /// Mapping-leaf reading of leaves that were classified as top-level.
-    alt: HashMap<BlockNr, Class>,
-    /// Children of valid internal nodes.
-    pub referenced: HashSet<BlockNr>,
-    /// For each valid internal node, which children were kept.
-    kept: HashMap<BlockNr, Vec<bool>>,
-    in_progress: HashSet<BlockNr>,
-}
-
-fn mapping_leaf(l: &U64Leaf) -> Class {
-    let mut c = Class::empty(Kind::Mapping);
-    c.entries = u64::from(l.nr);
-    c.mappings = c.entries;
-    c.first_key = l.first_key;
-    c.last_key = l.last_key;
-    c.age = l.age;
-    c.max_data = l.max_data;
-    c
-}
-
-impl<'s> Classified<'s> {
-    /// Classifies every node of `scan`.
-    #[must_use]
-    pub fn new(scan: &'s ScanResult) -> Self {
-        let mut c = Classified {
-            scan,
-            classes: HashMap::with_capacity(scan.nodes.len()),
-            alt: HashMap::new(),
-            referenced: HashSet::new(),
-            kept: HashMap::new(),
-            in_progress: HashSet::new(),
         };
-        let mut all: Vec<BlockNr> = scan.nodes.keys().copied().collect();
-        all.sort_unstable();
-        for b in all {
-            c.class_of(b, 0);
+        let mut c = Class {
+            mapping: Some(mapping),
+            ..Class::default()
+        };
+        if n.mapping.top_shaped {
+            c.top = self.top_leaf(n, depth);
         }
         c
     }
 
-    /// The class of `b` (None: not a node, unreadable or invalid).
-    #[must_use]
-    pub fn class(&self, b: BlockNr) -> Option<Class> {
-        self.classes.get(&b).copied().flatten()
-    }
-
-    /// The class of `b` read as `kind` (a top-level leaf can also be read
-    /// as a mapping leaf).
-    #[must_use]
-    pub fn class_as(&self, b: BlockNr, kind: Kind) -> Option<Class> {
-        match self.class(b) {
-            Some(c) if c.kind == kind => Some(c),
-            Some(_) if kind == Kind::Mapping => self.alt.get(&b).copied(),
-            _ => None,
-        }
-    }
-
-    /// The children of a valid internal node with whether each was kept.
-    #[must_use]
-    pub fn children(&self, b: BlockNr) -> Vec<(u64, BlockNr, bool)> {
-        match (self.scan.nodes.get(&b), self.kept.get(&b)) {
-            (Some(ScannedNode::Internal(links)), Some(kept)) => links
-                .iter()
-                .zip(kept)
-                .map(|(&(k, c), &ok)| (k, c, ok))
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn class_of(&mut self, b: BlockNr, depth: u32) -> Option<Class> {
-        if let Some(c) = self.classes.get(&b) {
-            return *c;
-        }
-        if depth > MAX_DEPTH || !self.in_progress.insert(b) {
-            return None;
-        }
-        let scan = self.scan;
-        let c = match scan.nodes.get(&b) {
-            None => None,
-            Some(ScannedNode::U64(l)) => self.u64_leaf(b, l, depth),
-            Some(ScannedNode::Details(d)) => {
-                let mut c = Class::empty(Kind::Details);
-                c.entries = d.entries.len() as u64;
-                if let (Some(f), Some(l)) = (d.entries.first(), d.entries.last()) {
-                    c.first_key = f.0;
-                    c.last_key = l.0;
-                }
-                for (_, det) in &d.entries {
-                    c.sum_mapped += det.mapped_blocks;
-                    c.max_tid = c.max_tid.max(det.transaction_id);
-                    c.age = c.age.max(det.creation_time).max(det.snapshotted_time);
-                }
-                Some(c)
-            }
-            Some(ScannedNode::Internal(links)) => self.internal(b, links, depth),
+    /// G3: a top-level reading when most values name mapping-tree roots.
+    fn top_leaf(&mut self, n: &ScanNode, depth: u32) -> Option<Agg> {
+        let table = self.table;
+        let values = table.values(n);
+        let mut agg = Agg {
+            status: Status::Complete,
+            height: 0,
+            first_key: n.first_key,
+            last_key: n.last_key,
+            entries: u64::from(n.nr_entries),
+            mappings: 0,
+            max_block: 0,
+            age: 0,
+            max_tid: 0,
         };
-        self.in_progress.remove(&b);
-        self.classes.insert(b, c);
-        c
-    }
-
-    fn u64_leaf(&mut self, b: BlockNr, l: &U64Leaf, depth: u32) -> Option<Class> {
-        let as_mapping = mapping_leaf(l);
-        let Some(values) = &l.small_values else {
-            return Some(as_mapping);
-        };
-        if values.iter().any(|&(k, v)| k >= DEV_ID_LIMIT || v == 0) {
-            return Some(as_mapping);
-        }
-        let mut distinct: Vec<u64> = values.iter().map(|&(_, v)| v).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        if distinct.len() != values.len() {
-            return Some(as_mapping);
-        }
-        let mut top = Class::empty(Kind::TopLevel);
-        let mut good = 0;
-        for &(_, v) in values {
-            match self.class_of(v, depth + 1) {
-                Some(c) if c.kind == Kind::Mapping => {
-                    good += 1;
-                    top.mappings += c.mappings;
-                    top.age = top.age.max(c.age);
-                    top.max_data = top.max_data.max(c.max_data);
-                    top.complete &= c.complete;
-                }
-                Some(_) => return Some(as_mapping),
-                None if self.scan.nodes.contains_key(&v) => return Some(as_mapping),
-                None => top.complete = false,
-            }
-        }
-        if good == 0 {
-            return Some(as_mapping);
-        }
-        top.entries = u64::from(l.nr);
-        top.first_key = l.first_key;
-        top.last_key = l.last_key;
-        self.alt.insert(b, as_mapping);
-        Some(top)
-    }
-
-    fn internal(&mut self, b: BlockNr, links: &[(u64, BlockNr)], depth: u32) -> Option<Class> {
-        let mut kids: Vec<Option<Class>> = Vec::with_capacity(links.len());
-        for &(_, c) in links {
-            kids.push(self.class_of(c, depth + 1));
-        }
-        // The majority kind and height decide what the node is.
-        let mut votes: HashMap<(Kind, u32), usize> = HashMap::new();
-        for k in kids.iter().flatten() {
-            *votes.entry((k.kind, k.height)).or_default() += 1;
-        }
-        let (&(kind, height), _) = votes
-            .iter()
-            .max_by_key(|(&(k, h), &n)| (n, k == Kind::Mapping, h))?;
-        let mut node = Class::empty(kind);
-        node.height = height + 1;
-        let mut prev_last: Option<u64> = None;
-        let mut any = false;
-        let mut kept = Vec::with_capacity(links.len());
-        for (i, (&(key, child), k)) in links.iter().zip(&kids).enumerate() {
-            let k = match k {
-                Some(k) if k.kind == kind && k.height == height => Some(*k),
-                Some(_) if kind == Kind::Mapping && height == 0 => self.alt.get(&child).copied(),
-                _ => None,
-            };
-            let hi = links.get(i + 1).map(|l| l.0);
-            let in_range = |k: &Class| {
-                k.entries == 0
-                    || (k.first_key >= key
-                        && hi.is_none_or(|h| k.last_key < h)
-                        && prev_last.is_none_or(|p| k.first_key > p))
-            };
-            match k {
-                Some(k) if in_range(&k) => {
-                    if k.entries > 0 {
-                        prev_last = Some(k.last_key);
+        let mut roots = 0usize;
+        for &v in values {
+            match self.class_at_depth(v, depth + 1).mapping {
+                Some(m) => {
+                    roots += 1;
+                    agg.mappings += m.mappings;
+                    agg.max_block = agg.max_block.max(m.max_block);
+                    agg.age = agg.age.max(m.age);
+                    if m.status == Status::Damaged {
+                        agg.status = Status::Damaged;
                     }
-                    node.absorb(&k);
-                    any = true;
-                    kept.push(true);
                 }
-                _ => {
-                    node.complete = false;
-                    kept.push(false);
-                }
+                None => agg.status = Status::Damaged,
             }
         }
-        if !any {
+        (roots > 0 && roots * 2 >= values.len()).then_some(agg)
+    }
+
+    fn classify_internal(&mut self, n: &ScanNode, depth: u32) -> Class {
+        let table = self.table;
+        let children = table.values(n);
+        let classes: Vec<Class> = children
+            .iter()
+            .map(|&c| self.class_at_depth(c, depth + 1))
+            .collect();
+        let mut c = Class::default();
+        let mut best = 0usize;
+        for kind in [Kind::Mapping, Kind::Top, Kind::Details] {
+            let sel = select(table, n, &classes, kind);
+            if sel.kept.is_empty() {
+                continue;
+            }
+            let mut agg: Option<Agg> = None;
+            for &(pos, _) in &sel.kept {
+                let Some(ca) = classes[pos].get(kind) else {
+                    continue;
+                };
+                match agg.as_mut() {
+                    None => {
+                        let mut a = *ca;
+                        a.height += 1;
+                        agg = Some(a);
+                    }
+                    Some(a) => {
+                        a.merge(ca);
+                        a.last_key = ca.last_key;
+                    }
+                }
+            }
+            if let Some(a) = agg.as_mut() {
+                if !sel.lost.is_empty() {
+                    a.status = Status::Damaged;
+                }
+            }
+            let count = sel.kept.len();
+            if count > best {
+                c = Class::default();
+                best = count;
+            }
+            if count == best {
+                c.set(kind, agg);
+            }
+        }
+        if c.is_empty() {
+            Class::default()
+        } else {
+            c
+        }
+    }
+
+    /// The children of internal node `nr` kept under `kind`.
+    #[must_use]
+    pub fn selection(&self, nr: BlockNr, kind: Kind) -> Selection {
+        let Some(n) = self.node(nr) else {
+            return Selection::default();
+        };
+        let classes: Vec<Class> = self
+            .table
+            .values(n)
+            .iter()
+            .map(|&c| self.class_of(c))
+            .collect();
+        select(self.table, n, &classes, kind)
+    }
+
+    fn mark_references(&mut self) {
+        let table = self.table;
+        for i in 0..table.nodes.len() {
+            let n = table.nodes[i];
+            let Memo::Done(c) = self.memo[i] else {
+                continue;
+            };
+            match n.shape {
+                Shape::Internal => {
+                    for kind in [Kind::Mapping, Kind::Top, Kind::Details] {
+                        if c.get(kind).is_some() {
+                            for (_, child) in self.selection(n.nr, kind).kept {
+                                if let Some(j) = table.find(child) {
+                                    self.referenced[j] = true;
+                                }
+                            }
+                        }
+                    }
+                }
+                Shape::Leaf8 if c.top.is_some() => {
+                    for &v in table.values(&n) {
+                        if let Some(j) = table.find(v) {
+                            self.root_referenced[j] = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The top-level reading of `nr`, or of a top-shaped leaf even when most
+    /// of its devices' roots are lost (for a root the superblock names).
+    #[must_use]
+    pub fn top_or_named_leaf(&self, nr: BlockNr) -> Option<Agg> {
+        if let Some(a) = self.agg(nr, Kind::Top) {
+            return Some(a);
+        }
+        let n = self.node(nr)?;
+        if n.shape != Shape::Leaf8 || !n.mapping.top_shaped {
             return None;
         }
-        self.kept.insert(b, kept);
-        for &(_, c) in links {
-            self.referenced.insert(c);
+        let mut agg = Agg {
+            status: Status::Damaged,
+            height: 0,
+            first_key: n.first_key,
+            last_key: n.last_key,
+            entries: u64::from(n.nr_entries),
+            mappings: 0,
+            max_block: 0,
+            age: 0,
+            max_tid: 0,
+        };
+        for &v in self.table.values(n) {
+            if let Some(m) = self.agg(v, Kind::Mapping) {
+                agg.mappings += m.mappings;
+                agg.max_block = agg.max_block.max(m.max_block);
+                agg.age = agg.age.max(m.age);
+            }
         }
-        Some(node)
+        Some(agg)
+    }
+
+    /// True when some internal node keeps `nr` as a child.
+    #[must_use]
+    pub fn is_referenced(&self, nr: BlockNr) -> bool {
+        self.table.find(nr).is_some_and(|i| self.referenced[i])
+    }
+
+    /// True when some top-level leaf names `nr` as a mapping root.
+    #[must_use]
+    pub fn is_root_referenced(&self, nr: BlockNr) -> bool {
+        self.table.find(nr).is_some_and(|i| self.root_referenced[i])
+    }
+}
+
+fn details_leaf(n: &ScanNode) -> Agg {
+    Agg {
+        status: Status::Complete,
+        height: 0,
+        first_key: n.first_key,
+        last_key: n.last_key,
+        entries: u64::from(n.nr_entries),
+        mappings: n.details.mapped,
+        max_block: 0,
+        age: n.details.age,
+        max_tid: n.details.max_tid,
+    }
+}
+
+/// Which children of `n` survive under `kind`: those with that reading, at the
+/// majority height, with key ranges inside their slot and increasing.
+fn select(table: &ScanTable, n: &ScanNode, classes: &[Class], kind: Kind) -> Selection {
+    let keys = table.keys(n);
+    let children = table.values(n);
+    let mut sel = Selection::default();
+    let mut heights: Vec<(u32, usize)> = Vec::new();
+    for c in classes.iter().filter_map(|c| c.get(kind)) {
+        match heights.iter_mut().find(|(h, _)| *h == c.height) {
+            Some(e) => e.1 += 1,
+            None => heights.push((c.height, 1)),
+        }
+    }
+    let Some(&(height, _)) = heights
+        .iter()
+        .max_by_key(|&&(h, n)| (n, std::cmp::Reverse(h)))
+    else {
+        for (pos, &child) in children.iter().enumerate() {
+            sel.lost.push((pos, child, loss_of(table, child)));
+        }
+        return sel;
+    };
+    let mut prev_last: Option<u64> = None;
+    for (pos, &child) in children.iter().enumerate() {
+        let Some(a) = classes[pos].get(kind) else {
+            sel.lost.push((pos, child, loss_of(table, child)));
+            continue;
+        };
+        if a.height != height {
+            sel.lost.push((pos, child, Loss::Height));
+            continue;
+        }
+        if a.entries > 0 || a.height > 0 {
+            let below = a.first_key < keys[pos];
+            let above = keys.get(pos + 1).is_some_and(|&k| a.last_key > k);
+            let overlap = prev_last.is_some_and(|p| a.first_key <= p);
+            if below || above || overlap {
+                sel.lost.push((pos, child, Loss::KeyRange));
+                continue;
+            }
+            prev_last = Some(a.last_key);
+        }
+        sel.kept.push((pos, child));
+    }
+    sel
+}
+
+fn loss_of(table: &ScanTable, child: BlockNr) -> Loss {
+    if table.find(child).is_some() {
+        Loss::Incompatible
+    } else {
+        Loss::Unreadable
     }
 }

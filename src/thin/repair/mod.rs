@@ -1,239 +1,183 @@
-//! thin_repair and the repair engine shared with `thin_dump --repair`
-//! (repair.md): scan every block (`scan`), classify nodes into trees
-//! (`classify`, `tree`), choose roots and superblock values (`roots`), then
-//! emit what can be read as IR events (`emit`) into the restore writer or an
-//! XML writer.
+//! The repair engine shared by `thin_repair` and `thin_dump --repair`
+//! (spec/repair.md): decide which superblock values and roots describe the
+//! pool, salvage what can be read, and emit it through the IR.
+//!
+//! Flow: a healthy superblock whose trees are whole is read directly
+//! ([`fast`], G4.1). Otherwise every block is scanned ([`scan`]), nodes are
+//! classified bottom-up ([`classify`]), candidate roots are ordered and
+//! paired ([`candidates`]), the roots and superblock values are chosen and the
+//! devices assembled ([`choose`]), and the result is emitted ([`output`]).
 
+pub mod candidates;
+pub mod choose;
 pub mod classify;
+pub mod command;
 pub mod dump;
-pub mod emit;
-pub mod roots;
+pub mod fast;
+pub mod fill;
+pub mod output;
 pub mod scan;
-pub mod tree;
+pub mod trees;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::cell::RefCell;
 
-use anyhow::Result;
-use clap::Parser;
-
-use crate::cli;
-use crate::exit::Outcome;
 use crate::pdata::block::BlockNr;
-use crate::pdata::io::{open_metadata, open_output, Access, BlockDevice, Sharing};
-use crate::thin::emit::DeviceLeaves;
-use crate::thin::ir::{MetadataVisitor, RunList};
-use crate::thin::restore::check_block_size_override;
-use crate::thin::shared_runs::SharingPlan;
-use crate::thin::superblock::read_superblock;
-use crate::thin::writer::{Overrides, ThinWriter};
+use crate::pdata::io::BlockDevice;
+use crate::thin::ir::{ChunkSink, DeviceInfo, SuperblockInfo};
 
-pub use emit::{Pool, Salvage};
-pub use roots::Chosen;
+pub use command::command;
 
-/// What a repair found and did.
-#[derive(Clone, Debug)]
-pub struct RepairReport {
-    /// Roots and superblock values used.
-    pub chosen: Chosen,
-    /// Devices and their leaves.
-    pub pool: Pool,
-    /// What was recovered.
-    pub salvage: Salvage,
-    /// Warnings for stderr (not with `-q`).
-    pub warnings: Vec<String>,
-    /// Information lines for `-v`.
-    pub info: Vec<String>,
+/// How much the engine says on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Nothing (`-q`).
+    Quiet,
+    /// Warnings.
+    Normal,
+    /// Warnings and info lines (`-v`).
+    Verbose,
 }
 
-fn describe_candidates(
-    tops: &[roots::Candidate],
-    details: &[roots::Candidate],
-    info: &mut Vec<String>,
-) {
-    info.push(format!("mapping candidates ({}):", tops.len()));
-    for t in tops {
-        let times: Vec<String> = t.times.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        info.push(format!(
-            "b={}, nr_devices={}, nr_mappings={}, highest_mapped={}, age={}, time_counts={{{}}}",
-            t.root,
-            t.class.entries,
-            t.class.mappings,
-            t.class.max_data,
-            t.class.age,
-            times.join(", ")
-        ));
+/// Where the engine's warnings and info lines go.
+#[derive(Debug)]
+pub struct Log {
+    verbosity: Verbosity,
+    captured: Option<RefCell<Vec<String>>>,
+}
+
+impl Log {
+    /// Lines go to stderr, filtered by `verbosity`.
+    #[must_use]
+    pub fn stderr(verbosity: Verbosity) -> Self {
+        Log {
+            verbosity,
+            captured: None,
+        }
     }
-    info.push(format!("device candidates ({}):", details.len()));
-    for d in details {
-        info.push(format!(
-            "b={}, nr_devices={}, nr_mappings={}, max_tid={}, age={}",
-            d.root, d.class.entries, d.class.sum_mapped, d.class.max_tid, d.class.age
-        ));
+
+    /// Lines are kept in memory (tests), filtered by `verbosity`.
+    #[must_use]
+    pub fn capture(verbosity: Verbosity) -> Self {
+        Log {
+            verbosity,
+            captured: Some(RefCell::new(Vec::new())),
+        }
     }
-    let pairs = roots::pairs(tops, details);
-    info.push(format!("compatible roots ({}):", pairs.len()));
-    for (i, j) in pairs {
-        info.push(format!("({}, {})", tops[i].root, details[j].root));
+
+    /// The lines captured so far.
+    #[must_use]
+    pub fn lines(&self) -> Vec<String> {
+        self.captured
+            .as_ref()
+            .map(|c| c.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    fn emit(&self, line: &str) {
+        match &self.captured {
+            Some(c) => c.borrow_mut().push(line.to_string()),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// A warning (shown unless quiet).
+    pub fn warn(&self, line: &str) {
+        if self.verbosity != Verbosity::Quiet {
+            self.emit(line);
+        }
+    }
+
+    /// An info line (shown with `-v`).
+    pub fn info(&self, line: &str) {
+        if self.verbosity == Verbosity::Verbose {
+            self.emit(line);
+        }
     }
 }
 
-/// Finds the pool in `dev`: roots, superblock values, and per device the
-/// leaves that can be read. Reads `dev` only.
-///
-/// # Errors
-/// `no compatible roots found`, or a missing or invalid data block size.
-pub fn find_pool(dev: &dyn BlockDevice, overrides: &Overrides) -> Result<RepairReport> {
-    let reference = read_superblock(dev, 0).ok().map(|(sb, _)| sb);
-    let scanned = scan::scan(dev);
-    let cl = classify::Classified::new(&scanned);
-    let (tops, details) = roots::candidates(&cl);
-    let mut info = Vec::new();
-    describe_candidates(&tops, &details, &mut info);
-    let mut warnings = Vec::new();
-    let chosen = roots::choose(
-        &cl,
-        reference.as_ref(),
-        overrides,
-        &tops,
-        &details,
-        &mut warnings,
-    )?;
-    if let (Some(r), false) = (&reference, chosen.from_superblock) {
-        warnings.push(format!(
-            "superblock roots ({}, {}) unusable: using ({}, {}), transaction {}, time {} (superblock: transaction {}, time {})",
-            r.mapping_root,
-            r.details_root,
-            chosen.top.unwrap_or(0),
-            chosen.details.unwrap_or(0),
-            chosen.sb.transaction,
-            chosen.sb.time,
-            r.trans_id,
-            r.time
-        ));
-    }
-    let (pool, salvage) = emit::pool(&cl, &chosen, &mut warnings);
-    if salvage.lost_subtrees > 0 || (salvage.regenerated > 0 && chosen.details.is_some()) {
-        warnings.push(format!(
-            "salvaged {} devices, {} mappings; lost {} subtrees",
-            salvage.devices, salvage.mappings, salvage.lost_subtrees
-        ));
-    }
-    Ok(RepairReport {
-        chosen,
-        pool,
-        salvage,
-        warnings,
-        info,
-    })
-}
-
-/// The def/ref plan of a repaired pool (plain leaves if the lists are not
-/// consistent enough to plan).
-#[must_use]
-pub fn sharing_plan(pool: &Pool) -> SharingPlan {
-    let refs: Vec<&[BlockNr]> = pool.leaves.iter().map(Vec::as_slice).collect();
-    SharingPlan::build(&refs).unwrap_or_else(|_| SharingPlan::expanded(&refs))
-}
-
-/// Finds the pool in `dev` and emits it into `sink` (superblock first, then
-/// defs, devices, end). Nothing reaches `sink` before roots are found.
-///
-/// # Errors
-/// As [`find_pool`], plus input re-read and sink failures.
-pub fn repair_to<S: MetadataVisitor + Send>(
-    dev: &dyn BlockDevice,
-    overrides: &Overrides,
-    sink: S,
-) -> Result<(RepairReport, S)> {
-    let report = find_pool(dev, overrides)?;
-    let plan = sharing_plan(&report.pool);
-    let mut sink = RunList(sink);
-    crate::thin::emit::emit(
-        &report.chosen.sb,
-        &report.pool.devices,
-        &plan,
-        &DeviceLeaves::new(dev),
-        &mut sink,
-    )?;
-    Ok((report, sink.0))
-}
-
-/// Repair damaged thin-provisioning metadata into a fresh metadata device.
-#[derive(Parser, Debug)]
-#[command(name = "thin_repair", version, disable_version_flag = true)]
-pub struct RepairArgs {
-    /// Sectors per data block (needed when the superblock is lost)
-    #[arg(long = "data-block-size", value_name = "SECTORS")]
-    pub data_block_size: Option<u32>,
-    /// Damaged metadata device or file to read
-    #[arg(short = 'i', long = "input", value_name = "FILE", required = true)]
-    pub input: PathBuf,
-    /// Data space map size (at least the value found)
-    #[arg(long = "nr-data-blocks", value_name = "NUM")]
-    pub nr_data_blocks: Option<u64>,
-    /// Metadata device or file to write (must exist, at least 40960 bytes)
-    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
-    pub output: PathBuf,
-    /// Print nothing on stderr
-    #[arg(short = 'q', long = "quiet")]
-    pub quiet: bool,
-    /// Transaction id (at least the value found)
-    #[arg(long = "transaction-id", value_name = "NUM")]
+/// Superblock overrides (spec/tools.md §2.8) and diagnostics.
+#[derive(Debug)]
+pub struct RepairOptions {
+    /// `--transaction-id`: the result is at least this.
     pub transaction_id: Option<u64>,
-    /// More information on stderr
-    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Ignored (old lvm2 passes an empty argument)
-    #[arg(hide = true)]
-    pub ignored: Option<OsString>,
+    /// `--data-block-size`: replaces the value found (already validated).
+    pub data_block_size: Option<u32>,
+    /// `--nr-data-blocks`: the data space map has at least this many blocks.
+    pub nr_data_blocks: Option<u64>,
+    /// Warnings and info lines.
+    pub log: Log,
 }
 
-/// Runs thin_repair with parsed arguments.
+impl RepairOptions {
+    /// No overrides; messages to stderr at `verbosity`.
+    #[must_use]
+    pub fn new(verbosity: Verbosity) -> Self {
+        RepairOptions {
+            transaction_id: None,
+            data_block_size: None,
+            nr_data_blocks: None,
+            log: Log::stderr(verbosity),
+        }
+    }
+}
+
+/// One device to write: its values and its mapping leaves in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairedDevice {
+    /// Values written (`mapped_blocks` = mappings in `leaves`).
+    pub info: DeviceInfo,
+    /// Valid mapping leaves, left to right.
+    pub leaves: Vec<BlockNr>,
+}
+
+/// What repair decided to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairedPool {
+    /// Superblock values (overrides applied).
+    pub sb: SuperblockInfo,
+    /// Devices in ascending id.
+    pub devices: Vec<RepairedDevice>,
+}
+
+/// What was written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Devices written.
+    pub devices: usize,
+    /// Mappings written.
+    pub mappings: u64,
+}
+
+impl RepairReport {
+    fn of(pool: &RepairedPool) -> Self {
+        RepairReport {
+            devices: pool.devices.len(),
+            mappings: pool.devices.iter().map(|d| d.info.mapped_blocks).sum(),
+        }
+    }
+}
+
+/// Finds roots, rebuilds the superblock and decides what to write.
 ///
 /// # Errors
-/// Any runtime failure, worded for the user.
-pub fn repair(args: &RepairArgs) -> Result<()> {
-    let input = open_metadata(&args.input, Access::ReadOnly, Sharing::Exclusive)?;
-    let out = open_output(&args.output)?;
-    let overrides = Overrides {
-        transaction_id: args.transaction_id,
-        data_block_size: args.data_block_size,
-        nr_data_blocks: args.nr_data_blocks,
-    };
-    let writer = ThinWriter::new(&out, Overrides::default());
-    let (report, mut writer) = repair_to(&input, &overrides, writer)?;
-    let loud = !args.quiet;
-    if loud {
-        if args.verbose > 0 {
-            for l in &report.info {
-                eprintln!("{l}");
-            }
-        }
-        for w in &report.warnings {
-            eprintln!("{w}");
-        }
-    }
-    if loud {
-        for w in writer.take_warnings() {
-            if !w.contains("mapped_blocks is") {
-                eprintln!("{w}");
-            }
-        }
-    }
-    Ok(())
+/// `no compatible roots found`, `data block size needs to be provided due to
+/// corruption in the superblock`, `invalid data block size`.
+pub fn repair_plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> anyhow::Result<RepairedPool> {
+    choose::plan(dev, opts)
 }
 
-/// Entry point of `thin_repair`: parses `args` (without argv[0]) and runs the tool.
-#[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
-    cli::run_with::<RepairArgs, _>("thin_repair", args, |a| {
-        if let Err(o) = check_block_size_override(a.data_block_size) {
-            return o;
-        }
-        match repair(&a) {
-            Ok(()) => Outcome::Success,
-            Err(e) => cli::report_error(&e, a.quiet),
-        }
-    })
+/// `thin_dump --repair` and `thin_repair`: repairs `dev` and sends the result
+/// to `out` (the XML or human-readable writer, or the metadata writer
+/// wrapped in [`crate::thin::ir::RunList`]).
+///
+/// # Errors
+/// The errors of [`repair_plan`], a damaged leaf met while emitting, or a sink failure.
+pub fn dump_repaired<S: ChunkSink + Send>(
+    dev: &dyn BlockDevice,
+    opts: &RepairOptions,
+    out: &mut S,
+) -> anyhow::Result<RepairReport> {
+    let pool = repair_plan(dev, opts)?;
+    output::emit_pool(dev, &pool, out)?;
+    Ok(RepairReport::of(&pool))
 }

@@ -1,0 +1,147 @@
+//! Filling the holes of a salvaged device from older copies of its tree.
+//!
+//! When a device of the chosen (current) top-level tree lost a subtree, the
+//! same device often still exists, whole, in an older top-level tree left on
+//! disk by an earlier transaction. Whole leaves of that older tree whose keys
+//! lie entirely inside a lost key range are taken back, newest candidate
+//! first, and named in a warning: the current tree stays authoritative
+//! everywhere it is readable (G2), and only what it lost is rolled back (G7).
+
+use std::collections::BTreeMap;
+
+use crate::pdata::block::BlockNr;
+use crate::thin::repair::candidates::TopCandidate;
+use crate::thin::repair::classify::Classifier;
+use crate::thin::repair::trees::{mapping_leaves, top_devices, LostRange};
+
+/// Older top-level trees, their device maps computed on first use.
+pub struct Filler<'c, 't> {
+    cls: &'c Classifier<'t>,
+    tops: Vec<BlockNr>,
+    maps: Vec<Option<BTreeMap<u64, BlockNr>>>,
+}
+
+/// A key range still missing: `[begin, end)`, `end` None = unbounded.
+#[derive(Clone, Copy, Debug)]
+struct Hole {
+    begin: u64,
+    end: Option<u64>,
+}
+
+impl Hole {
+    fn holds(&self, first: u64, last: u64) -> bool {
+        first >= self.begin && self.end.is_none_or(|e| last < e)
+    }
+}
+
+/// What one fill took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filled {
+    /// Root of the older top-level tree the leaves came from.
+    pub top_root: BlockNr,
+    /// Leaves taken.
+    pub leaves: usize,
+    /// Mappings in them.
+    pub mappings: u64,
+}
+
+impl<'c, 't> Filler<'c, 't> {
+    /// Older trees: every top-level candidate except `current`, in candidate order.
+    #[must_use]
+    pub fn new(cls: &'c Classifier<'t>, tops: &[TopCandidate], current: BlockNr) -> Self {
+        let tops: Vec<BlockNr> = tops
+            .iter()
+            .map(|t| t.root)
+            .filter(|&r| r != current)
+            .collect();
+        let maps = vec![None; tops.len()];
+        Filler { cls, tops, maps }
+    }
+
+    fn device_root(&mut self, i: usize, id: u64) -> Option<BlockNr> {
+        let cls = self.cls;
+        let root = self.tops[i];
+        let map = self.maps[i].get_or_insert_with(|| {
+            top_devices(cls, root)
+                .0
+                .into_iter()
+                .filter(|d| d.2)
+                .map(|d| (d.0, d.1))
+                .collect()
+        });
+        map.get(&id).copied()
+    }
+
+    /// Adds to `leaves` (device `id`'s leaves, whose tree was rooted at
+    /// `current_root`) the older leaves that fit inside `lost` (or anywhere
+    /// when the device has no tree at all), keeping key order.
+    pub fn fill(
+        &mut self,
+        id: u64,
+        current_root: Option<BlockNr>,
+        lost: &[LostRange],
+        leaves: &mut Vec<BlockNr>,
+    ) -> Vec<Filled> {
+        let mut holes: Vec<Hole> = match current_root {
+            None => vec![Hole {
+                begin: 0,
+                end: None,
+            }],
+            Some(_) => lost
+                .iter()
+                .map(|l| Hole {
+                    begin: l.begin,
+                    end: l.end,
+                })
+                .collect(),
+        };
+        let mut out = Vec::new();
+        let mut added: Vec<(u64, u64, BlockNr)> = Vec::new();
+        for i in 0..self.tops.len() {
+            if holes.is_empty() {
+                break;
+            }
+            let Some(r) = self.device_root(i, id) else {
+                continue;
+            };
+            if Some(r) == current_root {
+                continue;
+            }
+            let (older, _) = mapping_leaves(self.cls, r);
+            let mut f = Filled {
+                top_root: self.tops[i],
+                leaves: 0,
+                mappings: 0,
+            };
+            for l in older {
+                let Some(n) = self.cls.node(l) else {
+                    continue;
+                };
+                if n.nr_entries == 0 || leaves.contains(&l) {
+                    continue;
+                }
+                let (a, b) = (n.first_key, n.last_key);
+                let inside = holes.iter().any(|h| h.holds(a, b));
+                let clash = added.iter().any(|&(x, y, _)| a <= y && x <= b);
+                if inside && !clash {
+                    added.push((a, b, l));
+                    f.leaves += 1;
+                    f.mappings += u64::from(n.nr_entries);
+                }
+            }
+            if f.leaves > 0 {
+                out.push(f);
+            }
+            if current_root.is_none() && !added.is_empty() {
+                // The first older tree holding the device supplies all of it.
+                holes.clear();
+            }
+        }
+        if !added.is_empty() {
+            let cls = self.cls;
+            leaves.extend(added.iter().map(|&(_, _, l)| l));
+            leaves.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
+        }
+        out
+    }
+}

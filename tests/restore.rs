@@ -479,3 +479,23 @@ fn our_dump_of_a_restore_is_stable() {
         assert_eq!(run("thin_dump", &[out.to_str().unwrap()]).stdout(), first);
     }
 }
+
+#[test]
+fn metadata_that_does_not_fit_is_refused() {
+    let d = TempDir::new().unwrap();
+    let mut xml = String::from(
+        "<superblock uuid=\"\" time=\"0\" transaction=\"0\" data_block_size=\"128\" nr_data_blocks=\"10000\">\n<device dev_id=\"1\" mapped_blocks=\"3000\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">\n",
+    );
+    for k in 0..3000 {
+        xml += &format!("<single_mapping origin_block=\"{}\" data_block=\"{k}\" time=\"0\"/>\n", 2 * k);
+    }
+    xml += "</device>\n</superblock>";
+    let x = d.path().join("big.xml");
+    std::fs::write(&x, &xml).unwrap();
+    let out = d.path().join("tiny.bin");
+    std::fs::write(&out, vec![5u8; 40960]).unwrap();
+    let r = run("thin_restore", &["-i", x.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!((r.code(), r.stderr()), (1, "out of metadata space\n".to_string()));
+    // Block 0 was zeroed first: no valid superblock over partial trees.
+    assert!(std::fs::read(&out).unwrap()[..4096].iter().all(|&b| b == 0));
+}

@@ -734,3 +734,23 @@ fn leaves_mapping_to_data_block_zero_are_not_taken_for_top_level_leaves() {
     img.patch_u64(0, 320, 10, BlockKind::Superblock);
     assert_eq!(repair(&img).xml(), doc);
 }
+
+/// G4.4/G4.5: with the superblock lost, a metadata-snapshot copy still tells
+/// the data block size, and its older trees are not preferred.
+#[test]
+fn a_metadata_snapshot_copy_supplies_the_data_block_size() {
+    let img0 = fixture("f-held-metasnap");
+    let healthy = repair(&img0);
+    let mut img = Image {
+        bytes: img0.bytes.clone(),
+    };
+    img.zero(0);
+    let r = repair(&img);
+    let (got, want) = (r.xml(), healthy.xml());
+    assert_eq!(
+        superblock_attr(got, "data_block_size"),
+        superblock_attr(want, "data_block_size")
+    );
+    assert_eq!(devices_of(got), devices_of(want), "{:#?}", r.log);
+    assert_eq!(total_mappings(got), total_mappings(want));
+}

@@ -100,14 +100,17 @@ const TOOLS: &[Tool] = &[
 ];
 
 /// Tools whose implementation has not reached main yet.
-const NOT_ON_MAIN: &[&str] = &[
+const NOT_ON_MAIN: &[&str] = &["thin_repair"];
+
+/// Tools whose man page has not reached main yet.
+const NO_MAN_PAGE: &[&str] = &[
     "thin_check",
-    "thin_dump",
     "thin_delta",
+    "thin_dump",
     "thin_ls",
-    "thin_rmap",
     "thin_repair",
     "thin_restore",
+    "thin_rmap",
 ];
 
 /// One rule of the contract.
@@ -173,7 +176,7 @@ const ROWS: &[Row] = &[
         name: "long flags in man page",
         applies: |_| true,
         check: man_page,
-        pending: NOT_ON_MAIN,
+        pending: NO_MAN_PAGE,
     },
 ];
 

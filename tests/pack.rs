@@ -391,9 +391,88 @@ fn pack_applies_the_binary_input_checks() {
         "Couldn't find output file '/dev/thintools-no-such-lv'\n"
     );
     assert!(!Path::new("/dev/thintools-no-such-lv").exists());
+    // Packing a file onto itself is refused before anything is truncated.
+    let zero = s(&p("zero")).to_string();
+    let r = run("thin_metadata_pack", &["-f", "-i", &zero, "-o", &zero]);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "input and output are the same file\n");
+    assert_eq!(std::fs::metadata(p("zero")).unwrap().len(), 8192);
+    // A flag given twice is accepted; a single-valued option twice is not.
+    let out = s(&p("twice.pack")).to_string();
+    run(
+        "thin_metadata_pack",
+        &["-f", "-i", s(&p("zero")), "-o", &out, "-f"],
+    )
+    .expect_code(0);
+    let r = run(
+        "thin_metadata_pack",
+        &["-i", s(&p("zero")), "-i", s(&p("zero")), "-o", &out],
+    );
+    r.expect_code(2);
+    assert!(r
+        .stderr()
+        .contains("the argument '--input <DEV>' cannot be used multiple times"));
     let r = run("thin_metadata_pack", &["-i", s(&p("zero"))]);
     r.expect_code(2);
     assert!(r
         .stderr()
         .contains("the following required arguments were not provided:"));
+}
+
+/// Detaches a loop device when dropped.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+fn attach(file: &Path) -> Option<Loop> {
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(file)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| Loop(String::from_utf8_lossy(&out.stdout).trim().to_string()))
+}
+
+/// Unpacking onto a block device zeroes every block the pack does not hold
+/// (old contents must not survive) and leaves what lies past the image alone.
+/// Skips where loop devices are not available.
+#[test]
+fn unpack_to_a_block_device_zeroes_absent_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, want) = synthetic_image();
+    let input = dir.path().join("in.img");
+    std::fs::write(&input, &img).unwrap();
+    let pack = dir.path().join("p.pack");
+    run("thin_metadata_pack", &["-i", s(&input), "-o", s(&pack)]).expect_code(0);
+    let backing = dir.path().join("backing");
+    std::fs::write(&backing, vec![0xeeu8; img.len() + 64 * 4096]).unwrap();
+    let Some(lo) = attach(&backing) else {
+        eprintln!("skipped: no loop device");
+        return;
+    };
+    let r = run("thin_metadata_unpack", &["-i", s(&pack), "-o", &lo.0]);
+    drop(lo);
+    r.expect_code(0);
+    let got = std::fs::read(&backing).unwrap();
+    assert!(got[..img.len()] == want[..], "image area");
+    assert!(
+        got[img.len()..].iter().all(|&b| b == 0xee),
+        "past the image"
+    );
+
+    // A device smaller than the image is refused before anything is written.
+    let small = dir.path().join("small");
+    std::fs::write(&small, vec![0xeeu8; 64 * 4096]).unwrap();
+    let Some(lo) = attach(&small) else { return };
+    let r = run("thin_metadata_unpack", &["-i", s(&pack), "-o", &lo.0]);
+    drop(lo);
+    r.expect_code(1);
+    assert_eq!(r.stderr(), "Output file too small.\n");
+    assert!(std::fs::read(&small).unwrap().iter().all(|&b| b == 0xee));
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: one module per tool plus shared helpers.
 
 mod util;
+mod util_vm;
 
 mod check;
 mod cli_contract;

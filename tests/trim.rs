@@ -186,6 +186,8 @@ fn a_short_data_device_is_refused() {
     );
 }
 
+/// The full check runs first: damage in the mapping trees (which discarding
+/// does not read) or in the data space map stops thin_trim before any discard.
 #[test]
 fn damaged_metadata_stops_before_any_discard() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,28 +195,90 @@ fn damaged_metadata_stops_before_any_discard() {
         eprintln!("skipped: no corpus");
         return;
     };
-    // Corrupt the root of the data space map's index tree.
-    let mut bytes = std::fs::read(&meta).unwrap();
-    let dev = MemDevice::from_bytes(bytes.clone());
+    let pristine = std::fs::read(&meta).unwrap();
+    let dev = MemDevice::from_bytes(pristine.clone());
     let sb = read_live_superblock(&dev).unwrap();
-    assert!(dev.nr_blocks() > sb.data_sm_root.bitmap_root);
-    let at = usize::try_from(sb.data_sm_root.bitmap_root).unwrap() * 4096 + 100;
-    bytes[at] ^= 0xff;
-    std::fs::write(&meta, &bytes).unwrap();
-    let hash = sha256_file(&data);
-    let want = "metadata contains errors (run thin_check for details).\nperhaps you need to run thin_repair.\n";
+    for (what, block) in [
+        ("mapping tree root", sb.mapping_root),
+        ("data space-map index root", sb.data_sm_root.bitmap_root),
+    ] {
+        assert!(dev.nr_blocks() > block);
+        let mut bytes = pristine.clone();
+        bytes[usize::try_from(block).unwrap() * 4096 + 100] ^= 0xff;
+        std::fs::write(&meta, &bytes).unwrap();
+        let hash = sha256_file(&data);
+        let want = "metadata contains errors (run thin_check for details).\nperhaps you need to run thin_repair.\n";
+        let r = run(
+            "thin_trim",
+            &["--metadata-dev", s(&meta), "--data-dev", s(&data)],
+        );
+        r.expect_code(1);
+        assert_eq!(r.stderr(), want, "{what}\n{}", r.describe());
+        assert_eq!(r.stdout(), "");
+        let r = run(
+            "thin_trim",
+            &["-q", "--metadata-dev", s(&meta), "--data-dev", s(&data)],
+        );
+        r.expect_code(1);
+        assert_eq!(r.stderr(), "", "-q is silent");
+        assert_eq!(sha256_file(&data), hash, "{what}: nothing may be discarded");
+    }
+}
+
+/// Detaches a loop device when dropped.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+/// On a block device the free runs go out as BLKDISCARD (a loop device
+/// punches them into its backing file). Skips where loop devices are not
+/// available (no root, no loop driver).
+#[test]
+fn block_devices_get_blkdiscard() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((meta, data, size)) = setup(dir.path()) else {
+        eprintln!("skipped: no corpus");
+        return;
+    };
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&data)
+        .output();
+    let Some(dev) = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    else {
+        eprintln!("skipped: no loop device");
+        return;
+    };
+    let lo = Loop(dev);
     let r = run(
         "thin_trim",
-        &["--metadata-dev", s(&meta), "--data-dev", s(&data)],
+        &["--metadata-dev", s(&meta), "--data-dev", &lo.0],
     );
-    r.expect_code(1);
-    assert_eq!(r.stderr(), want, "{}", r.describe());
-    assert_eq!(r.stdout(), "");
-    let r = run(
-        "thin_trim",
-        &["-q", "--metadata-dev", s(&meta), "--data-dev", s(&data)],
-    );
-    r.expect_code(1);
-    assert_eq!(r.stderr(), "", "-q is silent");
-    assert_eq!(sha256_file(&data), hash, "nothing discarded");
+    drop(lo);
+    r.expect_code(0);
+    // b-full-thin: one 96 MiB thin fully written over 128 KiB blocks.
+    let got = std::fs::read(&data).unwrap();
+    assert_eq!(got.len() as u64, size);
+    let block = 128 * 1024;
+    let mapped = 96 * 1024 * 1024 / block;
+    let sample = corpus()
+        .unwrap()
+        .join("b-full-thin/expected/thin_dump.stdout");
+    let (_, _, used) = dump_facts(&std::fs::read_to_string(sample).unwrap());
+    assert_eq!(used.len(), mapped);
+    for (b, blk) in got.chunks(block).enumerate() {
+        let want = if used.contains(&(b as u64)) {
+            PATTERN
+        } else {
+            0
+        };
+        assert!(blk.iter().all(|&x| x == want), "data block {b}");
+    }
 }

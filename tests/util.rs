@@ -84,6 +84,17 @@ pub fn unpack_fixture(name: &str, dir: &Path) -> PathBuf {
         .status()
         .expect("run zstd");
     assert!(status.success(), "zstd -d {}", src.display());
+    // Images shipped without their all-zero tail carry their full length in
+    // a sibling `<image>.size` file (fixtures/README.md).
+    let size_file = src.with_extension("size");
+    if let Ok(text) = std::fs::read_to_string(&size_file) {
+        let len: u64 = text.trim().parse().expect("fixture .size file");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&dst)
+            .and_then(|f| f.set_len(len))
+            .expect("extend unpacked fixture");
+    }
     dst
 }
 
@@ -109,4 +120,22 @@ pub fn sha256_file(path: &Path) -> String {
         .next()
         .unwrap_or("")
         .to_string()
+}
+
+/// Decompresses a zstd file given by absolute path into `dir`.
+pub fn unpack_abs(src: &Path, dir: &Path) -> PathBuf {
+    let stem = src
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dst = dir.join(format!("{stem}.img"));
+    let status = Command::new("zstd")
+        .args(["-q", "-d", "-f", "-o"])
+        .arg(&dst)
+        .arg(src)
+        .status()
+        .expect("run zstd");
+    assert!(status.success(), "zstd -d {}", src.display());
+    dst
 }

@@ -11,6 +11,10 @@
 #                        the scenario defines a "#@ prep_NAME=<shell>" line)
 #   data_opt             "nodiscard" for a data disk without discard support
 #   timeout              seconds (default 300)
+#   trim_images          images (meta, data) shipped without their all-zero
+#                        tail: <image>.img.zst holds the part up to the end of
+#                        the last allocated extent, <image>.img.size the full
+#                        length (tests/util.rs unpack_fixture extends it)
 # Tests never run this; the fixtures are committed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +29,7 @@ fi
 for name in "${names[@]}"; do
     scen=$HERE/scenarios/$name.sh
     [ -f "$scen" ] || { echo "no scenario $scen" >&2; exit 1; }
-    meta_mib=4 data_mib=64 dump_mib=0 extra= data_opt= timeout=300
+    meta_mib=4 data_mib=64 dump_mib=0 extra= data_opt= timeout=300 trim_images=
     eval "$(sed -n 's/^#@ \([a-z_]*\)=\(.*\)$/\1=\2/p' "$scen" | grep -v '^prep_')"
     work=$(mktemp -d /tmp/kernel-vm-fixture.XXXXXX)
     echo "=== $name (work dir $work)" >&2
@@ -55,8 +59,27 @@ for name in "${names[@]}"; do
     dst=$FIX/$name
     rm -rf "$dst"
     mkdir -p "$dst"
-    zstd -q -19 --long=27 "$work/meta.img" -o "$dst/meta.img.zst"
-    zstd -q -19 --long=27 "$work/data.img" -o "$dst/data.img.zst"
+    for im in meta data; do
+        if [[ " $trim_images " == *" $im "* ]]; then
+            full=$(stat -c %s "$work/$im.img")
+            end=$(python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+end, pos = 0, 0
+while pos < size:
+    try:
+        d = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError:
+        break
+    pos = os.lseek(fd, d, os.SEEK_HOLE)
+    end = pos
+print((end + 4095) // 4096 * 4096)' "$work/$im.img")
+            head -c "$end" "$work/$im.img" | zstd -q -19 --long=27 -o "$dst/$im.img.zst"
+            echo "$full" > "$dst/$im.img.size"
+        else
+            zstd -q -19 --long=27 "$work/$im.img" -o "$dst/$im.img.zst"
+        fi
+    done
     for e in $extra; do
         en=${e%%:*}
         zstd -q -19 --long=27 "$work/$en.img" -o "$dst/$en.img.zst"

@@ -128,14 +128,14 @@ if [ $quiet = 1 ]; then
     timeout -s KILL "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "$mem" \
         -nodefaults -display none -no-reboot -serial stdio -monitor none \
         -kernel "$cache/vmlinuz" -initrd "$work/initrd.gz" \
-        -append "console=ttyS0 quiet panic=-1 oops=panic rdinit=/init" \
+        -append "console=ttyS0 quiet panic=-1 oops=panic no_timer_check rdinit=/init" \
         "${qargs[@]}" </dev/null >"$log" 2>&1
     qrc=$?
 else
     timeout -s KILL "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "$mem" \
         -nodefaults -display none -no-reboot -serial stdio -monitor none \
         -kernel "$cache/vmlinuz" -initrd "$work/initrd.gz" \
-        -append "console=ttyS0 quiet panic=-1 oops=panic rdinit=/init" \
+        -append "console=ttyS0 quiet panic=-1 oops=panic no_timer_check rdinit=/init" \
         "${qargs[@]}" </dev/null 2>&1 | tee "$log" >&2
     qrc=${PIPESTATUS[0]}
 fi

@@ -193,29 +193,73 @@ pub struct Delta {
     pub right_data: u64,
 }
 
+/// How the two trees are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// One walk over both roots: a node the two trees share is read once.
+    Together,
+    /// Each tree read completely on its own, as thin-provisioning-tools does
+    /// (the baseline of the benchmark in benches/delta_walk.rs).
+    PerSide,
+}
+
 /// Computes the coalesced deltas between the trees rooted at `root1` and
 /// `root2` (formats.md §4 steps 1-3).
 ///
 /// # Errors
 /// A damaged node in either tree.
 pub fn diff(dev: &dyn BlockDevice, root1: BlockNr, root2: BlockNr) -> anyhow::Result<Vec<Delta>> {
+    diff_walking(dev, root1, root2, Walk::Together)
+}
+
+/// As [`diff`], reading the trees as `walk` says.
+///
+/// # Errors
+/// A damaged node in either tree.
+pub fn diff_walking(
+    dev: &dyn BlockDevice,
+    root1: BlockNr,
+    root2: BlockNr,
+    walk: Walk,
+) -> anyhow::Result<Vec<Delta>> {
+    let (left, right) = match walk {
+        Walk::Together => {
+            let (walker, runs) = read_leaf_runs(dev, &[root1, root2]);
+            (
+                side_runs(&walker, &runs, root1)?,
+                side_runs(&walker, &runs, root2)?,
+            )
+        }
+        Walk::PerSide => {
+            let (walker, runs) = read_leaf_runs(dev, &[root1]);
+            let left = side_runs(&walker, &runs, root1)?;
+            let (walker, runs) = read_leaf_runs(dev, &[root2]);
+            (left, side_runs(&walker, &runs, root2)?)
+        }
+    };
+    let mut out = Vec::new();
+    let mut co = Coalescer::default();
+    merge(&left, &right, |d| co.push(d, &mut out));
+    co.finish(&mut out);
+    Ok(out)
+}
+
+/// Walks the trees under `roots`, keeping each distinct leaf's runs.
+fn read_leaf_runs<'d>(
+    dev: &'d dyn BlockDevice,
+    roots: &[BlockNr],
+) -> (Walker<'d>, HashMap<BlockNr, Vec<Run>>) {
     let mut walker = Walker::new(dev);
     let mut leaf_runs: HashMap<BlockNr, Vec<Run>> = HashMap::new();
     walker.walk(
-        &[root1, root2],
+        roots,
         8,
         |_, n: &NodeRef| runs_of_leaf(n),
         |nr, runs| {
             leaf_runs.insert(nr, runs);
         },
     );
-    let left = side_runs(&walker, &leaf_runs, root1)?;
-    let right = side_runs(&walker, &leaf_runs, root2)?;
-    let mut out = Vec::new();
-    let mut co = Coalescer::default();
-    merge(&left, &right, |d| co.push(d, &mut out));
-    co.finish(&mut out);
-    Ok(out)
+    (walker, leaf_runs)
 }
 
 /// Runs of one leaf, in key order.

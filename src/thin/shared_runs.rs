@@ -451,4 +451,161 @@ mod tests {
         assert!(p.defs.is_empty());
         assert_eq!(p.devices[1], vec![Segment::Leaves(vec![1, 2])]);
     }
+
+    /// formats.md §1.3 followed literally with ordered sets, as a reference.
+    fn reference(lists: &[&[BlockNr]]) -> SharingPlan {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut heads = BTreeSet::new();
+        let mut tails = BTreeSet::new();
+        let mut shared = BTreeSet::new();
+        let mut succ: BTreeMap<BlockNr, BTreeSet<BlockNr>> = BTreeMap::new();
+        let mut pred: BTreeMap<BlockNr, BlockNr> = BTreeMap::new();
+        let mark = |b, heads: &mut BTreeSet<_>, shared: &mut BTreeSet<_>| {
+            if !heads.insert(b) {
+                shared.insert(b);
+            }
+        };
+        for list in lists {
+            for (i, &b) in list.iter().enumerate() {
+                succ.entry(b).or_default();
+                if i == 0 {
+                    mark(b, &mut heads, &mut shared);
+                    continue;
+                }
+                let p = list[i - 1];
+                if !succ.get_mut(&p).unwrap().insert(b) {
+                    shared.insert(b);
+                }
+                match pred.get(&b) {
+                    Some(&q) if q != p => mark(b, &mut heads, &mut shared),
+                    Some(_) => {}
+                    None => {
+                        pred.insert(b, p);
+                    }
+                }
+            }
+            if let Some(&last) = list.last() {
+                tails.insert(last);
+            }
+        }
+        for (b, s) in &succ {
+            if s.len() != 1 || heads.contains(s.iter().next().unwrap()) {
+                tails.insert(*b);
+            }
+        }
+        for t in tails.clone() {
+            for &n in &succ[&t] {
+                mark(n, &mut heads, &mut shared);
+            }
+        }
+        let mut runs = BTreeMap::new();
+        for &h in &heads {
+            let mut run = vec![h];
+            let mut b = h;
+            while !tails.contains(&b) {
+                b = *succ[&b].iter().next().unwrap();
+                run.push(b);
+            }
+            runs.insert(h, run);
+        }
+        let defs = runs
+            .iter()
+            .filter(|(h, _)| shared.contains(h))
+            .map(|(&name, leaves)| SharedRun {
+                name,
+                leaves: leaves.clone(),
+            })
+            .collect();
+        let devices = lists
+            .iter()
+            .map(|list| {
+                let mut segs = Vec::new();
+                let mut plain = Vec::new();
+                let mut i = 0;
+                while i < list.len() {
+                    let run = &runs[&list[i]];
+                    if shared.contains(&list[i]) {
+                        if !plain.is_empty() {
+                            segs.push(Segment::Leaves(std::mem::take(&mut plain)));
+                        }
+                        segs.push(Segment::Ref(list[i]));
+                    } else {
+                        plain.extend_from_slice(run);
+                    }
+                    i += run.len();
+                }
+                if !plain.is_empty() {
+                    segs.push(Segment::Leaves(plain));
+                }
+                segs
+            })
+            .collect();
+        SharingPlan { defs, devices }
+    }
+
+    /// Leaf lists shaped like a pool's: origins, snapshots sharing their
+    /// lists, and copy-on-write replacing, adding and dropping leaves.
+    fn pool() -> impl proptest::strategy::Strategy<Value = Vec<Vec<BlockNr>>> {
+        use proptest::prelude::*;
+        (
+            1usize..4,
+            1usize..30,
+            proptest::collection::vec((0usize..8, 0usize..64, 0u8..4), 0..12),
+        )
+            .prop_map(|(origins, len, edits)| {
+                let mut next: BlockNr = 1000;
+                let mut devs: Vec<Vec<BlockNr>> = (0..origins)
+                    .map(|_| {
+                        (0..len)
+                            .map(|_| {
+                                next += 1;
+                                next
+                            })
+                            .collect()
+                    })
+                    .collect();
+                for (dev, pos, op) in edits {
+                    let src = devs[dev % devs.len()].clone();
+                    let mut snap = src.clone();
+                    if !snap.is_empty() {
+                        let at = pos % snap.len();
+                        next += 1;
+                        match op {
+                            0 => snap[at] = next,
+                            1 => snap.insert(at, next),
+                            2 if snap.len() > 1 => {
+                                snap.remove(at);
+                            }
+                            _ => {}
+                        }
+                    }
+                    devs.push(snap);
+                }
+                devs
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_planner_follows_the_spec_and_covers_every_list(devs in pool()) {
+            let lists: Vec<&[BlockNr]> = devs.iter().map(Vec::as_slice).collect();
+            let plan = SharingPlan::build(&lists).unwrap();
+            proptest::prop_assert_eq!(&plan, &reference(&lists));
+            let defs: std::collections::HashMap<_, _> =
+                plan.defs.iter().map(|d| (d.name, &d.leaves)).collect();
+            for (list, segs) in lists.iter().zip(&plan.devices) {
+                let mut flat = Vec::new();
+                for s in segs {
+                    match s {
+                        Segment::Leaves(l) => flat.extend_from_slice(l),
+                        Segment::Ref(n) => flat.extend_from_slice(defs[n]),
+                    }
+                }
+                proptest::prop_assert_eq!(&flat[..], *list);
+                proptest::prop_assert!(segs
+                    .windows(2)
+                    .all(|w| !matches!(w, [Segment::Leaves(_), Segment::Leaves(_)])));
+            }
+        }
+    }
 }

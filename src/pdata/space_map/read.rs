@@ -8,6 +8,7 @@
 //! and anything else that needs on-disk counts.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodeRef};
@@ -164,38 +165,37 @@ pub struct DiskSpaceMap {
     pub slots: Vec<EntrySlot>,
     /// Bitmap contents, one per entry.
     pub bitmaps: Vec<Block>,
-    /// Ref-count tree contents (block, count), ascending by block.
-    pub ref_counts: Vec<(u64, u32)>,
+    /// Which blocks the ref-count tree holds an entry for.
+    pub tree: RefCountTree,
     /// Every metadata block this map references, once per reference: the
     /// roots, each tree node per parent entry, each bitmap, the index block.
     pub metadata_refs: Vec<BlockNr>,
 }
 
 impl DiskSpaceMap {
-    /// Count of block `b`: the bitmap entry, or the ref-count tree value when
-    /// the bitmap says 3 (a missing tree entry reads as 0).
+    /// The bitmap entry of block `b` (0..=3; 0 past the end).
     #[must_use]
-    pub fn count(&self, b: u64) -> u32 {
+    pub fn bitmap_count(&self, b: u64) -> u32 {
         let Ok(i) = usize::try_from(b / ENTRIES_PER_BITMAP) else {
             return 0;
         };
         let Some(bm) = self.bitmaps.get(i) else {
             return 0;
         };
-        let e = usize::try_from(b % ENTRIES_PER_BITMAP).unwrap_or(0);
-        match bitmap_get(&bm.0, e) {
-            3 => self.tree_count(b).unwrap_or(0),
-            c => c,
-        }
+        bitmap_get(&bm.0, usize::try_from(b % ENTRIES_PER_BITMAP).unwrap_or(0))
     }
 
-    /// The ref-count tree's value for `b`, if it has one.
+    /// Count of block `b`: the bitmap entry, or the ref-count tree value when
+    /// the bitmap says 3 (a missing tree entry reads as 0). Exact when the map
+    /// was read keeping every tree entry; otherwise `None` for an entry the
+    /// caller's filter dropped.
     #[must_use]
-    pub fn tree_count(&self, b: u64) -> Option<u32> {
-        self.ref_counts
-            .binary_search_by_key(&b, |&(k, _)| k)
-            .ok()
-            .map(|i| self.ref_counts[i].1)
+    pub fn count(&self, b: u64) -> Option<u32> {
+        match self.bitmap_count(b) {
+            3 if !self.tree.has(b) => Some(0),
+            3 => self.tree.kept(b),
+            c => Some(c),
+        }
     }
 
     /// Number of bitmaps.
@@ -204,6 +204,55 @@ impl DiskSpaceMap {
         self.bitmaps.len()
     }
 }
+
+/// The ref-count tree of a space map: a bit per block saying whether the tree
+/// has an entry, and the values of the entries the reader was asked to keep.
+pub struct RefCountTree {
+    present: Vec<u64>,
+    kept: Vec<(u64, u32)>,
+    /// Entries whose key is past the end of the map.
+    pub beyond: Vec<(u64, u32)>,
+}
+
+impl RefCountTree {
+    /// True when the tree has an entry for `b`.
+    #[must_use]
+    pub fn has(&self, b: u64) -> bool {
+        usize::try_from(b / 64)
+            .ok()
+            .and_then(|w| self.present.get(w))
+            .is_some_and(|w| (w >> (b % 64)) & 1 == 1)
+    }
+
+    /// The value of a kept entry.
+    #[must_use]
+    pub fn kept(&self, b: u64) -> Option<u32> {
+        self.kept
+            .binary_search_by_key(&b, |&(k, _)| k)
+            .ok()
+            .map(|i| self.kept[i].1)
+    }
+
+    /// Every block with an entry, ascending.
+    pub fn blocks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.present.iter().enumerate().flat_map(|(i, &w)| {
+            let base = i as u64 * 64;
+            let mut rest = w;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let k = u64::from(rest.trailing_zeros());
+                    rest &= rest - 1;
+                    base + k
+                })
+            })
+        })
+    }
+}
+
+/// Which ref-count tree entries to keep in memory: `None` keeps all; a
+/// filter keeps those for which it returns true (thin_check keeps only the
+/// values that differ from its own counts, so memory stays small).
+pub type KeepFilter<'a> = Option<&'a (dyn Fn(u64, u32) -> bool + Sync)>;
 
 /// Reads the space map `root` of `kind` from `dev`. `max_bitmaps` bounds the
 /// number of bitmaps (and so the memory) the reader may allocate: a valid map
@@ -216,6 +265,7 @@ pub fn read_space_map(
     kind: SmKind,
     root: SmRoot,
     max_bitmaps: u64,
+    keep: KeepFilter,
 ) -> Result<DiskSpaceMap, Vec<SmErrorIn>> {
     let mut errors = Vec::new();
     let nr_bitmaps = root.nr_bitmaps();
@@ -232,7 +282,11 @@ pub fn read_space_map(
             SmKind::Metadata => read_index_block(dev, root.bitmap_root, nr_bitmaps, &mut refs),
         }
     };
-    let ref_counts = read_ref_count_tree(dev, root.ref_count_root, &mut refs);
+    let tree = if nr_bitmaps > limit {
+        Err(Vec::new())
+    } else {
+        read_ref_count_tree(dev, root, keep, &mut refs)
+    };
     let (entries, slots) = match index {
         Ok(x) => x,
         Err(es) => {
@@ -240,9 +294,13 @@ pub fn read_space_map(
             (Vec::new(), Vec::new())
         }
     };
-    let ref_counts = ref_counts.unwrap_or_else(|es| {
+    let tree = tree.unwrap_or_else(|es| {
         errors.extend(es);
-        Vec::new()
+        RefCountTree {
+            present: Vec::new(),
+            kept: Vec::new(),
+            beyond: Vec::new(),
+        }
     });
     let bitmaps = if errors.is_empty() {
         read_bitmaps(dev, &entries, &mut errors)
@@ -262,7 +320,7 @@ pub fn read_space_map(
         entries,
         slots,
         bitmaps,
-        ref_counts,
+        tree,
         metadata_refs: refs,
     })
 }
@@ -347,34 +405,61 @@ fn read_index_block(
 
 fn read_ref_count_tree(
     dev: &dyn BlockDevice,
-    root: BlockNr,
+    root: SmRoot,
+    keep: KeepFilter,
     refs: &mut Vec<BlockNr>,
-) -> Result<Vec<(u64, u32)>, Vec<SmError>> {
+) -> Result<RefCountTree, Vec<SmError>> {
+    let nr_blocks = root.nr_blocks;
+    let words = usize::try_from(nr_blocks.div_ceil(64)).unwrap_or(0);
+    let present: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
     let mut walker = Walker::new(dev);
-    let mut out: Vec<(u64, u32)> = Vec::new();
+    let mut kept: Vec<(u64, u32)> = Vec::new();
+    let mut beyond: Vec<(u64, u32)> = Vec::new();
     walker.walk(
-        &[root],
+        &[root.ref_count_root],
         REF_COUNT_VALUE_SIZE,
         |_, node: &NodeRef| {
-            node.keys()
-                .iter()
-                .zip(
-                    node.value_bytes()
-                        .chunks_exact(REF_COUNT_VALUE_SIZE as usize),
-                )
-                .map(|(k, v)| (k.get(), u32::from_le_bytes([v[0], v[1], v[2], v[3]])))
-                .collect::<Vec<_>>()
+            let mut out: Vec<(u64, u32)> = Vec::new();
+            let values = node
+                .value_bytes()
+                .chunks_exact(REF_COUNT_VALUE_SIZE as usize);
+            for (k, v) in node.keys().iter().zip(values) {
+                let (b, c) = (k.get(), u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+                if b >= nr_blocks {
+                    out.push((b, c));
+                    continue;
+                }
+                if let Ok(w) = usize::try_from(b / 64) {
+                    present[w].fetch_or(1 << (b % 64), Ordering::Relaxed);
+                }
+                if keep.is_none_or(|f| f(b, c)) {
+                    out.push((b, c));
+                }
+            }
+            out
         },
-        |_, v| out.extend(v),
+        |_, v| {
+            for (b, c) in v {
+                if b >= nr_blocks {
+                    beyond.push((b, c));
+                } else {
+                    kept.push((b, c));
+                }
+            }
+        },
     );
     let graph = walker.into_graph();
-    tree_refs(&graph, root, refs);
-    let errs = tree_errors(&graph, root);
+    tree_refs(&graph, root.ref_count_root, refs);
+    let errs = tree_errors(&graph, root.ref_count_root);
     if !errs.is_empty() {
         return Err(errs.into_iter().map(SmError::Tree).collect());
     }
-    out.sort_unstable_by_key(|&(k, _)| k);
-    Ok(out)
+    kept.sort_unstable_by_key(|&(k, _)| k);
+    Ok(RefCountTree {
+        present: present.into_iter().map(AtomicU64::into_inner).collect(),
+        kept,
+        beyond,
+    })
 }
 
 /// Reads and validates every bitmap an entry names.

@@ -73,9 +73,7 @@ pub fn walk_mappings(
                 info.newer += u32::from(v & (TIME_LIMIT - 1) > time);
             }
             if let Some(counts) = data {
-                for v in values {
-                    counts.inc(v.get() >> TIME_BITS);
-                }
+                counts.inc_all(values.iter().map(|v| v.get() >> TIME_BITS));
             }
             info
         },

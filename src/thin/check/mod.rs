@@ -22,7 +22,7 @@ use crate::cli;
 use crate::exit::Outcome;
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::io::{open_metadata, Access, BlockDevice, Sharing};
-use crate::pdata::space_map::counts::{RefCounts, SharedCounts};
+use crate::pdata::space_map::counts::{CountSource, FrozenCounts, RefCounts, SharedCounts};
 use crate::pdata::space_map::read::{read_space_map, DiskSpaceMap, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
 use crate::thin::metadata::SnapshotChoice;
@@ -272,8 +272,8 @@ impl Checker<'_> {
         tree.count_metadata(&mut meta);
         drop(tree);
         let data = data
-            .map(SharedCounts::into_counts)
-            .unwrap_or_else(|| RefCounts::new(0));
+            .map(SharedCounts::freeze)
+            .unwrap_or_else(|| SharedCounts::new(0).freeze());
         self.check_space_maps(live, &data, &mut meta)
     }
 
@@ -297,14 +297,31 @@ impl Checker<'_> {
     fn check_space_maps(
         &mut self,
         live: &(Superblock, Box<Block>),
-        data: &RefCounts,
+        data: &FrozenCounts,
         meta: &mut RefCounts,
     ) -> Step<()> {
         let sb = &live.0;
         let max_bitmaps = sb.metadata_sm_root.nr_blocks;
+        let differs = |b: u64, c: u32| data.get(b) != c;
         let (dsm, msm) = rayon::join(
-            || read_space_map(self.dev, SmKind::Data, sb.data_sm_root, max_bitmaps),
-            || read_space_map(self.dev, SmKind::Metadata, sb.metadata_sm_root, max_bitmaps),
+            || {
+                read_space_map(
+                    self.dev,
+                    SmKind::Data,
+                    sb.data_sm_root,
+                    max_bitmaps,
+                    Some(&differs),
+                )
+            },
+            || {
+                read_space_map(
+                    self.dev,
+                    SmKind::Metadata,
+                    sb.metadata_sm_root,
+                    max_bitmaps,
+                    None,
+                )
+            },
         );
         let mut maps = Vec::new();
         for r in [dsm, msm] {
@@ -355,7 +372,10 @@ impl Checker<'_> {
             return Ok(());
         }
         let plans = [
-            (space_maps::plan_repair(data, &dsm, &dcmp), &dsm),
+            (
+                space_maps::plan_repair(data as &dyn CountSource, &dsm, &dcmp),
+                &dsm,
+            ),
             (space_maps::plan_repair(meta, &msm, &mcmp), &msm),
         ];
         self.repair(live, &plans, &leaky)

@@ -10,7 +10,7 @@ use std::io;
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
-use crate::pdata::space_map::counts::RefCounts;
+use crate::pdata::space_map::counts::CountSource;
 use crate::pdata::space_map::disk::{bitmap_get, bitmap_set, entries_in_bitmap, IndexEntry};
 use crate::pdata::space_map::read::{bitmap_stats, DiskSpaceMap, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
@@ -33,7 +33,7 @@ pub struct Comparison {
 }
 
 /// The on-disk word with its pairs rewritten so that the low bit of each pair
-/// is the count's low bit (the layout of [`RefCounts`]).
+/// is the count's low bit (the layout of [`CountSource::word2`]).
 fn normalise(w: u64) -> u64 {
     ((w >> 1) & PAIRS) | ((w & PAIRS) << 1)
 }
@@ -46,10 +46,9 @@ fn disk_word(bitmap: &Block, j: usize) -> u64 {
 }
 
 /// Compares `computed` with `disk` block by block.
-pub fn compare(computed: &RefCounts, disk: &DiskSpaceMap, report: &mut Report) -> Comparison {
+pub fn compare(computed: &dyn CountSource, disk: &DiskSpaceMap, report: &mut Report) -> Comparison {
     let mut out = Comparison::default();
     let nr_blocks = disk.root.nr_blocks;
-    let words = computed.words();
     let debug = report.debugging();
     for (i, bm) in disk.bitmaps.iter().enumerate() {
         let mut leaked_here = false;
@@ -65,7 +64,7 @@ pub fn compare(computed: &RefCounts, disk: &DiskSpaceMap, report: &mut Report) -
                 (1u64 << (2 * valid)) - 1
             };
             let d = disk_word(bm, j) & mask;
-            let c = words.get(i * WORDS_PER_BITMAP + j).copied().unwrap_or(0) & mask;
+            let c = computed.word2(i * WORDS_PER_BITMAP + j) & mask;
             if d == c && d & (d >> 1) & PAIRS == 0 {
                 continue;
             }
@@ -76,12 +75,17 @@ pub fn compare(computed: &RefCounts, disk: &DiskSpaceMap, report: &mut Report) -
                     continue;
                 }
                 let b = base + k;
-                let dc = if dv == 3 {
-                    disk.tree_count(b).unwrap_or(0)
-                } else {
+                let cc = computed.count(b);
+                let dc = if dv != 3 {
                     u32::try_from(dv).unwrap_or(0)
+                } else if !disk.tree.has(b) {
+                    0
+                } else if let Some(t) = disk.tree.kept(b) {
+                    t
+                } else {
+                    // Dropped by the reader's filter: equal to our count.
+                    cc
                 };
-                let cc = computed.get(b);
                 if dc == cc {
                     continue;
                 }
@@ -207,7 +211,7 @@ fn stat_findings(disk: &DiskSpaceMap, bitmaps: &[Block]) -> Vec<StatFinding> {
         });
     }
     out.extend(per_entry);
-    for &(block, _) in &disk.ref_counts {
+    for block in disk.tree.blocks() {
         let Ok(i) = usize::try_from(block / ENTRIES_PER_BITMAP) else {
             continue;
         };
@@ -217,6 +221,9 @@ fn stat_findings(disk: &DiskSpaceMap, bitmaps: &[Block]) -> Vec<StatFinding> {
         if count != 3 {
             out.push(StatFinding::Stale { block, count });
         }
+    }
+    for &(block, _) in &disk.tree.beyond {
+        out.push(StatFinding::Stale { block, count: 0 });
     }
     out
 }
@@ -250,7 +257,7 @@ impl SmRepair {
 /// Plans the repair: leaked entries set to 0, and exact `nr_free`,
 /// `none_free_before` and `nr_allocated` wherever they changed or were wrong.
 #[must_use]
-pub fn plan_repair(computed: &RefCounts, disk: &DiskSpaceMap, cmp: &Comparison) -> SmRepair {
+pub fn plan_repair(computed: &dyn CountSource, disk: &DiskSpaceMap, cmp: &Comparison) -> SmRepair {
     let mut bitmaps: Vec<Block> = Vec::new();
     let mut changed: Vec<usize> = Vec::new();
     for &i in &cmp.leaky {
@@ -258,7 +265,7 @@ pub fn plan_repair(computed: &RefCounts, disk: &DiskSpaceMap, cmp: &Comparison) 
         let real = entries_in_bitmap(disk.root.nr_blocks, i as u64);
         for e in 0..usize::try_from(real).unwrap_or(0) {
             let b = i as u64 * ENTRIES_PER_BITMAP + e as u64;
-            if bitmap_get(&bm.0, e) == 1 && computed.get(b) == 0 {
+            if bitmap_get(&bm.0, e) == 1 && computed.count(b) == 0 {
                 bitmap_set(&mut bm.0, e, 0);
             }
         }

@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 use crate::cli;
 use crate::exit::Outcome;
@@ -33,8 +33,8 @@ use file::{BlockSink, Header, PackError};
 )]
 struct PackOpts {
     /// Overwrite the output without asking, even if it holds metadata
-    #[arg(short = 'f', long = "force")]
-    force: bool,
+    #[arg(short = 'f', long = "force", action = ArgAction::Count)]
+    force: u8,
     /// Metadata device or file to pack
     #[arg(short = 'i', long = "input", value_name = "DEV")]
     input: PathBuf,
@@ -52,8 +52,8 @@ struct PackOpts {
 )]
 struct UnpackOpts {
     /// Overwrite the output without asking, even if it holds metadata
-    #[arg(short = 'f', long = "force")]
-    force: bool,
+    #[arg(short = 'f', long = "force", action = ArgAction::Count)]
+    force: u8,
     /// Pack file to read
     #[arg(short = 'i', long = "input", value_name = "FILE")]
     input: PathBuf,
@@ -89,9 +89,22 @@ enum Overwrite {
     Force,
 }
 
+/// Refuses an output that is the input itself (truncating it would destroy
+/// the input before it was read).
+fn ensure_distinct(input: &Path, output: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(i), Ok(o)) = (std::fs::metadata(input), std::fs::metadata(output)) {
+        if i.dev() == o.dev() && i.ino() == o.ino() {
+            return Err(anyhow!("input and output are the same file"));
+        }
+    }
+    Ok(())
+}
+
 fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
     let dev = open_metadata(&o.input, Access::ReadOnly, Sharing::Exclusive)?;
-    let force = if o.force {
+    ensure_distinct(&o.input, &o.output)?;
+    let force = if o.force > 0 {
         Overwrite::Force
     } else {
         Overwrite::Ask
@@ -115,7 +128,8 @@ fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
 fn run_unpack(o: &UnpackOpts) -> anyhow::Result<()> {
     let input = open_pack(&o.input)?;
     let header = Header::read(&input)?;
-    let force = if o.force {
+    ensure_distinct(&o.input, &o.output)?;
+    let force = if o.force > 0 {
         Overwrite::Force
     } else {
         Overwrite::Ask
@@ -257,14 +271,21 @@ fn confirm_overwrite() -> anyhow::Result<bool> {
     Ok(answer == "y" || answer == "yes")
 }
 
-/// Writes unpacked blocks to the output: block 0 last, and on a block device
-/// every block the pack does not hold as zeros.
+/// Writes unpacked blocks to the output: consecutive blocks in one write,
+/// block 0 last, and on a block device every block the pack does not hold as
+/// zeros.
 struct DeviceSink<'a> {
     dev: &'a FileDevice,
     block0: Option<Box<Block>>,
     /// One bit per block written (block devices only).
     written: Option<Vec<u64>>,
+    /// Consecutive blocks not yet written, starting at `run_start`.
+    run: Vec<Block>,
+    run_start: BlockNr,
 }
+
+/// Longest write of consecutive blocks.
+const WRITE_RUN: usize = 256;
 
 impl<'a> DeviceSink<'a> {
     fn new(dev: &'a FileDevice, kind: OutKind) -> Self {
@@ -274,17 +295,38 @@ impl<'a> DeviceSink<'a> {
             dev,
             block0: None,
             written,
+            run: Vec::with_capacity(WRITE_RUN),
+            run_start: 0,
         }
     }
 
-    fn finish(self) -> io::Result<()> {
+    fn flush(&mut self) -> Result<(), PackError> {
+        if self.run.is_empty() {
+            return Ok(());
+        }
+        let (first, n) = (self.run_start, self.run.len() as u64);
+        self.dev
+            .write_run(first, &self.run)
+            .map_err(|source| PackError::Io {
+                context: format!("writing blocks {first}..{}", first + n),
+                source,
+            })?;
+        self.run.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.flush()?;
         if let Some(bits) = &self.written {
             zero_unwritten(self.dev, bits)?;
         }
-        let zero = Block::zeroed();
-        self.dev
-            .write_at(0, self.block0.as_deref().unwrap_or(&zero))?;
-        self.dev.sync()
+        if self.dev.nr_blocks() > 0 {
+            let zero = Block::zeroed();
+            self.dev
+                .write_at(0, self.block0.as_deref().unwrap_or(&zero))?;
+        }
+        self.dev.sync()?;
+        Ok(())
     }
 }
 
@@ -299,12 +341,15 @@ impl BlockSink for DeviceSink<'_> {
             self.block0 = Some(Box::new(block.clone()));
             return Ok(());
         }
-        self.dev
-            .write_at(nr, block)
-            .map_err(|source| PackError::Io {
-                context: format!("writing block {nr}"),
-                source,
-            })
+        let next = self.run_start + self.run.len() as u64;
+        if !self.run.is_empty() && (nr != next || self.run.len() == WRITE_RUN) {
+            self.flush()?;
+        }
+        if self.run.is_empty() {
+            self.run_start = nr;
+        }
+        self.run.push(block.clone());
+        Ok(())
     }
 }
 

@@ -175,22 +175,19 @@ impl<R: Read> Lexer<R> {
     fn tag_end(&mut self) -> Result<usize, LexError> {
         let mut i = self.pos + 1;
         loop {
-            match memchr::memchr3(b'>', b'"', b'\'', &self.buf[i..self.end]) {
-                Some(j) => {
-                    let q = self.buf[i + j];
-                    if q == b'>' {
-                        let e = i + j + 1;
-                        if let Some(k) = memchr::memchr(b'<', &self.buf[self.pos + 1..e]) {
-                            return Err(self.syntax(self.pos + 1 + k, "unterminated tag"));
-                        }
-                        return Ok(e);
+            if let Some(j) = memchr::memchr3(b'>', b'"', b'\'', &self.buf[i..self.end]) {
+                let q = self.buf[i + j];
+                if q == b'>' {
+                    let e = i + j + 1;
+                    if let Some(k) = memchr::memchr(b'<', &self.buf[self.pos + 1..e]) {
+                        return Err(self.syntax(self.pos + 1 + k, "unterminated tag"));
                     }
-                    if let Some(k) = memchr::memchr(q, &self.buf[i + j + 1..self.end]) {
-                        i += j + k + 2;
-                        continue;
-                    }
+                    return Ok(e);
                 }
-                None => {}
+                if let Some(k) = memchr::memchr(q, &self.buf[i + j + 1..self.end]) {
+                    i += j + k + 2;
+                    continue;
+                }
             }
             let off = i - self.pos;
             if !self.refill()? {

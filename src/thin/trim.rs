@@ -181,8 +181,14 @@ fn for_each_free_run(
     f: &mut dyn FnMut(u64, u64) -> Result<(), TrimError>,
 ) -> Result<(), TrimError> {
     let root = sb.data_sm_root;
-    let sm = read_space_map(meta, SmKind::Data, root, sb.metadata_sm_root.nr_blocks, None)
-        .map_err(|_| TrimError::MetadataErrors)?;
+    let sm = read_space_map(
+        meta,
+        SmKind::Data,
+        root,
+        sb.metadata_sm_root.nr_blocks,
+        None,
+    )
+    .map_err(|_| TrimError::MetadataErrors)?;
     let mut runs = RunJoiner::default();
     for (i, bitmap) in sm.bitmaps.iter().enumerate() {
         let base = i as u64 * ENTRIES_PER_BITMAP;

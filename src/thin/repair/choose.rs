@@ -194,16 +194,20 @@ fn orphans_cover(cls: &Classifier, cands: &Candidates, root: Option<BlockNr>) ->
     let Some(root) = root else {
         return false;
     };
-    let orphans = Orphans::new(cls);
     let (devs, _) = details_entries(cls, root);
+    let mut filler = Filler::new(cls, &cands.tops, 0);
+    let rest: Vec<&(u64, DeviceDetails)> = devs
+        .iter()
+        .filter(|(id, d)| d.mapped_blocks > 0 && filler.exact_root(*id, d.mapped_blocks).is_none())
+        .collect();
+    let orphans = Orphans::new(cls, rest.iter().map(|(_, d)| d.mapped_blocks));
     let older: BTreeSet<u64> = cands
         .tops
         .iter()
         .flat_map(|t| t.ids.iter().copied())
         .collect();
-    devs.iter().all(|(id, d)| {
-        d.mapped_blocks == 0 || orphans.find(d.mapped_blocks).is_some() || older.contains(id)
-    })
+    rest.iter()
+        .all(|(id, d)| orphans.find(d.mapped_blocks).is_some() || older.contains(id))
 }
 
 /// The superblock's own roots when they are (possibly damaged) trees of the
@@ -322,15 +326,35 @@ fn assemble(
     ids.extend(g.details.keys().copied());
     let roots: BTreeMap<u64, (BlockNr, bool)> =
         g.top.iter().map(|&(id, r, ok)| (id, (r, ok))).collect();
-    let orphans = Orphans::new(cls);
     let mut filler = Filler::new(cls, &cands.tops, chosen.mapping_root);
+    // Devices without a usable root: first the same device in an older tree
+    // with exactly its recorded mapping count, then unreferenced roots.
+    let mut older_roots: BTreeMap<u64, (BlockNr, BlockNr)> = BTreeMap::new();
+    for (&id, d) in &g.details {
+        if !matches!(roots.get(&id), Some((_, true))) && d.mapped_blocks > 0 {
+            if let Some(r) = filler.exact_root(id, d.mapped_blocks) {
+                older_roots.insert(id, r);
+            }
+        }
+    }
+    let needing = g.details.iter().filter(|(id, _)| {
+        !matches!(roots.get(id), Some((_, true))) && !older_roots.contains_key(id)
+    });
+    let orphans = Orphans::new(cls, needing.map(|(_, d)| d.mapped_blocks));
     let mut devices = Vec::with_capacity(ids.len());
     let mut lost_subtrees = g.top_lost.len() + g.details_lost.len();
     let mut highest: Option<u64> = None;
     let mut age = 0u32;
     for &id in &ids {
-        let root = match roots.get(&id) {
-            Some(&(r, true)) => Some(r),
+        let root = match (roots.get(&id), older_roots.get(&id)) {
+            (Some(&(r, true)), _) => Some(r),
+            (_, Some(&(top, r))) => {
+                log.warn(&format!(
+                    "device {id}: mapping tree taken whole from the older top-level tree at \
+                     block {top}"
+                ));
+                Some(r)
+            }
             _ => g
                 .details
                 .get(&id)
@@ -580,13 +604,25 @@ fn loss_text(table: &ScanTable, l: &LostRange) -> String {
 struct Orphans {
     /// (mappings, age, root), sorted.
     roots: Vec<(u64, u32, BlockNr)>,
+    /// How many devices look for a tree of each size: a size two devices
+    /// share identifies neither.
+    wanted: BTreeMap<u64, usize>,
 }
 
 impl Orphans {
-    fn new(cls: &Classifier) -> Self {
+    fn new(cls: &Classifier, wanted_counts: impl Iterator<Item = u64>) -> Self {
+        let mut wanted = BTreeMap::new();
+        for c in wanted_counts {
+            *wanted.entry(c).or_insert(0usize) += 1;
+        }
         let mut roots = Vec::new();
         for n in &cls.table().nodes {
-            if cls.is_referenced(n.nr) || cls.is_root_referenced(n.nr) {
+            // A leaf that reads as a top-level leaf is one (G3): its values
+            // name mapping roots, which real mappings almost never do.
+            if cls.is_referenced(n.nr)
+                || cls.is_root_referenced(n.nr)
+                || cls.agg(n.nr, Kind::Top).is_some()
+            {
                 continue;
             }
             if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
@@ -596,12 +632,12 @@ impl Orphans {
             }
         }
         roots.sort_unstable();
-        Orphans { roots }
+        Orphans { roots, wanted }
     }
 
     /// The root with `count` mappings: the only one, or the only newest one.
     fn find(&self, count: u64) -> Option<BlockNr> {
-        if count == 0 {
+        if count == 0 || self.wanted.get(&count).copied().unwrap_or(0) > 1 {
             return None;
         }
         let lo = self.roots.partition_point(|&(c, _, _)| c < count);

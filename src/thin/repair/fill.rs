@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::pdata::block::BlockNr;
 use crate::thin::repair::candidates::TopCandidate;
-use crate::thin::repair::classify::Classifier;
+use crate::thin::repair::classify::{Classifier, Kind};
 use crate::thin::repair::trees::{mapping_leaves, top_devices, LostRange};
 
 /// Older top-level trees, their device maps computed on first use.
@@ -72,6 +72,35 @@ impl<'c, 't> Filler<'c, 't> {
         map.get(&id).copied()
     }
 
+    /// The mapping root of device `id` in the newest older tree where it
+    /// holds exactly `count` mappings (the same tree, most likely).
+    pub fn exact_root(&mut self, id: u64, count: u64) -> Option<(BlockNr, BlockNr)> {
+        for i in 0..self.tops.len() {
+            let Some(r) = self.device_root(i, id) else {
+                continue;
+            };
+            let n = self.cls.agg(r, Kind::Mapping).map(|a| a.mappings);
+            if n == Some(count) {
+                return Some((self.tops[i], r));
+            }
+        }
+        None
+    }
+
+    /// Older trees holding device `id`, the one where it has most mappings
+    /// first (ties in candidate order).
+    fn by_size(&mut self, id: u64) -> Vec<usize> {
+        let mut v: Vec<(std::cmp::Reverse<u64>, usize)> = Vec::new();
+        for i in 0..self.tops.len() {
+            if let Some(r) = self.device_root(i, id) {
+                let n = self.cls.agg(r, Kind::Mapping).map_or(0, |a| a.mappings);
+                v.push((std::cmp::Reverse(n), i));
+            }
+        }
+        v.sort();
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+
     /// Adds to `leaves` (device `id`'s leaves, whose tree was rooted at
     /// `current_root`) the older leaves that fit inside `lost` (or anywhere
     /// when the device has no tree at all), keeping key order.
@@ -97,7 +126,12 @@ impl<'c, 't> Filler<'c, 't> {
         };
         let mut out = Vec::new();
         let mut added: Vec<(u64, u64, BlockNr)> = Vec::new();
-        for i in 0..self.tops.len() {
+        // A device with no tree at all takes the largest older copy of it.
+        let order: Vec<usize> = match current_root {
+            Some(_) => (0..self.tops.len()).collect(),
+            None => self.by_size(id),
+        };
+        for i in order {
             if holes.is_empty() {
                 break;
             }

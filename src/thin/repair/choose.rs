@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::bail;
 
 use crate::pdata::block::BlockNr;
+use crate::pdata::btree::node::{NodeErrorKind, NodeRef};
 use crate::pdata::io::BlockDevice;
 use crate::thin::device_details::DeviceDetails;
 use crate::thin::ir::{DeviceInfo, SuperblockInfo};
@@ -66,7 +67,7 @@ pub fn plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> anyhow::Result<Repai
     let Some(chosen) = choose(&cls, &cands, reference.as_ref()) else {
         bail!("no compatible roots found");
     };
-    assemble(&cls, &table, &cands, &chosen, reference.as_ref(), opts)
+    assemble(dev, &cls, &table, &cands, &chosen, reference.as_ref(), opts)
 }
 
 fn healthy_pool(
@@ -298,6 +299,7 @@ fn gather(cls: &Classifier, chosen: &Chosen) -> Gathered {
 }
 
 fn assemble(
+    dev: &dyn BlockDevice,
     cls: &Classifier,
     table: &ScanTable,
     cands: &Candidates,
@@ -311,14 +313,14 @@ fn assemble(
         log.warn(&format!(
             "top-level tree: lost devices in {} ({})",
             range_text(l),
-            loss_text(table, l)
+            loss_text(dev, table, l)
         ));
     }
     for l in &g.details_lost {
         log.warn(&format!(
             "device details tree: lost details of devices in {} ({})",
             range_text(l),
-            loss_text(table, l)
+            loss_text(dev, table, l)
         ));
     }
     // Devices: those of the top-level tree, then details-only ones.
@@ -366,7 +368,7 @@ fn assemble(
                 "device {id}: lost mappings in {} (block {} unreadable: {})",
                 range_text(l),
                 l.block,
-                loss_text(table, l)
+                loss_text(dev, table, l)
             ));
         }
         lost_subtrees += lost.len();
@@ -590,12 +592,23 @@ fn range_text(l: &LostRange) -> String {
     }
 }
 
-fn loss_text(table: &ScanTable, l: &LostRange) -> String {
+fn loss_text(dev: &dyn BlockDevice, table: &ScanTable, l: &LostRange) -> String {
     match l.loss {
-        Loss::Unreadable if table.find(l.block).is_none() => "not a valid btree node".to_string(),
-        Loss::Unreadable | Loss::Incompatible => "node of another kind or invalid".to_string(),
-        Loss::KeyRange => "keys outside the parent's range".to_string(),
-        Loss::Height => "unbalanced".to_string(),
+        Loss::Unreadable => {
+            let mut b = crate::pdata::block::Block::zeroed();
+            if dev.read_at(l.block, &mut b).is_err() {
+                return NodeErrorKind::Io.to_string();
+            }
+            let err = |vs| NodeRef::new(&b.0, l.block, vs).err().map(|e| e.kind);
+            match (err(8), err(24)) {
+                (Some(NodeErrorKind::ValueSize), Some(k)) | (Some(k), _) => k.to_string(),
+                (None, _) => "not a usable node".to_string(),
+            }
+        }
+        Loss::Incompatible if table.find(l.block).is_some() => "node of another tree".to_string(),
+        Loss::Incompatible => "not a usable node".to_string(),
+        Loss::KeyRange => NodeErrorKind::KeyRange.to_string(),
+        Loss::Height => NodeErrorKind::Unbalanced.to_string(),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::thin::ir::{DeviceInfo, SuperblockInfo};
 use crate::thin::repair::candidates::{self, Candidates};
 use crate::thin::repair::classify::{Classifier, Kind, Loss, Status};
 use crate::thin::repair::fast::healthy_devices;
-use crate::thin::repair::fill::Filler;
+use crate::thin::repair::fill::{adopt_orphans, Filler};
 use crate::thin::repair::scan::{scan, ScanTable, Shape};
 use crate::thin::repair::trees::{details_entries, mapping_leaves, top_devices, LostRange};
 use crate::thin::repair::{Log, RepairOptions, RepairedDevice, RepairedPool};
@@ -344,6 +344,7 @@ fn assemble(
     });
     let orphans = Orphans::new(cls, needing.map(|(_, d)| d.mapped_blocks));
     let mut devices = Vec::with_capacity(ids.len());
+    let mut pending = Vec::with_capacity(ids.len());
     let mut lost_subtrees = g.top_lost.len() + g.details_lost.len();
     let mut highest: Option<u64> = None;
     let mut age = 0u32;
@@ -382,7 +383,14 @@ fn assemble(
                 ));
             }
         }
-        if leaves.is_empty() && root.is_none() && expected {
+        // A device with no tree at all adopts nothing: any stray subtree,
+        // a deleted thin's included, would fit its missing range.
+        let holes: Vec<(u64, Option<u64>)> = lost.iter().map(|l| (l.begin, l.end)).collect();
+        pending.push((id, leaves, holes, root.is_none() && expected));
+    }
+    adopt_orphans(cls, &mut pending, log);
+    for (id, leaves, _, rootless) in pending {
+        if leaves.is_empty() && rootless {
             log.warn(&format!("device {id}: kept with no mappings"));
         }
         let mut mappings = 0u64;

@@ -179,3 +179,74 @@ impl<'c, 't> Filler<'c, 't> {
         out
     }
 }
+
+/// A device being assembled: id, leaves in key order, key ranges still
+/// missing, and whether it has no tree at all.
+pub type Pending = (u64, Vec<BlockNr>, Vec<(u64, Option<u64>)>, bool);
+
+/// Gives unreferenced mapping subtrees (no parent, no top-level entry) to
+/// the one device whose missing key range holds them whole without
+/// overlapping its leaves: the children of a lost internal node come back.
+/// Newest subtrees (highest mapping time), then largest, are placed first.
+pub fn adopt_orphans(cls: &Classifier, devices: &mut [Pending], log: &crate::thin::repair::Log) {
+    if devices.iter().all(|d| d.2.is_empty()) {
+        return;
+    }
+    let used: std::collections::HashSet<BlockNr> =
+        devices.iter().flat_map(|d| d.1.iter().copied()).collect();
+    let mut orphans: Vec<(u32, u64, BlockNr)> = Vec::new();
+    for n in &cls.table().nodes {
+        if cls.is_referenced(n.nr)
+            || cls.is_root_referenced(n.nr)
+            || used.contains(&n.nr)
+            || cls.agg(n.nr, Kind::Top).is_some()
+        {
+            continue;
+        }
+        if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
+            if a.entries > 0 && a.status == crate::thin::repair::classify::Status::Complete {
+                orphans.push((a.age, a.entries, n.nr));
+            }
+        }
+    }
+    orphans.sort_unstable_by(|a, b| b.cmp(a));
+    let mut taken: Vec<(u64, u64)> = vec![(0, 0); devices.len()];
+    for (_, _, nr) in orphans {
+        let Some(a) = cls.agg(nr, Kind::Mapping) else {
+            continue;
+        };
+        let (lo, hi) = (a.first_key, a.last_key);
+        let fits = |d: &Pending| {
+            d.2.iter()
+                .any(|&(b, e)| lo >= b && e.is_none_or(|e| hi < e))
+                && !d.1.iter().any(|&l| {
+                    cls.node(l)
+                        .is_some_and(|n| n.nr_entries > 0 && n.first_key <= hi && lo <= n.last_key)
+                })
+        };
+        let mut it = devices.iter().enumerate().filter(|(_, d)| fits(d));
+        let (Some((i, _)), None) = (it.next(), it.next()) else {
+            continue;
+        };
+        let (leaves, _) = mapping_leaves(cls, nr);
+        if leaves
+            .iter()
+            .any(|l| used.contains(l) || devices[i].1.contains(l))
+        {
+            continue;
+        }
+        let d = &mut devices[i];
+        d.1.extend(leaves);
+        d.1.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
+        taken[i].0 += 1;
+        taken[i].1 += a.entries;
+    }
+    for (d, &(k, m)) in devices.iter().zip(&taken) {
+        if k > 0 {
+            log.warn(&format!(
+                "device {}: took {m} mappings in {k} unreferenced subtrees inside its lost ranges",
+                d.0
+            ));
+        }
+    }
+}

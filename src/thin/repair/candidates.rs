@@ -187,3 +187,27 @@ pub fn info_lines(c: &Candidates) -> Vec<String> {
 pub fn is_kind(cls: &Classifier, root: BlockNr, kind: Kind) -> bool {
     cls.agg(root, kind).is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(v: &[(u32, u64)]) -> Histogram {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn histograms_order_newest_time_then_count_and_empty_last() {
+        let newer = h(&[(0, 5), (3, 1)]);
+        let older = h(&[(0, 900), (2, 50)]);
+        assert_eq!(compare_histograms(&newer, &older), Ordering::Less);
+        let more = h(&[(1, 2), (3, 4)]);
+        let fewer = h(&[(1, 9), (3, 3)]);
+        assert_eq!(compare_histograms(&more, &fewer), Ordering::Less);
+        let longer = h(&[(1, 1), (3, 4)]);
+        let shorter = h(&[(3, 4)]);
+        assert_eq!(compare_histograms(&longer, &shorter), Ordering::Less);
+        assert_eq!(compare_histograms(&h(&[]), &shorter), Ordering::Greater);
+        assert_eq!(compare_histograms(&longer, &longer), Ordering::Equal);
+    }
+}

@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::bail;
 
 use crate::pdata::block::BlockNr;
+use crate::pdata::btree::node::{NodeErrorKind, NodeRef};
 use crate::pdata::io::BlockDevice;
 use crate::thin::device_details::DeviceDetails;
 use crate::thin::ir::{DeviceInfo, SuperblockInfo};
 use crate::thin::repair::candidates::{self, Candidates};
 use crate::thin::repair::classify::{Classifier, Kind, Loss, Status};
 use crate::thin::repair::fast::healthy_devices;
-use crate::thin::repair::fill::Filler;
+use crate::thin::repair::fill::{adopt_orphans, Filler};
 use crate::thin::repair::scan::{scan, ScanTable, Shape};
 use crate::thin::repair::trees::{details_entries, mapping_leaves, top_devices, LostRange};
 use crate::thin::repair::{Log, RepairOptions, RepairedDevice, RepairedPool};
@@ -66,7 +67,7 @@ pub fn plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> anyhow::Result<Repai
     let Some(chosen) = choose(&cls, &cands, reference.as_ref()) else {
         bail!("no compatible roots found");
     };
-    assemble(&cls, &table, &cands, &chosen, reference.as_ref(), opts)
+    assemble(dev, &cls, &table, &cands, &chosen, reference.as_ref(), opts)
 }
 
 fn healthy_pool(
@@ -194,16 +195,20 @@ fn orphans_cover(cls: &Classifier, cands: &Candidates, root: Option<BlockNr>) ->
     let Some(root) = root else {
         return false;
     };
-    let orphans = Orphans::new(cls);
     let (devs, _) = details_entries(cls, root);
+    let mut filler = Filler::new(cls, &cands.tops, 0);
+    let rest: Vec<&(u64, DeviceDetails)> = devs
+        .iter()
+        .filter(|(id, d)| d.mapped_blocks > 0 && filler.exact_root(*id, d.mapped_blocks).is_none())
+        .collect();
+    let orphans = Orphans::new(cls, rest.iter().map(|(_, d)| d.mapped_blocks));
     let older: BTreeSet<u64> = cands
         .tops
         .iter()
         .flat_map(|t| t.ids.iter().copied())
         .collect();
-    devs.iter().all(|(id, d)| {
-        d.mapped_blocks == 0 || orphans.find(d.mapped_blocks).is_some() || older.contains(id)
-    })
+    rest.iter()
+        .all(|(id, d)| orphans.find(d.mapped_blocks).is_some() || older.contains(id))
 }
 
 /// The superblock's own roots when they are (possibly damaged) trees of the
@@ -294,6 +299,7 @@ fn gather(cls: &Classifier, chosen: &Chosen) -> Gathered {
 }
 
 fn assemble(
+    dev: &dyn BlockDevice,
     cls: &Classifier,
     table: &ScanTable,
     cands: &Candidates,
@@ -307,14 +313,14 @@ fn assemble(
         log.warn(&format!(
             "top-level tree: lost devices in {} ({})",
             range_text(l),
-            loss_text(table, l)
+            loss_text(dev, table, l)
         ));
     }
     for l in &g.details_lost {
         log.warn(&format!(
             "device details tree: lost details of devices in {} ({})",
             range_text(l),
-            loss_text(table, l)
+            loss_text(dev, table, l)
         ));
     }
     // Devices: those of the top-level tree, then details-only ones.
@@ -322,15 +328,36 @@ fn assemble(
     ids.extend(g.details.keys().copied());
     let roots: BTreeMap<u64, (BlockNr, bool)> =
         g.top.iter().map(|&(id, r, ok)| (id, (r, ok))).collect();
-    let orphans = Orphans::new(cls);
     let mut filler = Filler::new(cls, &cands.tops, chosen.mapping_root);
+    // Devices without a usable root: first the same device in an older tree
+    // with exactly its recorded mapping count, then unreferenced roots.
+    let mut older_roots: BTreeMap<u64, (BlockNr, BlockNr)> = BTreeMap::new();
+    for (&id, d) in &g.details {
+        if !matches!(roots.get(&id), Some((_, true))) && d.mapped_blocks > 0 {
+            if let Some(r) = filler.exact_root(id, d.mapped_blocks) {
+                older_roots.insert(id, r);
+            }
+        }
+    }
+    let needing = g.details.iter().filter(|(id, _)| {
+        !matches!(roots.get(id), Some((_, true))) && !older_roots.contains_key(id)
+    });
+    let orphans = Orphans::new(cls, needing.map(|(_, d)| d.mapped_blocks));
     let mut devices = Vec::with_capacity(ids.len());
+    let mut pending = Vec::with_capacity(ids.len());
     let mut lost_subtrees = g.top_lost.len() + g.details_lost.len();
     let mut highest: Option<u64> = None;
     let mut age = 0u32;
     for &id in &ids {
-        let root = match roots.get(&id) {
-            Some(&(r, true)) => Some(r),
+        let root = match (roots.get(&id), older_roots.get(&id)) {
+            (Some(&(r, true)), _) => Some(r),
+            (_, Some(&(top, r))) => {
+                log.warn(&format!(
+                    "device {id}: mapping tree taken whole from the older top-level tree at \
+                     block {top}"
+                ));
+                Some(r)
+            }
             _ => g
                 .details
                 .get(&id)
@@ -342,7 +369,7 @@ fn assemble(
                 "device {id}: lost mappings in {} (block {} unreadable: {})",
                 range_text(l),
                 l.block,
-                loss_text(table, l)
+                loss_text(dev, table, l)
             ));
         }
         lost_subtrees += lost.len();
@@ -356,7 +383,14 @@ fn assemble(
                 ));
             }
         }
-        if leaves.is_empty() && root.is_none() && expected {
+        // A device with no tree at all adopts nothing: any stray subtree,
+        // a deleted thin's included, would fit its missing range.
+        let holes: Vec<(u64, Option<u64>)> = lost.iter().map(|l| (l.begin, l.end)).collect();
+        pending.push((id, leaves, holes, root.is_none() && expected));
+    }
+    adopt_orphans(cls, &mut pending, log);
+    for (id, leaves, _, rootless) in pending {
+        if leaves.is_empty() && rootless {
             log.warn(&format!("device {id}: kept with no mappings"));
         }
         let mut mappings = 0u64;
@@ -566,12 +600,23 @@ fn range_text(l: &LostRange) -> String {
     }
 }
 
-fn loss_text(table: &ScanTable, l: &LostRange) -> String {
+fn loss_text(dev: &dyn BlockDevice, table: &ScanTable, l: &LostRange) -> String {
     match l.loss {
-        Loss::Unreadable if table.find(l.block).is_none() => "not a valid btree node".to_string(),
-        Loss::Unreadable | Loss::Incompatible => "node of another kind or invalid".to_string(),
-        Loss::KeyRange => "keys outside the parent's range".to_string(),
-        Loss::Height => "unbalanced".to_string(),
+        Loss::Unreadable => {
+            let mut b = crate::pdata::block::Block::zeroed();
+            if dev.read_at(l.block, &mut b).is_err() {
+                return NodeErrorKind::Io.to_string();
+            }
+            let err = |vs| NodeRef::new(&b.0, l.block, vs).err().map(|e| e.kind);
+            match (err(8), err(24)) {
+                (Some(NodeErrorKind::ValueSize), Some(k)) | (Some(k), _) => k.to_string(),
+                (None, _) => "not a usable node".to_string(),
+            }
+        }
+        Loss::Incompatible if table.find(l.block).is_some() => "node of another tree".to_string(),
+        Loss::Incompatible => "not a usable node".to_string(),
+        Loss::KeyRange => NodeErrorKind::KeyRange.to_string(),
+        Loss::Height => NodeErrorKind::Unbalanced.to_string(),
     }
 }
 
@@ -580,13 +625,25 @@ fn loss_text(table: &ScanTable, l: &LostRange) -> String {
 struct Orphans {
     /// (mappings, age, root), sorted.
     roots: Vec<(u64, u32, BlockNr)>,
+    /// How many devices look for a tree of each size: a size two devices
+    /// share identifies neither.
+    wanted: BTreeMap<u64, usize>,
 }
 
 impl Orphans {
-    fn new(cls: &Classifier) -> Self {
+    fn new(cls: &Classifier, wanted_counts: impl Iterator<Item = u64>) -> Self {
+        let mut wanted = BTreeMap::new();
+        for c in wanted_counts {
+            *wanted.entry(c).or_insert(0usize) += 1;
+        }
         let mut roots = Vec::new();
         for n in &cls.table().nodes {
-            if cls.is_referenced(n.nr) || cls.is_root_referenced(n.nr) {
+            // A leaf that reads as a top-level leaf is one (G3): its values
+            // name mapping roots, which real mappings almost never do.
+            if cls.is_referenced(n.nr)
+                || cls.is_root_referenced(n.nr)
+                || cls.agg(n.nr, Kind::Top).is_some()
+            {
                 continue;
             }
             if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
@@ -596,12 +653,12 @@ impl Orphans {
             }
         }
         roots.sort_unstable();
-        Orphans { roots }
+        Orphans { roots, wanted }
     }
 
     /// The root with `count` mappings: the only one, or the only newest one.
     fn find(&self, count: u64) -> Option<BlockNr> {
-        if count == 0 {
+        if count == 0 || self.wanted.get(&count).copied().unwrap_or(0) > 1 {
             return None;
         }
         let lo = self.roots.partition_point(|&(c, _, _)| c < count);

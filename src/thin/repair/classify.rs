@@ -489,3 +489,98 @@ fn loss_of(table: &ScanTable, child: BlockNr) -> Loss {
         Loss::Unreadable
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdata::block::{Block, BLOCK_SIZE};
+    use crate::pdata::checksum::{write_checksum, BlockKind};
+    use crate::pdata::io::{BlockDevice, MemDevice};
+    use crate::thin::repair::scan::scan;
+
+    /// A node with 8-byte values at `nr`.
+    fn node(dev: &MemDevice, nr: u64, leaf: bool, entries: &[(u64, u64)]) {
+        let mut b = Block::zeroed();
+        let max = 252usize;
+        b.0[4..8].copy_from_slice(&(if leaf { 2u32 } else { 1u32 }).to_le_bytes());
+        b.0[8..16].copy_from_slice(&nr.to_le_bytes());
+        b.0[16..20].copy_from_slice(&u32::try_from(entries.len()).unwrap().to_le_bytes());
+        b.0[20..24].copy_from_slice(&252u32.to_le_bytes());
+        b.0[24..28].copy_from_slice(&8u32.to_le_bytes());
+        for (i, &(k, v)) in entries.iter().enumerate() {
+            b.0[32 + 8 * i..40 + 8 * i].copy_from_slice(&k.to_le_bytes());
+            let o = 32 + 8 * max + 8 * i;
+            b.0[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        write_checksum(&mut b.0, BlockKind::Node);
+        dev.write_at(nr, &b).unwrap();
+    }
+
+    fn mapping(block: u64, time: u64) -> u64 {
+        (block << 24) | time
+    }
+
+    fn leaf_of(dev: &MemDevice, nr: u64, keys: std::ops::Range<u64>) {
+        let e: Vec<(u64, u64)> = keys.map(|k| (k, mapping(100 + k, 1))).collect();
+        node(dev, nr, true, &e);
+    }
+
+    #[test]
+    fn a_bad_child_costs_only_its_slot() {
+        let dev = MemDevice::new(64);
+        leaf_of(&dev, 10, 0..5);
+        leaf_of(&dev, 11, 5..10);
+        leaf_of(&dev, 12, 10..15);
+        node(&dev, 20, false, &[(0, 10), (5, 11), (10, 12)]);
+        let mut b = Block::zeroed();
+        dev.read_at(11, &mut b).unwrap();
+        b.0[200] ^= 1;
+        dev.write_at(11, &b).unwrap();
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let a = cls.agg(20, Kind::Mapping).unwrap();
+        assert_eq!(a.status, Status::Damaged);
+        assert_eq!(a.mappings, 10);
+        let sel = cls.selection(20, Kind::Mapping);
+        assert_eq!(sel.kept, vec![(0, 10), (2, 12)]);
+        assert_eq!(sel.lost, vec![(1, 11, Loss::Unreadable)]);
+        assert!(cls.is_referenced(10) && !cls.is_referenced(20));
+    }
+
+    #[test]
+    fn children_outside_their_slot_are_dropped() {
+        let dev = MemDevice::new(64);
+        leaf_of(&dev, 10, 0..5);
+        leaf_of(&dev, 11, 3..8);
+        node(&dev, 20, false, &[(0, 10), (5, 11)]);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let sel = cls.selection(20, Kind::Mapping);
+        assert_eq!(sel.lost, vec![(1, 11, Loss::KeyRange)]);
+    }
+
+    #[test]
+    fn top_level_leaves_need_mapping_roots_behind_their_values() {
+        let dev = MemDevice::new(64);
+        leaf_of(&dev, 10, 0..5);
+        leaf_of(&dev, 11, 0..7);
+        node(&dev, 30, true, &[(1, 10), (2, 11)]);
+        // Same shape, but the values name blocks that are not mapping roots.
+        node(&dev, 31, true, &[(1, 40), (2, 41)]);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let top = cls.agg(30, Kind::Top).unwrap();
+        assert_eq!(
+            (top.entries, top.mappings, top.status),
+            (2, 12, Status::Complete)
+        );
+        assert!(
+            cls.agg(30, Kind::Mapping).is_some(),
+            "both readings are kept"
+        );
+        assert!(cls.agg(31, Kind::Top).is_none());
+        assert!(cls.agg(31, Kind::Mapping).is_some());
+        assert!(cls.is_root_referenced(10));
+        assert_eq!(BLOCK_SIZE, 4096);
+    }
+}

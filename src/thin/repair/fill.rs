@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::pdata::block::BlockNr;
 use crate::thin::repair::candidates::TopCandidate;
-use crate::thin::repair::classify::Classifier;
+use crate::thin::repair::classify::{Classifier, Kind};
 use crate::thin::repair::trees::{mapping_leaves, top_devices, LostRange};
 
 /// Older top-level trees, their device maps computed on first use.
@@ -72,6 +72,35 @@ impl<'c, 't> Filler<'c, 't> {
         map.get(&id).copied()
     }
 
+    /// The mapping root of device `id` in the newest older tree where it
+    /// holds exactly `count` mappings (the same tree, most likely).
+    pub fn exact_root(&mut self, id: u64, count: u64) -> Option<(BlockNr, BlockNr)> {
+        for i in 0..self.tops.len() {
+            let Some(r) = self.device_root(i, id) else {
+                continue;
+            };
+            let n = self.cls.agg(r, Kind::Mapping).map(|a| a.mappings);
+            if n == Some(count) {
+                return Some((self.tops[i], r));
+            }
+        }
+        None
+    }
+
+    /// Older trees holding device `id`, the one where it has most mappings
+    /// first (ties in candidate order).
+    fn by_size(&mut self, id: u64) -> Vec<usize> {
+        let mut v: Vec<(std::cmp::Reverse<u64>, usize)> = Vec::new();
+        for i in 0..self.tops.len() {
+            if let Some(r) = self.device_root(i, id) {
+                let n = self.cls.agg(r, Kind::Mapping).map_or(0, |a| a.mappings);
+                v.push((std::cmp::Reverse(n), i));
+            }
+        }
+        v.sort();
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+
     /// Adds to `leaves` (device `id`'s leaves, whose tree was rooted at
     /// `current_root`) the older leaves that fit inside `lost` (or anywhere
     /// when the device has no tree at all), keeping key order.
@@ -97,7 +126,12 @@ impl<'c, 't> Filler<'c, 't> {
         };
         let mut out = Vec::new();
         let mut added: Vec<(u64, u64, BlockNr)> = Vec::new();
-        for i in 0..self.tops.len() {
+        // A device with no tree at all takes the largest older copy of it.
+        let order: Vec<usize> = match current_root {
+            Some(_) => (0..self.tops.len()).collect(),
+            None => self.by_size(id),
+        };
+        for i in order {
             if holes.is_empty() {
                 break;
             }
@@ -143,5 +177,76 @@ impl<'c, 't> Filler<'c, 't> {
             leaves.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
         }
         out
+    }
+}
+
+/// A device being assembled: id, leaves in key order, key ranges still
+/// missing, and whether it has no tree at all.
+pub type Pending = (u64, Vec<BlockNr>, Vec<(u64, Option<u64>)>, bool);
+
+/// Gives unreferenced mapping subtrees (no parent, no top-level entry) to
+/// the one device whose missing key range holds them whole without
+/// overlapping its leaves: the children of a lost internal node come back.
+/// Newest subtrees (highest mapping time), then largest, are placed first.
+pub fn adopt_orphans(cls: &Classifier, devices: &mut [Pending], log: &crate::thin::repair::Log) {
+    if devices.iter().all(|d| d.2.is_empty()) {
+        return;
+    }
+    let used: std::collections::HashSet<BlockNr> =
+        devices.iter().flat_map(|d| d.1.iter().copied()).collect();
+    let mut orphans: Vec<(u32, u64, BlockNr)> = Vec::new();
+    for n in &cls.table().nodes {
+        if cls.is_referenced(n.nr)
+            || cls.is_root_referenced(n.nr)
+            || used.contains(&n.nr)
+            || cls.agg(n.nr, Kind::Top).is_some()
+        {
+            continue;
+        }
+        if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
+            if a.entries > 0 && a.status == crate::thin::repair::classify::Status::Complete {
+                orphans.push((a.age, a.entries, n.nr));
+            }
+        }
+    }
+    orphans.sort_unstable_by(|a, b| b.cmp(a));
+    let mut taken: Vec<(u64, u64)> = vec![(0, 0); devices.len()];
+    for (_, _, nr) in orphans {
+        let Some(a) = cls.agg(nr, Kind::Mapping) else {
+            continue;
+        };
+        let (lo, hi) = (a.first_key, a.last_key);
+        let fits = |d: &Pending| {
+            d.2.iter()
+                .any(|&(b, e)| lo >= b && e.is_none_or(|e| hi < e))
+                && !d.1.iter().any(|&l| {
+                    cls.node(l)
+                        .is_some_and(|n| n.nr_entries > 0 && n.first_key <= hi && lo <= n.last_key)
+                })
+        };
+        let mut it = devices.iter().enumerate().filter(|(_, d)| fits(d));
+        let (Some((i, _)), None) = (it.next(), it.next()) else {
+            continue;
+        };
+        let (leaves, _) = mapping_leaves(cls, nr);
+        if leaves
+            .iter()
+            .any(|l| used.contains(l) || devices[i].1.contains(l))
+        {
+            continue;
+        }
+        let d = &mut devices[i];
+        d.1.extend(leaves);
+        d.1.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
+        taken[i].0 += 1;
+        taken[i].1 += a.entries;
+    }
+    for (d, &(k, m)) in devices.iter().zip(&taken) {
+        if k > 0 {
+            log.warn(&format!(
+                "device {}: took {m} mappings in {k} unreferenced subtrees inside its lost ranges",
+                d.0
+            ));
+        }
     }
 }

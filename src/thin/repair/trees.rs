@@ -26,13 +26,22 @@ pub struct LostRange {
     pub loss: Loss,
 }
 
+/// State of one walk: the path from the root (a node met again on its own
+/// path is a cycle) and the last key emitted (leaves must increase; the
+/// classification ensures it, this makes it a guarantee).
+#[derive(Default)]
+struct Walk {
+    path: Vec<BlockNr>,
+    last_key: Option<u64>,
+}
+
 /// Leaves (or leaf entries) of a tree under one reading, left to right.
 fn walk(
     cls: &Classifier,
     nr: BlockNr,
     kind: Kind,
     hi: Option<u64>,
-    depth: u32,
+    st: &mut Walk,
     leaf: &mut dyn FnMut(BlockNr),
     lost: &mut Vec<LostRange>,
 ) {
@@ -40,12 +49,25 @@ fn walk(
         return;
     };
     if n.shape != Shape::Internal {
+        if n.nr_entries > 0 {
+            if st.last_key.is_some_and(|k| n.first_key <= k) {
+                lost.push(LostRange {
+                    begin: n.first_key,
+                    end: n.last_key.checked_add(1),
+                    block: nr,
+                    loss: Loss::KeyRange,
+                });
+                return;
+            }
+            st.last_key = Some(n.last_key);
+        }
         leaf(nr);
         return;
     }
-    if depth >= MAX_DEPTH {
+    if st.path.len() >= MAX_DEPTH as usize || st.path.contains(&nr) {
         return;
     }
+    st.path.push(nr);
     let keys = cls.table().keys(n);
     let sel = cls.selection(nr, kind);
     let mut li = 0;
@@ -55,11 +77,12 @@ fn walk(
             li += 1;
         }
         let child_hi = keys.get(pos + 1).copied().or(hi);
-        walk(cls, child, kind, child_hi, depth + 1, leaf, lost);
+        walk(cls, child, kind, child_hi, st, leaf, lost);
     }
     for l in &sel.lost[li..] {
         lost.push(lost_range(keys, l, hi));
     }
+    st.path.pop();
 }
 
 fn lost_range(keys: &[u64], l: &(usize, BlockNr, Loss), hi: Option<u64>) -> LostRange {
@@ -82,7 +105,7 @@ pub fn mapping_leaves(cls: &Classifier, root: BlockNr) -> (Vec<BlockNr>, Vec<Los
             root,
             Kind::Mapping,
             None,
-            0,
+            &mut Walk::default(),
             &mut |l| leaves.push(l),
             &mut lost,
         );
@@ -106,7 +129,7 @@ pub fn top_devices(cls: &Classifier, root: BlockNr) -> (Vec<TopEntry>, Vec<LostR
             root,
             Kind::Top,
             None,
-            0,
+            &mut Walk::default(),
             &mut |l| leaves.push(l),
             &mut lost,
         );
@@ -138,7 +161,7 @@ pub fn details_entries(
             root,
             Kind::Details,
             None,
-            0,
+            &mut Walk::default(),
             &mut |l| leaves.push(l),
             &mut lost,
         );
@@ -198,6 +221,9 @@ impl<'c, 't> Histograms<'c, 't> {
         }
         let cls = self.cls;
         let mut out = Histogram::new();
+        // A node met again while its own histogram is being summed is a
+        // cycle: it counts as empty there.
+        self.memo.insert(nr, Rc::new(Histogram::new()));
         if let Some(n) = cls.node(nr) {
             if n.shape == Shape::Internal {
                 if depth < MAX_DEPTH {

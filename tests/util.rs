@@ -99,7 +99,12 @@ pub fn unpack_fixture(name: &str, dir: &Path) -> PathBuf {
 }
 
 /// The shared reference corpus beside the repository, when present.
+/// `THINTOOLS_CORPUS` overrides the location (worktrees outside the CI layout).
 pub fn corpus_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("THINTOOLS_CORPUS") {
+        let p = PathBuf::from(p);
+        return p.is_dir().then_some(p);
+    }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus-sample");
     p.is_dir().then_some(p)
 }
@@ -115,4 +120,22 @@ pub fn sha256_file(path: &Path) -> String {
         .next()
         .unwrap_or("")
         .to_string()
+}
+
+/// Decompresses a zstd file given by absolute path into `dir`.
+pub fn unpack_abs(src: &Path, dir: &Path) -> PathBuf {
+    let stem = src
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dst = dir.join(format!("{stem}.img"));
+    let status = Command::new("zstd")
+        .args(["-q", "-d", "-f", "-o"])
+        .arg(&dst)
+        .arg(src)
+        .status()
+        .expect("run zstd");
+    assert!(status.success(), "zstd -d {}", src.display());
+    dst
 }

@@ -187,30 +187,26 @@ where
 }
 
 /// As [`read_batch`] for a list already sorted ascending without duplicates.
+///
+/// The read buffer ([`MAX_RUN`] blocks) is kept per thread and reused, so
+/// callers issuing many small batches neither allocate nor fault in fresh
+/// pages each time.
 pub fn read_sorted<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], f: &mut F)
 where
     F: FnMut(BlockNr, io::Result<&Block>),
 {
-    READ_BUF.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => read_runs(dev, sorted, &mut buf, f),
-        // Re-entered from inside `f`: use a buffer of our own.
-        Err(_) => read_runs(dev, sorted, &mut Block::zeroed_vec(MAX_RUN), f),
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => read_sorted_with(dev, sorted, &mut buf, f),
+        // A nested call from inside `f`: use a buffer of its own.
+        Err(_) => read_sorted_with(dev, sorted, &mut Vec::new(), f),
     });
 }
 
-thread_local! {
-    /// One reusable run buffer per thread (avoids zeroing 1 MiB per batch).
-    static READ_BUF: std::cell::RefCell<Vec<Block>> = std::cell::RefCell::new(Block::zeroed_vec(MAX_RUN));
-}
-
-/// As [`read_sorted`], reusing `buf` (grown to [`MAX_RUN`] blocks on first
-/// use) so that callers issuing many small batches do not allocate each time.
-pub fn read_sorted_with<F>(
-    dev: &dyn BlockDevice,
-    sorted: &[BlockNr],
-    buf: &mut Vec<Block>,
-    f: &mut F,
-) where
+fn read_sorted_with<F>(dev: &dyn BlockDevice, sorted: &[BlockNr], buf: &mut Vec<Block>, f: &mut F)
+where
     F: FnMut(BlockNr, io::Result<&Block>),
 {
     if buf.len() < MAX_RUN {

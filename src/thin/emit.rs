@@ -17,7 +17,7 @@ use zerocopy::little_endian::U64;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodeRef};
-use crate::pdata::io::{read_sorted_with, BlockDevice};
+use crate::pdata::io::{read_sorted, BlockDevice};
 use crate::thin::ir::{ChunkSink, DeviceInfo, Map, SuperblockInfo, Visit};
 use crate::thin::mapping::TIME_BITS;
 use crate::thin::shared_runs::{Segment, SharingPlan};
@@ -27,20 +27,17 @@ const CHUNK_LEAVES: usize = 128;
 /// Leaves per window (bounds the memory of rendered fragments).
 const WINDOW_LEAVES: usize = 4096;
 
+/// Receives one leaf: its block number, keys and values.
+pub type LeafFn<'f> = dyn FnMut(BlockNr, &[U64], &[U64]) + 'f;
+
 /// Where leaf contents come from.
 pub trait LeafReader: Sync {
     /// Calls `f(leaf, keys, values)` for every leaf of `leaves`, in the order
-    /// given (the same leaf may appear more than once). `scratch` is a buffer
-    /// the reader may keep between calls on one thread.
+    /// given (the same leaf may appear more than once).
     ///
     /// # Errors
     /// The first leaf that cannot be read or is not a valid mapping leaf.
-    fn read_leaves(
-        &self,
-        leaves: &[BlockNr],
-        scratch: &mut Vec<Block>,
-        f: &mut dyn FnMut(BlockNr, &[U64], &[U64]),
-    ) -> Result<(), NodeError>;
+    fn read_leaves(&self, leaves: &[BlockNr], f: &mut LeafFn<'_>) -> Result<(), NodeError>;
 }
 
 /// Reads mapping leaves from a metadata device, coalescing neighbouring
@@ -62,7 +59,9 @@ fn leaf_view(nr: BlockNr, r: io::Result<&Block>) -> Result<NodeRef<'_>, NodeErro
         block: nr,
         kind: NodeErrorKind::Io,
     })?;
-    let node = NodeRef::new(&block.0, nr, 8)?;
+    // The walker verified every leaf's checksum while listing it; the header
+    // rules are cheap and are checked again before the view is trusted.
+    let node = NodeRef::parse(&block.0, nr, 8)?;
     if node.is_leaf() {
         Ok(node)
     } else {
@@ -74,16 +73,11 @@ fn leaf_view(nr: BlockNr, r: io::Result<&Block>) -> Result<NodeRef<'_>, NodeErro
 }
 
 impl LeafReader for DeviceLeaves<'_> {
-    fn read_leaves(
-        &self,
-        leaves: &[BlockNr],
-        scratch: &mut Vec<Block>,
-        f: &mut dyn FnMut(BlockNr, &[U64], &[U64]),
-    ) -> Result<(), NodeError> {
+    fn read_leaves(&self, leaves: &[BlockNr], f: &mut LeafFn<'_>) -> Result<(), NodeError> {
         let mut err = None;
         if leaves.windows(2).all(|w| w[0] < w[1]) {
             // The common case (leaves laid out left to right): no copies.
-            read_sorted_with(self.dev, leaves, scratch, &mut |nr, r| {
+            read_sorted(self.dev, leaves, &mut |nr, r| {
                 if err.is_some() {
                     return;
                 }
@@ -102,7 +96,7 @@ impl LeafReader for DeviceLeaves<'_> {
         let mut held = Block::zeroed_vec(leaves.len());
         let mut ok = vec![false; leaves.len()];
         let mut k = 0;
-        read_sorted_with(self.dev, &sorted, scratch, &mut |nr, r| {
+        read_sorted(self.dev, &sorted, &mut |nr, r| {
             while k < order.len() && order[k].0 == nr {
                 if let Ok(b) = &r {
                     held[order[k].1].0.copy_from_slice(&b.0);
@@ -167,12 +161,11 @@ struct ChunkOut<F> {
 fn render_chunk<S: ChunkSink>(
     reader: &dyn LeafReader,
     leaves: &[BlockNr],
-    scratch: &mut Vec<Block>,
 ) -> Result<ChunkOut<S::Fragment>, NodeError> {
     let mut head: Option<Map> = None;
     let mut cur: Option<Map> = None;
-    let mut body = S::Fragment::default();
-    reader.read_leaves(leaves, scratch, &mut |_, keys, values| {
+    let mut body = S::fragment(leaves.len());
+    reader.read_leaves(leaves, &mut |_, keys, values| {
         for (k, v) in keys.iter().zip(values) {
             let k = k.get();
             let v = v.get();
@@ -295,7 +288,7 @@ fn render_window<S: ChunkSink>(
     chunks
         .par_iter()
         .with_max_len(1)
-        .map_init(Vec::new, |scratch, l| render_chunk::<S>(reader, l, scratch))
+        .map(|l| render_chunk::<S>(reader, l))
         .collect()
 }
 
@@ -374,5 +367,169 @@ impl<S: ChunkSink> DocWriter<'_, S> {
             self.pending = Some(tail);
         }
         Ok(Visit::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::thin::ir::{MetadataVisitor, RunList};
+    use crate::thin::shared_runs::SharedRun;
+
+    /// Leaves held in memory: (key, value) pairs per block.
+    struct MemLeaves(HashMap<BlockNr, Vec<(u64, u64)>>);
+
+    impl LeafReader for MemLeaves {
+        fn read_leaves(&self, leaves: &[BlockNr], f: &mut LeafFn<'_>) -> Result<(), NodeError> {
+            for &nr in leaves {
+                let entries = self.0.get(&nr).ok_or(NodeError {
+                    block: nr,
+                    kind: NodeErrorKind::Io,
+                })?;
+                let keys: Vec<U64> = entries.iter().map(|&(k, _)| U64::new(k)).collect();
+                let values: Vec<U64> = entries.iter().map(|&(_, v)| U64::new(v)).collect();
+                f(nr, &keys, &values);
+            }
+            Ok(())
+        }
+    }
+
+    /// Records events as short strings.
+    #[derive(Default)]
+    struct Events(Vec<String>);
+
+    impl MetadataVisitor for Events {
+        fn superblock_begin(&mut self, _: &SuperblockInfo) -> anyhow::Result<Visit> {
+            self.0.push("sb".into());
+            Ok(Visit::Continue)
+        }
+        fn superblock_end(&mut self) -> anyhow::Result<Visit> {
+            self.0.push("/sb".into());
+            Ok(Visit::Continue)
+        }
+        fn def_begin(&mut self, name: u64) -> anyhow::Result<Visit> {
+            self.0.push(format!("def {name}"));
+            Ok(Visit::Continue)
+        }
+        fn def_end(&mut self) -> anyhow::Result<Visit> {
+            self.0.push("/def".into());
+            Ok(Visit::Continue)
+        }
+        fn device_begin(&mut self, d: &DeviceInfo) -> anyhow::Result<Visit> {
+            self.0.push(format!("dev {}", d.dev_id));
+            Ok(Visit::Continue)
+        }
+        fn device_end(&mut self) -> anyhow::Result<Visit> {
+            self.0.push("/dev".into());
+            Ok(Visit::Continue)
+        }
+        fn map(&mut self, m: &Map) -> anyhow::Result<Visit> {
+            self.0.push(format!(
+                "{}+{}->{}@{}",
+                m.thin_begin, m.len, m.data_begin, m.time
+            ));
+            Ok(Visit::Continue)
+        }
+        fn ref_shared(&mut self, name: u64) -> anyhow::Result<Visit> {
+            self.0.push(format!("ref {name}"));
+            Ok(Visit::Continue)
+        }
+        fn eof(&mut self) -> anyhow::Result<Visit> {
+            Ok(Visit::Continue)
+        }
+    }
+
+    fn value(data: u64, time: u64) -> u64 {
+        (data << TIME_BITS) | time
+    }
+
+    fn run(plan: &SharingPlan, leaves: MemLeaves, nr_devices: u64) -> Vec<String> {
+        let devices: Vec<DeviceInfo> = (0..nr_devices)
+            .map(|dev_id| DeviceInfo {
+                dev_id,
+                ..DeviceInfo::default()
+            })
+            .collect();
+        let mut sink = RunList(Events::default());
+        emit(
+            &SuperblockInfo::default(),
+            &devices,
+            plan,
+            &leaves,
+            &mut sink,
+        )
+        .unwrap();
+        sink.0 .0
+    }
+
+    /// One run crossing 1000 leaves (several chunks and windows) stays one
+    /// run; a time change or a ref ends it.
+    #[test]
+    fn runs_continue_across_leaves_chunks_and_windows() {
+        let n = 5000u64;
+        let mut map = HashMap::new();
+        for leaf in 0..n {
+            let entries = (0..10)
+                .map(|i| {
+                    let k = leaf * 10 + i;
+                    (k, value(k + 7, u64::from(k >= 20_000)))
+                })
+                .collect();
+            map.insert(100 + leaf, entries);
+        }
+        map.insert(1, vec![(50_000, value(50_000 + 7, 1))]);
+        let plan = SharingPlan {
+            defs: vec![SharedRun {
+                name: 1,
+                leaves: vec![1],
+            }],
+            devices: vec![
+                vec![Segment::Leaves((100..100 + n).collect()), Segment::Ref(1)],
+                vec![],
+            ],
+        };
+        let ev = run(&plan, MemLeaves(map), 2);
+        assert_eq!(
+            ev,
+            [
+                "sb",
+                "def 1",
+                "50000+1->50007@1",
+                "/def",
+                "dev 0",
+                "0+20000->7@0",
+                "20000+30000->20007@1",
+                "ref 1",
+                "/dev",
+                "dev 1",
+                "/dev",
+                "/sb"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_damaged_leaf_is_reported_with_its_block() {
+        let plan = SharingPlan::expanded(&[&[4, 5]]);
+        let leaves = MemLeaves(HashMap::from([(4, vec![(0, value(1, 0))])]));
+        let devices = [DeviceInfo::default()];
+        let mut sink = RunList(Events::default());
+        let err = emit(
+            &SuperblockInfo::default(),
+            &devices,
+            &plan,
+            &leaves,
+            &mut sink,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.downcast::<NodeError>().unwrap(),
+            NodeError {
+                block: 5,
+                kind: NodeErrorKind::Io
+            }
+        );
     }
 }

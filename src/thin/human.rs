@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::thin::ir::{ChunkSink, DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
-use crate::thin::xml::write::push_num;
+use crate::thin::xml::write::{push_num, LineBuf};
 
 /// Writes the IR in the human-readable format.
 pub struct HumanWriter<W: Write> {
@@ -36,17 +36,19 @@ impl<W: Write> HumanWriter<W> {
 /// Renders one run: `    (<first>..<last>) -> (<first>..<last>), <time>`.
 pub fn render_map(out: &mut Vec<u8>, m: &Map) {
     let last = m.len.saturating_sub(1);
-    out.extend_from_slice(b"    (");
-    push_num(out, m.thin_begin);
-    out.extend_from_slice(b"..");
-    push_num(out, m.thin_begin.saturating_add(last));
-    out.extend_from_slice(b") -> (");
-    push_num(out, m.data_begin);
-    out.extend_from_slice(b"..");
-    push_num(out, m.data_begin.saturating_add(last));
-    out.extend_from_slice(b"), ");
-    push_num(out, m.time);
-    out.push(b'\n');
+    let mut l = LineBuf::new();
+    l.lit(b"    (");
+    l.num(m.thin_begin);
+    l.lit(b"..");
+    l.num(m.thin_begin.saturating_add(last));
+    l.lit(b") -> (");
+    l.num(m.data_begin);
+    l.lit(b"..");
+    l.num(m.data_begin.saturating_add(last));
+    l.lit(b"), ");
+    l.num(u64::from(m.time));
+    l.lit(b"\n");
+    l.append_to(out);
 }
 
 fn push_field<I: itoa::Integer>(out: &mut Vec<u8>, label: &[u8], v: I) {
@@ -122,8 +124,16 @@ impl<W: Write> MetadataVisitor for HumanWriter<W> {
     }
 }
 
+/// Initial fragment capacity per leaf.
+const FRAGMENT_BYTES_PER_LEAF: usize = 16 * 1024;
+
 impl<W: Write + Send> ChunkSink for HumanWriter<W> {
     type Fragment = Vec<u8>;
+
+    fn fragment(nr_leaves: usize) -> Vec<u8> {
+        // Typical dumps need 20-30 bytes per mapping; growth handles the rest.
+        Vec::with_capacity(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
+    }
 
     fn render(frag: &mut Vec<u8>, m: &Map) {
         render_map(frag, m);

@@ -126,6 +126,12 @@ pub trait ChunkSink: MetadataVisitor {
     /// Consecutive runs in rendered form.
     type Fragment: Send + Default;
 
+    /// An empty fragment for the runs of `nr_leaves` leaves (a capacity hint).
+    fn fragment(nr_leaves: usize) -> Self::Fragment {
+        let _ = nr_leaves;
+        Self::Fragment::default()
+    }
+
     /// Appends run `m` to `frag`. Runs on worker threads, so it must not
     /// depend on the sink's state.
     fn render(frag: &mut Self::Fragment, m: &Map);

@@ -10,7 +10,7 @@
 //! feeds it the lists of salvaged trees, and [`crate::thin::emit`] turns a plan
 //! plus leaf contents into IR events.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::pdata::block::BlockNr;
 
@@ -98,13 +98,14 @@ const TAIL: u8 = 4;
 /// Dense numbering of the distinct leaves.
 struct LeafIndex {
     blocks: Vec<BlockNr>,
-    map: HashMap<BlockNr, u32, BuildMul>,
+    map: FxHashMap<BlockNr, u32>,
 }
 
 impl LeafIndex {
     fn new(lists: &[&[BlockNr]]) -> LeafIndex {
         let total: usize = lists.iter().map(|l| l.len()).sum();
-        let mut map = HashMap::with_capacity_and_hasher(total.min(1 << 22), BuildMul);
+        let mut map = FxHashMap::default();
+        map.reserve(total.min(1 << 22));
         let mut blocks = Vec::new();
         for &b in lists.iter().flat_map(|l| l.iter()) {
             map.entry(b).or_insert_with(|| {
@@ -136,7 +137,7 @@ struct Graph {
     /// First successor of each leaf.
     succ: Vec<u32>,
     /// Further successors (rare: only where trees diverge).
-    more: HashMap<u32, Vec<u32>, BuildMul>,
+    more: FxHashMap<u32, Vec<u32>>,
 }
 
 impl Graph {
@@ -145,7 +146,7 @@ impl Graph {
             flags: vec![0; n],
             pred: vec![NONE; n],
             succ: vec![NONE; n],
-            more: HashMap::with_hasher(BuildMul),
+            more: FxHashMap::default(),
         }
     }
 
@@ -343,40 +344,6 @@ impl Runs {
     }
 }
 
-/// A fast hasher for block numbers and dense indices (not DoS-resistant,
-/// which does not matter for keys that come from our own walk).
-#[derive(Clone, Copy, Default)]
-struct BuildMul;
-
-#[derive(Default)]
-struct MulHasher(u64);
-
-impl std::hash::BuildHasher for BuildMul {
-    type Hasher = MulHasher;
-    fn build_hasher(&self) -> MulHasher {
-        MulHasher(0)
-    }
-}
-
-impl std::hash::Hasher for MulHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,5 +417,162 @@ mod tests {
         let p = SharingPlan::expanded(&[&[1, 2], &[1, 2]]);
         assert!(p.defs.is_empty());
         assert_eq!(p.devices[1], vec![Segment::Leaves(vec![1, 2])]);
+    }
+
+    /// formats.md §1.3 followed literally with ordered sets, as a reference.
+    fn reference(lists: &[&[BlockNr]]) -> SharingPlan {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut heads = BTreeSet::new();
+        let mut tails = BTreeSet::new();
+        let mut shared = BTreeSet::new();
+        let mut succ: BTreeMap<BlockNr, BTreeSet<BlockNr>> = BTreeMap::new();
+        let mut pred: BTreeMap<BlockNr, BlockNr> = BTreeMap::new();
+        let mark = |b, heads: &mut BTreeSet<_>, shared: &mut BTreeSet<_>| {
+            if !heads.insert(b) {
+                shared.insert(b);
+            }
+        };
+        for list in lists {
+            for (i, &b) in list.iter().enumerate() {
+                succ.entry(b).or_default();
+                if i == 0 {
+                    mark(b, &mut heads, &mut shared);
+                    continue;
+                }
+                let p = list[i - 1];
+                if !succ.get_mut(&p).unwrap().insert(b) {
+                    shared.insert(b);
+                }
+                match pred.get(&b) {
+                    Some(&q) if q != p => mark(b, &mut heads, &mut shared),
+                    Some(_) => {}
+                    None => {
+                        pred.insert(b, p);
+                    }
+                }
+            }
+            if let Some(&last) = list.last() {
+                tails.insert(last);
+            }
+        }
+        for (b, s) in &succ {
+            if s.len() != 1 || heads.contains(s.iter().next().unwrap()) {
+                tails.insert(*b);
+            }
+        }
+        for t in tails.clone() {
+            for &n in &succ[&t] {
+                mark(n, &mut heads, &mut shared);
+            }
+        }
+        let mut runs = BTreeMap::new();
+        for &h in &heads {
+            let mut run = vec![h];
+            let mut b = h;
+            while !tails.contains(&b) {
+                b = *succ[&b].iter().next().unwrap();
+                run.push(b);
+            }
+            runs.insert(h, run);
+        }
+        let defs = runs
+            .iter()
+            .filter(|(h, _)| shared.contains(h))
+            .map(|(&name, leaves)| SharedRun {
+                name,
+                leaves: leaves.clone(),
+            })
+            .collect();
+        let devices = lists
+            .iter()
+            .map(|list| {
+                let mut segs = Vec::new();
+                let mut plain = Vec::new();
+                let mut i = 0;
+                while i < list.len() {
+                    let run = &runs[&list[i]];
+                    if shared.contains(&list[i]) {
+                        if !plain.is_empty() {
+                            segs.push(Segment::Leaves(std::mem::take(&mut plain)));
+                        }
+                        segs.push(Segment::Ref(list[i]));
+                    } else {
+                        plain.extend_from_slice(run);
+                    }
+                    i += run.len();
+                }
+                if !plain.is_empty() {
+                    segs.push(Segment::Leaves(plain));
+                }
+                segs
+            })
+            .collect();
+        SharingPlan { defs, devices }
+    }
+
+    /// Leaf lists shaped like a pool's: origins, snapshots sharing their
+    /// lists, and copy-on-write replacing, adding and dropping leaves.
+    fn pool() -> impl proptest::strategy::Strategy<Value = Vec<Vec<BlockNr>>> {
+        use proptest::prelude::*;
+        (
+            1usize..4,
+            1usize..30,
+            proptest::collection::vec((0usize..8, 0usize..64, 0u8..4), 0..12),
+        )
+            .prop_map(|(origins, len, edits)| {
+                let mut next: BlockNr = 1000;
+                let mut devs: Vec<Vec<BlockNr>> = (0..origins)
+                    .map(|_| {
+                        (0..len)
+                            .map(|_| {
+                                next += 1;
+                                next
+                            })
+                            .collect()
+                    })
+                    .collect();
+                for (dev, pos, op) in edits {
+                    let src = devs[dev % devs.len()].clone();
+                    let mut snap = src.clone();
+                    if !snap.is_empty() {
+                        let at = pos % snap.len();
+                        next += 1;
+                        match op {
+                            0 => snap[at] = next,
+                            1 => snap.insert(at, next),
+                            2 if snap.len() > 1 => {
+                                snap.remove(at);
+                            }
+                            _ => {}
+                        }
+                    }
+                    devs.push(snap);
+                }
+                devs
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_planner_follows_the_spec_and_covers_every_list(devs in pool()) {
+            let lists: Vec<&[BlockNr]> = devs.iter().map(Vec::as_slice).collect();
+            let plan = SharingPlan::build(&lists).unwrap();
+            proptest::prop_assert_eq!(&plan, &reference(&lists));
+            let defs: std::collections::HashMap<_, _> =
+                plan.defs.iter().map(|d| (d.name, &d.leaves)).collect();
+            for (list, segs) in lists.iter().zip(&plan.devices) {
+                let mut flat = Vec::new();
+                for s in segs {
+                    match s {
+                        Segment::Leaves(l) => flat.extend_from_slice(l),
+                        Segment::Ref(n) => flat.extend_from_slice(defs[n]),
+                    }
+                }
+                proptest::prop_assert_eq!(&flat[..], *list);
+                proptest::prop_assert!(segs
+                    .windows(2)
+                    .all(|w| !matches!(w, [Segment::Leaves(_), Segment::Leaves(_)])));
+            }
+        }
     }
 }

@@ -17,13 +17,11 @@ use clap::{ArgAction, Parser};
 use crate::cli;
 use crate::exit::Outcome;
 use crate::pdata::block::Block;
-use crate::pdata::btree::walk::{NodeState, Walker};
-use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::{open_metadata, Access, BlockDevice, OpenError, Sharing};
-use crate::pdata::space_map::disk::{
-    bitmap_words, entries_in_bitmap, IndexEntry, INDEX_ENTRY_SIZE,
-};
-use crate::pdata::space_map::{SmRoot, ENTRIES_PER_BITMAP};
+use crate::pdata::space_map::disk::{bitmap_words, entries_in_bitmap};
+use crate::pdata::space_map::read::{read_space_map, SmKind};
+use crate::pdata::space_map::ENTRIES_PER_BITMAP;
+use crate::thin::check::{check, CheckOptions, Depth, Repair, Strictness, Summary, Verbosity};
 use crate::thin::superblock::{read_live_superblock, Superblock};
 
 /// Discard the unused data blocks of an inactive thin pool.
@@ -41,8 +39,8 @@ struct Opts {
     #[arg(long = "metadata-dev", value_name = "FILE")]
     metadata_dev: PathBuf,
     /// Print nothing on stderr
-    #[arg(short = 'q', long = "quiet")]
-    quiet: bool,
+    #[arg(short = 'q', long = "quiet", action = ArgAction::Count)]
+    quiet: u8,
     /// Print more information (repeatable)
     #[arg(short = 'v', action = ArgAction::Count)]
     verbose: u8,
@@ -52,7 +50,7 @@ struct Opts {
 #[must_use]
 pub fn command(args: &[OsString]) -> Outcome {
     cli::run_with::<Opts, _>("thin_trim", args, |o| {
-        let quiet = o.quiet;
+        let quiet = o.quiet > 0;
         match run(&o) {
             Ok(()) => Outcome::Success,
             Err(e) => cli::report_error(&anyhow::Error::from(e), quiet),
@@ -86,9 +84,14 @@ pub enum TrimError {
 
 fn run(o: &Opts) -> Result<(), TrimError> {
     let meta = open_metadata(&o.metadata_dev, Access::ReadOnly, Sharing::Exclusive)?;
-    precheck(&meta)?;
-    let sb = read_live_superblock(&meta).map_err(|_| TrimError::MetadataErrors)?;
     let data = open_data(&o.data_dev)?;
+    let verbosity = if o.verbose > 0 && o.quiet == 0 {
+        Verbosity::Normal
+    } else {
+        Verbosity::Quiet
+    };
+    precheck(&meta, &o.metadata_dev, verbosity)?;
+    let sb = read_live_superblock(&meta).map_err(|_| TrimError::MetadataErrors)?;
     let wanted = sb
         .data_sm_root
         .nr_blocks
@@ -99,7 +102,7 @@ fn run(o: &Opts) -> Result<(), TrimError> {
     }
     let mut discarder = Discarder::new(&data, u64::from(sb.data_block_size) * 512);
     for_each_free_run(&meta, &sb, &mut |begin, end| discarder.discard(begin, end))?;
-    if o.verbose > 0 && !o.quiet {
+    if o.verbose > 0 && o.quiet == 0 {
         let _ = writeln!(
             io::stderr().lock(),
             "discarded {} free runs, {} data blocks",
@@ -110,15 +113,27 @@ fn run(o: &Opts) -> Result<(), TrimError> {
     Ok(())
 }
 
-// TEMPORARY until thin_check lands on main: the pre-check validates the
-// superblock and reads the data space map (below); it is to become the full
-// check of src/thin/check (`check` with `Summary::Suppress`).
-fn precheck(meta: &dyn BlockDevice) -> Result<(), TrimError> {
-    let sb = read_live_superblock(meta).map_err(|_| TrimError::MetadataErrors)?;
-    data_index(meta, &sb.data_sm_root).map(|_| ())
+/// The full check of thin_check, with nothing on stdout; its findings are
+/// shown on stderr only with `-v`.
+fn precheck(meta: &dyn BlockDevice, path: &Path, verbosity: Verbosity) -> Result<(), TrimError> {
+    let opts = CheckOptions {
+        input: path.to_path_buf(),
+        depth: Depth::Full,
+        repair: Repair::None,
+        strictness: Strictness::Strict,
+        verbosity,
+        snapshot: None,
+        override_mapping_root: None,
+        override_details_root: None,
+        summary: Summary::Suppress,
+    };
+    match check(meta, &opts) {
+        Outcome::Success => Ok(()),
+        Outcome::Failure | Outcome::Usage => Err(TrimError::MetadataErrors),
+    }
 }
 
-/// The data block size of a pool's data device and how to discard on it.
+/// An open data device: its size and how to discard on it.
 struct DataDev {
     file: File,
     size: u64,
@@ -159,62 +174,29 @@ fn open_data(path: &Path) -> Result<DataDev, OpenError> {
     Ok(DataDev { file, size, kind })
 }
 
-/// Reads the data space map's index entries, one per bitmap.
-fn data_index(meta: &dyn BlockDevice, root: &SmRoot) -> Result<Vec<IndexEntry>, TrimError> {
-    let nr_bitmaps = root.nr_bitmaps();
-    if nr_bitmaps > meta.nr_blocks() {
-        return Err(TrimError::MetadataErrors);
-    }
-    let mut entries: Vec<(u64, IndexEntry)> = Vec::new();
-    let mut walker = Walker::new(meta);
-    walker.walk(
-        &[root.bitmap_root],
-        INDEX_ENTRY_SIZE,
-        |_, node| {
-            (0..node.len())
-                .map(|i| {
-                    let v = &node.value_bytes()[i * 16..i * 16 + 16];
-                    (node.key(i), IndexEntry::from_bytes(v))
-                })
-                .collect::<Vec<_>>()
-        },
-        |_, leaf| entries.extend(leaf),
-    );
-    if walker
-        .graph()
-        .iter()
-        .any(|(_, s)| matches!(s.state, NodeState::Bad(_)))
-    {
-        return Err(TrimError::MetadataErrors);
-    }
-    entries.sort_unstable_by_key(|&(k, _)| k);
-    let keys_ok = entries.len() as u64 == nr_bitmaps
-        && entries.iter().enumerate().all(|(i, &(k, _))| k == i as u64);
-    if !keys_ok {
-        return Err(TrimError::MetadataErrors);
-    }
-    Ok(entries.into_iter().map(|(_, e)| e).collect())
-}
-
 /// Calls `f(begin, end)` for every maximal run of data blocks with count 0.
 fn for_each_free_run(
     meta: &dyn BlockDevice,
     sb: &Superblock,
     f: &mut dyn FnMut(u64, u64) -> Result<(), TrimError>,
 ) -> Result<(), TrimError> {
-    let root = &sb.data_sm_root;
-    let index = data_index(meta, root)?;
+    let root = sb.data_sm_root;
+    // Only the bitmaps matter: a count of 3 or more is never free, so no
+    // ref-count tree entry needs to be kept.
+    let keep_none = |_: u64, _: u32| false;
+    let sm = read_space_map(
+        meta,
+        SmKind::Data,
+        root,
+        sb.metadata_sm_root.nr_blocks,
+        Some(&keep_none),
+    )
+    .map_err(|_| TrimError::MetadataErrors)?;
     let mut runs = RunJoiner::default();
-    let mut block = Block::zeroed();
-    for (i, entry) in index.iter().enumerate() {
-        meta.read_at(entry.blocknr, &mut block)
-            .map_err(|_| TrimError::MetadataErrors)?;
-        if checksum::verify(&block.0, BlockKind::Bitmap).is_err() {
-            return Err(TrimError::MetadataErrors);
-        }
+    for (i, bitmap) in sm.bitmaps.iter().enumerate() {
         let base = i as u64 * ENTRIES_PER_BITMAP;
         let n = entries_in_bitmap(root.nr_blocks, i as u64);
-        free_runs_in_bitmap(&block, n, |b, e| runs.push(base + b, base + e, f))?;
+        free_runs_in_bitmap(bitmap, n, |b, e| runs.push(base + b, base + e, f))?;
     }
     runs.finish(f)
 }

@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 use crate::cli;
 use crate::exit::Outcome;
@@ -33,8 +33,8 @@ use file::{BlockSink, Header, PackError};
 )]
 struct PackOpts {
     /// Overwrite the output without asking, even if it holds metadata
-    #[arg(short = 'f', long = "force")]
-    force: bool,
+    #[arg(short = 'f', long = "force", action = ArgAction::Count)]
+    force: u8,
     /// Metadata device or file to pack
     #[arg(short = 'i', long = "input", value_name = "DEV")]
     input: PathBuf,
@@ -52,8 +52,8 @@ struct PackOpts {
 )]
 struct UnpackOpts {
     /// Overwrite the output without asking, even if it holds metadata
-    #[arg(short = 'f', long = "force")]
-    force: bool,
+    #[arg(short = 'f', long = "force", action = ArgAction::Count)]
+    force: u8,
     /// Pack file to read
     #[arg(short = 'i', long = "input", value_name = "FILE")]
     input: PathBuf,
@@ -89,9 +89,77 @@ enum Overwrite {
     Force,
 }
 
+/// The block ranges of `file` that may hold data: for a sparse regular file
+/// its data extents (SEEK_DATA/SEEK_HOLE), otherwise (block devices, file
+/// systems without hole reporting) the whole device.
+fn data_ranges(file: &File, nr_blocks: u64) -> Vec<std::ops::Range<u64>> {
+    let whole = vec![std::ops::Range {
+        start: 0,
+        end: nr_blocks,
+    }];
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return whole;
+    }
+    let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
+    let mut pos: u64 = 0;
+    while pos < nr_blocks * BLOCK_SIZE_U64 {
+        let data = match seek_data_or_hole(file, pos, libc::SEEK_DATA) {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(_) => return whole,
+        };
+        let Ok(Some(hole)) = seek_data_or_hole(file, data, libc::SEEK_HOLE) else {
+            return whole;
+        };
+        let (first, end) = (
+            data / BLOCK_SIZE_U64,
+            hole.div_ceil(BLOCK_SIZE_U64).min(nr_blocks),
+        );
+        match ranges.last_mut() {
+            _ if first >= end => {}
+            Some(last) if last.end >= first => last.end = last.end.max(end),
+            _ => ranges.push(first..end),
+        }
+        pos = hole;
+    }
+    ranges
+}
+
+/// `lseek(SEEK_DATA | SEEK_HOLE)`: the next data or hole offset at or after
+/// `from`, `None` when there is no more data.
+fn seek_data_or_hole(file: &File, from: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    let from = libc::off_t::try_from(from).map_err(io::Error::other)?;
+    // SAFETY: lseek takes plain integers and an fd we own; it touches no
+    // memory of ours. Pack reads positionally, so the moved offset is unused.
+    let r = unsafe { libc::lseek(file.as_raw_fd(), from, whence) };
+    if r >= 0 {
+        return Ok(u64::try_from(r).ok());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// Refuses an output that is the input itself (truncating it would destroy
+/// the input before it was read).
+fn ensure_distinct(input: &Path, output: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(i), Ok(o)) = (std::fs::metadata(input), std::fs::metadata(output)) {
+        if i.dev() == o.dev() && i.ino() == o.ino() {
+            return Err(anyhow!("input and output are the same file"));
+        }
+    }
+    Ok(())
+}
+
 fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
     let dev = open_metadata(&o.input, Access::ReadOnly, Sharing::Exclusive)?;
-    let force = if o.force {
+    ensure_distinct(&o.input, &o.output)?;
+    let force = if o.force > 0 {
         Overwrite::Force
     } else {
         Overwrite::Ask
@@ -103,8 +171,9 @@ fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
             .set_len(0)
             .with_context(|| format!("truncating {shown}"))?;
     }
+    let ranges = data_ranges(dev.file(), dev.nr_blocks());
     let mut w = BufWriter::with_capacity(1 << 20, &out.file);
-    file::pack(&dev, &mut w)?;
+    file::pack(&dev, &ranges, &mut w)?;
     drop(w);
     out.file
         .sync_all()
@@ -115,7 +184,8 @@ fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
 fn run_unpack(o: &UnpackOpts) -> anyhow::Result<()> {
     let input = open_pack(&o.input)?;
     let header = Header::read(&input)?;
-    let force = if o.force {
+    ensure_distinct(&o.input, &o.output)?;
+    let force = if o.force > 0 {
         Overwrite::Force
     } else {
         Overwrite::Ask
@@ -218,8 +288,12 @@ fn open_output(path: &Path, overwrite: Overwrite) -> anyhow::Result<Output> {
     }
     let file = opts.open(path).map_err(os)?;
     let size = {
+        // The size of a block device is where its end is; then back to the
+        // start, where pack's sequential writes begin.
         let mut f = &file;
-        io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(os)?
+        let end = io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(os)?;
+        io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(os)?;
+        end
     };
     if overwrite == Overwrite::Ask && holds_metadata(&file, size) && !confirm_overwrite()? {
         return Err(anyhow!("Output file not overwritten"));
@@ -257,14 +331,21 @@ fn confirm_overwrite() -> anyhow::Result<bool> {
     Ok(answer == "y" || answer == "yes")
 }
 
-/// Writes unpacked blocks to the output: block 0 last, and on a block device
-/// every block the pack does not hold as zeros.
+/// Writes unpacked blocks to the output: consecutive blocks in one write,
+/// block 0 last, and on a block device every block the pack does not hold as
+/// zeros.
 struct DeviceSink<'a> {
     dev: &'a FileDevice,
     block0: Option<Box<Block>>,
     /// One bit per block written (block devices only).
     written: Option<Vec<u64>>,
+    /// Consecutive blocks not yet written, starting at `run_start`.
+    run: Vec<Block>,
+    run_start: BlockNr,
 }
+
+/// Longest write of consecutive blocks.
+const WRITE_RUN: usize = 256;
 
 impl<'a> DeviceSink<'a> {
     fn new(dev: &'a FileDevice, kind: OutKind) -> Self {
@@ -274,17 +355,38 @@ impl<'a> DeviceSink<'a> {
             dev,
             block0: None,
             written,
+            run: Vec::with_capacity(WRITE_RUN),
+            run_start: 0,
         }
     }
 
-    fn finish(self) -> io::Result<()> {
+    fn flush(&mut self) -> Result<(), PackError> {
+        if self.run.is_empty() {
+            return Ok(());
+        }
+        let (first, n) = (self.run_start, self.run.len() as u64);
+        self.dev
+            .write_run(first, &self.run)
+            .map_err(|source| PackError::Io {
+                context: format!("writing blocks {first}..{}", first + n),
+                source,
+            })?;
+        self.run.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.flush()?;
         if let Some(bits) = &self.written {
             zero_unwritten(self.dev, bits)?;
         }
-        let zero = Block::zeroed();
-        self.dev
-            .write_at(0, self.block0.as_deref().unwrap_or(&zero))?;
-        self.dev.sync()
+        if self.dev.nr_blocks() > 0 {
+            let zero = Block::zeroed();
+            self.dev
+                .write_at(0, self.block0.as_deref().unwrap_or(&zero))?;
+        }
+        self.dev.sync()?;
+        Ok(())
     }
 }
 
@@ -299,12 +401,15 @@ impl BlockSink for DeviceSink<'_> {
             self.block0 = Some(Box::new(block.clone()));
             return Ok(());
         }
-        self.dev
-            .write_at(nr, block)
-            .map_err(|source| PackError::Io {
-                context: format!("writing block {nr}"),
-                source,
-            })
+        let next = self.run_start + self.run.len() as u64;
+        if !self.run.is_empty() && (nr != next || self.run.len() == WRITE_RUN) {
+            self.flush()?;
+        }
+        if self.run.is_empty() {
+            self.run_start = nr;
+        }
+        self.run.push(block.clone());
+        Ok(())
     }
 }
 
@@ -328,4 +433,29 @@ fn zero_unwritten(dev: &FileDevice, bits: &[u64]) -> io::Result<()> {
         b += len as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn data_ranges_skip_holes_of_sparse_files() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(1000 * BLOCK_SIZE_U64).unwrap();
+        f.write_all_at(&[1u8; 4096], 10 * BLOCK_SIZE_U64).unwrap();
+        f.write_all_at(&[1u8; 100], 500 * BLOCK_SIZE_U64 + 7)
+            .unwrap();
+        let r = data_ranges(&f, 1000);
+        // File systems report data at their own granularity: every written
+        // block must be covered, and most of the file must be skipped.
+        let covered = |b: u64| r.iter().any(|x| x.contains(&b));
+        assert!(covered(10) && covered(500), "{r:?}");
+        assert!(
+            r.iter().map(|x| x.end - x.start).sum::<u64>() < 1000,
+            "{r:?}"
+        );
+        assert!(r.windows(2).all(|w| w[0].end < w[1].start), "{r:?}");
+    }
 }

@@ -297,6 +297,20 @@ enum Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any byte string decodes or fails cleanly, within the output bound.
+        #[test]
+        fn arbitrary_programs_never_panic(prog in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let mut vm = Vm::new(&prog[..]);
+            let mut out = Vec::new();
+            if vm.decode(4096, &mut out).is_ok() {
+                prop_assert_eq!(out.len(), 4096);
+            }
+            prop_assert!(out.len() <= 4096);
+        }
+    }
 
     fn numbers(bytes: &[u8], n: usize) -> Result<Vec<u64>, VmError> {
         let mut vm = Vm::new(bytes);

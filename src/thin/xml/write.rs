@@ -65,21 +65,107 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Renders one mapping run as its line (depth 2).
-#[inline]
+#[inline(always)]
 pub fn render_map(out: &mut Vec<u8>, m: &Map) {
+    let mut l = LineBuf::new();
     if m.len == 1 {
-        out.extend_from_slice(b"    <single_mapping origin_block=\"");
-        push_num(out, m.thin_begin);
-        push_attr(out, b"\" data_block=\"", m.data_begin);
-        push_attr(out, b" time=\"", m.time);
-        out.extend_from_slice(b"/>\n");
+        l.lit(b"    <single_mapping origin_block=\"");
+        l.num(m.thin_begin);
+        l.lit(b"\" data_block=\"");
+        l.num(m.data_begin);
+        l.lit(b"\" time=\"");
+        l.num(u64::from(m.time));
     } else {
-        out.extend_from_slice(b"    <range_mapping origin_begin=\"");
-        push_num(out, m.thin_begin);
-        push_attr(out, b"\" data_begin=\"", m.data_begin);
-        push_attr(out, b" length=\"", m.len);
-        push_attr(out, b" time=\"", m.time);
-        out.extend_from_slice(b"/>\n");
+        l.lit(b"    <range_mapping origin_begin=\"");
+        l.num(m.thin_begin);
+        l.lit(b"\" data_begin=\"");
+        l.num(m.data_begin);
+        l.lit(b"\" length=\"");
+        l.num(m.len);
+        l.lit(b"\" time=\"");
+        l.num(u64::from(m.time));
+    }
+    l.lit(b"\"/>\n");
+    l.append_to(out);
+}
+
+/// A line assembled on the stack: fixed-length literal copies and digits
+/// written in place, then one copy into the output. Mapping lines are the
+/// bulk of a dump; this keeps them free of small variable-length copies.
+pub(crate) struct LineBuf {
+    buf: [u8; LINE_MAX],
+    len: usize,
+}
+
+/// Size of a [`LineBuf`]: the longest line (a range mapping with four
+/// 20-digit numbers, 139 bytes) plus the 20 bytes a number may overrun.
+const LINE_MAX: usize = 176;
+
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+impl LineBuf {
+    #[inline]
+    pub(crate) fn new() -> LineBuf {
+        LineBuf {
+            buf: [0; LINE_MAX],
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn lit<const N: usize>(&mut self, s: &[u8; N]) {
+        self.buf[self.len..self.len + N].copy_from_slice(s);
+        self.len += N;
+    }
+
+    /// Appends `v` in decimal. The digits are assembled left-aligned in a
+    /// 20-byte array and copied as a whole (a fixed-size copy, no call);
+    /// bytes past the number are overwritten by whatever comes next.
+    #[inline(always)]
+    pub(crate) fn num(&mut self, v: u64) {
+        let n = v.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let mut tmp = [0u8; 20];
+        let mut p = n;
+        let mut v = v;
+        while v >= 100 {
+            // The remainder is below 100: the cast cannot truncate.
+            #[allow(clippy::cast_possible_truncation)]
+            let r = (v % 100) as usize * 2;
+            v /= 100;
+            p -= 2;
+            tmp[p] = DIGIT_PAIRS[r];
+            tmp[p + 1] = DIGIT_PAIRS[r + 1];
+        }
+        // v < 100 here: the casts cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        if v >= 10 {
+            let r = v as usize * 2;
+            tmp[0] = DIGIT_PAIRS[r];
+            tmp[1] = DIGIT_PAIRS[r + 1];
+        } else {
+            tmp[0] = b'0' + v as u8;
+        }
+        let at = self.len;
+        self.buf[at..at + 20].copy_from_slice(&tmp);
+        self.len = at + n;
+    }
+
+    /// Appends the line to `out`: a fixed-size copy of the whole buffer, then
+    /// a truncation to the line's length.
+    #[inline(always)]
+    pub(crate) fn append_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.buf);
+        out.truncate(start + self.len);
+    }
+
+    #[cfg(test)]
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -152,8 +238,16 @@ impl<W: Write> MetadataVisitor for XmlWriter<W> {
     }
 }
 
+/// Initial fragment capacity per leaf.
+const FRAGMENT_BYTES_PER_LEAF: usize = 16 * 1024;
+
 impl<W: Write + Send> ChunkSink for XmlWriter<W> {
     type Fragment = Vec<u8>;
+
+    fn fragment(nr_leaves: usize) -> Vec<u8> {
+        // Typical dumps need 20-30 bytes per mapping; growth handles the rest.
+        Vec::with_capacity(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
+    }
 
     fn render(frag: &mut Vec<u8>, m: &Map) {
         render_map(frag, m);
@@ -213,6 +307,30 @@ mod tests {
   </device>
 </superblock>"#;
         assert_eq!(String::from_utf8(w.into_inner()).unwrap(), want);
+    }
+
+    #[test]
+    fn line_numbers_match_itoa() {
+        for v in [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12_345,
+            4_294_967_295,
+            u64::MAX,
+        ] {
+            let mut l = LineBuf::new();
+            l.lit(b"<");
+            l.num(v);
+            l.lit(b">");
+            assert_eq!(l.as_bytes(), format!("<{v}>").as_bytes());
+        }
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Owners {
 
 /// Largest number of data blocks counted when the size must be guessed from
 /// the mappings (damaged live superblock): bounds the allocation.
-const GUESSED_DATA_BLOCKS_LIMIT: u64 = 1 << 32;
+const GUESSED_DATA_BLOCKS_LIMIT: u64 = 1 << 30;
 
 /// Data blocks referenced once / more than once, two bits per block, safe to
 /// mark from several threads.

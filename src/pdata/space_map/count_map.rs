@@ -1,18 +1,22 @@
-//! Reference counts for a writer: four bits per block in chunks of one bitmap
-//! (16320 entries), allocated only where a block is counted, with an overflow
-//! table for counts of 15 and more.
+//! Reference counts for a writer: four bits per block in chunks of an eighth
+//! of a bitmap (2040 entries), allocated only where a block is counted, with
+//! an overflow table for counts of 15 and more.
 //!
-//! Memory follows the range of blocks actually touched (8160 bytes per touched
-//! bitmap's worth of blocks), never the number of references: a data block
-//! shared by a few snapshots costs nothing extra, and only blocks referenced 15
-//! times or more take an overflow entry.
+//! Memory follows the range of blocks actually touched (1020 bytes per touched
+//! 2040-block region), never the number of references: a data block shared by
+//! a few snapshots costs nothing extra, and only blocks referenced 15 times or
+//! more take an overflow entry.
 
 use std::collections::HashMap;
 
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
 
-/// Bytes per chunk: 16320 four-bit counters.
-const CHUNK_BYTES: usize = (ENTRIES_PER_BITMAP as usize) / 2;
+/// Chunks per bitmap.
+const CHUNKS_PER_BITMAP: u64 = 8;
+/// Entries per chunk.
+const CHUNK_ENTRIES: u64 = ENTRIES_PER_BITMAP / CHUNKS_PER_BITMAP;
+/// Bytes per chunk: 2040 four-bit counters.
+const CHUNK_BYTES: usize = (CHUNK_ENTRIES as usize) / 2;
 /// Nibble value meaning "look in the overflow table".
 const OVERFLOW: u8 = 15;
 
@@ -82,14 +86,14 @@ impl CountMap {
     /// Count of block `b` (0 when never counted or out of range).
     #[must_use]
     pub fn get(&self, b: u64) -> u32 {
-        let Some(&s) = self.slots.get(&(b / ENTRIES_PER_BITMAP)) else {
+        let Some(&s) = self.slots.get(&(b / CHUNK_ENTRIES)) else {
             return 0;
         };
         self.get_in(s, b)
     }
 
     fn get_in(&self, s: usize, b: u64) -> u32 {
-        let i = usize::try_from(b % ENTRIES_PER_BITMAP).unwrap_or(0);
+        let i = usize::try_from(b % CHUNK_ENTRIES).unwrap_or(0);
         match Self::nibble(&self.chunks[s].1, i) {
             OVERFLOW => self
                 .overflow
@@ -120,11 +124,11 @@ impl CountMap {
         let mut cur = b;
         let end = b + len;
         while cur < end {
-            let chunk = cur / ENTRIES_PER_BITMAP;
-            let chunk_end = ((chunk + 1) * ENTRIES_PER_BITMAP).min(end);
+            let chunk = cur / CHUNK_ENTRIES;
+            let chunk_end = ((chunk + 1) * CHUNK_ENTRIES).min(end);
             let s = self.slot(chunk);
             for blk in cur..chunk_end {
-                let i = usize::try_from(blk % ENTRIES_PER_BITMAP).unwrap_or(0);
+                let i = usize::try_from(blk % CHUNK_ENTRIES).unwrap_or(0);
                 let v = Self::nibble(&self.chunks[s].1, i);
                 if v < OVERFLOW - 1 {
                     Self::set_nibble(&mut self.chunks[s].1, i, v + 1);
@@ -142,11 +146,11 @@ impl CountMap {
 
     /// Removes one from block `b` (no change when already 0).
     pub fn dec(&mut self, b: u64) {
-        if b >= self.nr_blocks || !self.slots.contains_key(&(b / ENTRIES_PER_BITMAP)) {
+        if b >= self.nr_blocks || !self.slots.contains_key(&(b / CHUNK_ENTRIES)) {
             return;
         }
-        let s = self.slot(b / ENTRIES_PER_BITMAP);
-        let i = usize::try_from(b % ENTRIES_PER_BITMAP).unwrap_or(0);
+        let s = self.slot(b / CHUNK_ENTRIES);
+        let i = usize::try_from(b % CHUNK_ENTRIES).unwrap_or(0);
         match Self::nibble(&self.chunks[s].1, i) {
             0 => {}
             OVERFLOW => {
@@ -170,9 +174,12 @@ impl CountMap {
     /// when no block in it was ever counted.
     #[must_use]
     pub fn bitmap(&self, index: u64) -> Option<BitmapCounts<'_>> {
-        self.slots.get(&index).map(|&s| BitmapCounts {
+        let first = index * CHUNKS_PER_BITMAP;
+        let slots: [Option<usize>; CHUNKS_PER_BITMAP as usize] =
+            std::array::from_fn(|k| self.slots.get(&(first + k as u64)).copied());
+        slots.iter().any(Option::is_some).then_some(BitmapCounts {
             map: self,
-            slot: s,
+            slots,
             base: index * ENTRIES_PER_BITMAP,
         })
     }
@@ -181,7 +188,7 @@ impl CountMap {
 /// Read access to one bitmap's worth of counts.
 pub struct BitmapCounts<'a> {
     map: &'a CountMap,
-    slot: usize,
+    slots: [Option<usize>; CHUNKS_PER_BITMAP as usize],
     base: u64,
 }
 
@@ -189,13 +196,19 @@ impl BitmapCounts<'_> {
     /// Count of entry `i` (0..16320) of this bitmap.
     #[must_use]
     pub fn get(&self, i: usize) -> u32 {
-        self.map.get_in(self.slot, self.base + i as u64)
+        match self.slots[i / CHUNK_ENTRIES as usize] {
+            Some(s) => self.map.get_in(s, self.base + i as u64),
+            None => 0,
+        }
     }
 
     /// The raw four-bit value of entry `i` (15 = overflow).
     #[must_use]
     pub fn small(&self, i: usize) -> u8 {
-        CountMap::nibble(&self.map.chunks[self.slot].1, i)
+        match self.slots[i / CHUNK_ENTRIES as usize] {
+            Some(s) => CountMap::nibble(&self.map.chunks[s].1, i % CHUNK_ENTRIES as usize),
+            None => 0,
+        }
     }
 }
 
@@ -219,6 +232,21 @@ mod tests {
         assert_eq!(c.get(40_001), 0);
         assert!(c.inc(100_000).is_err());
         assert!(c.inc_range(99_999, 2).is_err());
+    }
+
+    #[test]
+    fn sparse_chunks_inside_one_bitmap() {
+        let mut c = CountMap::new(40_000);
+        c.inc_range(2039, 2).unwrap();
+        c.inc(16_319).unwrap();
+        c.inc(16_319).unwrap();
+        let bm = c.bitmap(0).unwrap();
+        assert_eq!(
+            (bm.get(2038), bm.get(2039), bm.get(2040), bm.get(2041)),
+            (0, 1, 1, 0)
+        );
+        assert_eq!((bm.get(5000), bm.small(16_319)), (0, 2));
+        assert_eq!(c.chunks.len(), 3);
     }
 
     #[test]

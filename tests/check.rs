@@ -893,3 +893,57 @@ fn device_ids_beyond_24_bits_are_warnings() {
         ),
     );
 }
+
+#[test]
+fn ref_count_tree_entries_stale_valid_and_missing() {
+    let img = Img::fixture("b-full-thin");
+    let rc = img.sb().data_sm_root.ref_count_root;
+    let bm = img.data_index().2.blocknr;
+    let used = img.find_count(bm, 1, img.sb().data_sm_root.nr_blocks);
+    let set_entry = |count: u32| {
+        img.patch(rc, Some(BlockKind::Node), |b| {
+            assert_eq!(
+                u32::from_le_bytes(b[16..20].try_into().unwrap()),
+                0,
+                "empty tree"
+            );
+            let max = u32::from_le_bytes(b[20..24].try_into().unwrap()) as usize;
+            b[16..20].copy_from_slice(&1u32.to_le_bytes());
+            b[32..40].copy_from_slice(&used.to_le_bytes());
+            b[32 + 8 * max..36 + 8 * max].copy_from_slice(&count.to_le_bytes());
+        });
+    };
+    // A tree entry for a block whose bitmap says 1: a stale, repairable warning.
+    set_entry(7);
+    let warn =
+        format!("data space map: ref count tree holds block {used} whose bitmap count is 1\n");
+    assert_run(&img.check(&[]), 0, &format!("{TITLES}{warn}"));
+    assert_run(
+        &img.check(&["--auto-repair"]),
+        0,
+        &format!("{TITLES}{warn}"),
+    );
+    assert_run(&img.check(&[]), 0, TITLES);
+    assert_eq!(
+        u32::from_le_bytes(img.block(rc)[16..20].try_into().unwrap()),
+        0
+    );
+
+    // Bitmap 3 with the true count in the tree: healthy.
+    img.patch(bm, Some(BlockKind::Bitmap), |b| {
+        bitmap_set(b, used as usize, 3)
+    });
+    set_entry(1);
+    assert_run(&img.check(&[]), 0, TITLES);
+    // Bitmap 3 with a wrong count in the tree, then with no entry: fatal.
+    img.patch(rc, Some(BlockKind::Node), |b| {
+        b[16..20].copy_from_slice(&0u32.to_le_bytes())
+    });
+    set_entry(4);
+    let bad = format!("{TITLES}data space map: 1 data blocks have bad reference counts\n");
+    assert_run(&img.check(&[]), 1, &bad);
+    img.patch(rc, Some(BlockKind::Node), |b| {
+        b[16..20].copy_from_slice(&0u32.to_le_bytes())
+    });
+    assert_run(&img.check(&[]), 1, &bad);
+}

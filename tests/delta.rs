@@ -537,3 +537,180 @@ fn bad_inputs_are_refused_with_the_shared_messages() {
         assert!(r.stdout().is_empty());
     }
 }
+
+/// Guest side of `live_pool_delta_and_ls_through_the_metadata_snapshot`
+/// (64 KiB blocks, 16 chunks of 4 KiB per block). Snapshot 2 of dev 1 is
+/// taken; dev 1 then rewrites blocks 10..15 and 100..103 and writes the new
+/// blocks 200..208; snapshot 3 of dev 1 is taken; dev 1 rewrites 10..12. A
+/// background writer keeps writing to dev 4 while the metadata snapshot is
+/// reserved and our tools run; after the reservation dev 1 rewrites 60..64
+/// and thin 5 is created, which the snapshot must not show.
+const LIVE_DELTA_SCRIPT: &str = r#"
+. /job/lib.sh
+pool_start 128 0
+thin_new 1 16
+thin_up 1
+put_blocks 1 1 0 128
+snap_new 2 1
+put_blocks 1 2 10 5
+put_blocks 1 2 100 3
+put_blocks 1 2 200 8
+snap_new 3 1
+put_blocks 1 3 10 2
+thin_new 4 64
+thin_up 4
+pool_msg set_transaction_id 0 5
+
+touch /tmp/writing
+(
+    i=0
+    while [ -e /tmp/writing ] && [ $i -lt 256 ]; do
+        chunks 4 9 $((i * 64)) 64 | dd of=/dev/mapper/thin4 bs=256K seek=$i count=1 \
+            iflag=fullblock oflag=direct conv=notrunc 2>/dev/null
+        i=$((i + 1))
+    done
+    echo $i > /tmp/writer.count
+) &
+writer=$!
+sleep 1
+
+pool_msg reserve_metadata_snap
+dmsetup status pool > "$OUT/status-reserved.txt"
+put_blocks 1 4 60 4
+thin_new 5 8
+pool_msg set_transaction_id 5 6
+
+run() { # run NAME CMD...: stdout, stderr and exit code of one tool run
+    name=$1; shift
+    rc=0
+    "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" || rc=$?
+    echo $rc > "$OUT/$name.rc"
+}
+run delta-2-3 thin_delta -m --thin1 2 --thin2 3 "$META"
+run delta-1-3 thin_delta --metadata-snap --thin1=1 --thin2=3 "$META"
+run delta-2-3-verbose thin_delta -m --verbose --snap1 2 --snap2 3 "$META"
+run ls-m thin_ls --no-headers -m -o DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS "$META"
+run ls-cadvisor thin_ls --no-headers -m -o DEV,EXCLUSIVE_BYTES "$META"
+run ls-live thin_ls "$META"
+if kill -0 $writer 2>/dev/null; then echo yes; else echo no; fi > "$OUT/writer-running.txt"
+
+pool_msg release_metadata_snap
+dmsetup status pool > "$OUT/status-released.txt"
+run delta-released thin_delta -m --thin1 2 --thin2 3 "$META"
+rm /tmp/writing
+wait $writer
+for d in $(dmsetup ls | awk '$1 ~ /^thin/ { print $1 }'); do show dmsetup remove "$d"; done
+pool_stop
+"#;
+
+/// Issue 4 item 6: a live pool under writes, `reserve_metadata_snap`, our
+/// thin_delta -m and thin_ls -m inside the guest, `release_metadata_snap`.
+#[test]
+fn live_pool_delta_and_ls_through_the_metadata_snapshot() {
+    if !crate::util_vm::vm_enabled() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let meta = work.path().join("meta.img");
+    let data = work.path().join("data.img");
+    std::fs::File::create(&meta)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    std::fs::File::create(&data)
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    let g = crate::util_vm::Guest::new(LIVE_DELTA_SCRIPT)
+        .disk("meta", &meta)
+        .disk("data", &data)
+        .bin(&crate::util::bin("thin_delta"))
+        .bin(&crate::util::bin("thin_ls"))
+        .timeout(300)
+        .run(work.path());
+    g.expect_ok();
+    let ctx = g.describe();
+    let rc = |name: &str| g.read(&format!("{name}.rc")).trim().to_string();
+    let held = g.read("status-reserved.txt");
+    let held: Vec<&str> = held.split_whitespace().collect();
+    assert!(held[6].parse::<u64>().is_ok(), "held root: {held:?}");
+    assert_eq!(
+        g.read("writer-running.txt").trim(),
+        "yes",
+        "pool was not under writes"
+    );
+
+    // Exactly the blocks written between snapshot 2 and snapshot 3.
+    assert_eq!(rc("delta-2-3"), "0", "{}\n{ctx}", g.read("delta-2-3.err"));
+    assert_eq!(
+        g.read("delta-2-3.out"),
+        "<superblock uuid=\"\" time=\"2\" transaction=\"5\" data_block_size=\"128\" nr_data_blocks=\"0\">\n  <diff left=\"2\" right=\"3\">\n    <same begin=\"0\" length=\"10\"/>\n    <different begin=\"10\" length=\"5\"/>\n    <same begin=\"15\" length=\"85\"/>\n    <different begin=\"100\" length=\"3\"/>\n    <same begin=\"103\" length=\"25\"/>\n    <right_only begin=\"200\" length=\"8\"/>\n  </diff>\n</superblock>"
+    );
+    assert_eq!(g.read("delta-2-3.err"), "");
+    // Dev 1 at the reservation: snapshot 3 plus the rewrite of 10..12, not
+    // the rewrite of 60..64 made after it.
+    assert_eq!(rc("delta-1-3"), "0");
+    assert_eq!(
+        delta_lines(&g.read("delta-1-3.out")),
+        [
+            "    <same begin=\"0\" length=\"10\"/>",
+            "    <different begin=\"10\" length=\"2\"/>",
+            "    <same begin=\"12\" length=\"116\"/>",
+            "    <same begin=\"200\" length=\"8\"/>",
+        ]
+    );
+    let verbose = g.read("delta-2-3-verbose.out");
+    assert!(
+        verbose.contains("    <right_only>\n      <range begin=\"200\" data_begin=\""),
+        "{verbose}"
+    );
+
+    // thin_ls -m: dev 2 alone holds the old copies of the 8 rewritten
+    // blocks; dev 3 the old copies of 10..12; dev 4 shares nothing.
+    assert_eq!(rc("ls-m"), "0", "{}", g.read("ls-m.err"));
+    assert_eq!(g.read("ls-m.err"), "Scanning data mappings\n");
+    let rows: Vec<Vec<u64>> = g
+        .read("ls-m.out")
+        .lines()
+        .map(|l| l.split_whitespace().map(|w| w.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "devices 1-4 (5 came later)\n{rows:?}");
+    assert_eq!(rows[0], [1, 136, 2, 134]);
+    assert_eq!(rows[1], [2, 128, 8, 120]);
+    assert_eq!(rows[2], [3, 136, 2, 134]);
+    let (n4, e4) = (rows[3][1], rows[3][2]);
+    assert!(
+        rows[3][0] == 4 && n4 > 0 && e4 == n4 && rows[3][3] == 0,
+        "{rows:?}"
+    );
+    // cAdvisor's parse: exactly two numbers per line, the second in bytes.
+    let cadvisor = g.read("ls-cadvisor.out");
+    let pairs: Vec<(u64, u64)> = cadvisor
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(f.len(), 2, "{cadvisor}");
+            (f[0].parse().unwrap(), f[1].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        pairs[..3],
+        [(1, 2 << 16), (2, 8 << 16), (3, 2 << 16)],
+        "{cadvisor}"
+    );
+    assert_eq!(pairs[3], (4, n4 << 16));
+    // Without -m the live metadata device is held by the pool (O_EXCL).
+    assert_eq!(rc("ls-live"), "1");
+    assert!(
+        g.read("ls-live.err").contains("Device or resource busy"),
+        "{}",
+        g.read("ls-live.err")
+    );
+    // Released: no snapshot to read any more.
+    assert_eq!(
+        g.read("status-released.txt").split_whitespace().nth(6),
+        Some("-")
+    );
+    assert_eq!(rc("delta-released"), "1");
+    assert_eq!(g.read("delta-released.err"), "no current metadata snap\n");
+}

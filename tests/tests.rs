@@ -8,6 +8,7 @@ mod cli_contract;
 mod delta;
 mod dump;
 mod kernel_vm;
+mod kernel_vm_e2e;
 mod ls;
 mod metadata_size;
 mod pack;

@@ -216,6 +216,13 @@ impl GuestRun {
             self.status, self.harness_stderr
         )
     }
+    /// The guest library's progress notes (`### ...` lines of `note`).
+    pub fn notes(&self) -> Vec<&str> {
+        self.console
+            .lines()
+            .filter(|l| l.starts_with("### ") || l.starts_with("THINTOOLS-VM-"))
+            .collect()
+    }
     /// Path of a file the guest wrote to `$OUT`.
     pub fn path(&self, name: &str) -> PathBuf {
         self.out.join(name)

@@ -39,7 +39,7 @@ for b in $(ls -d /sys/block/vd* 2>/dev/null | sort); do
 done
 export NDISKS=$n OUT=/out
 
-echo "THINTOOLS-VM-START kernel=$(uname -r) disks=$n"
+echo "THINTOOLS-VM-START kernel=$(uname -r) disks=$n uptime=$(cut -d" " -f1 /proc/uptime)"
 rc=0
 if [ -f /job/script.sh ]; then
     (cd /tmp && sh /job/script.sh) || rc=$?

@@ -92,12 +92,12 @@ print((end + 4095) // 4096 * 4096)' "$work/$im.img")
         echo "guest_seconds=$guest_time"
     } > "$dst/info"
     {
-        echo "# dev_id size_bytes sha256 (each thin read back through dm-thin after a clean shutdown and re-activation)"
+        echo "# dev_id size_bytes sha256 [external origin] (each thin read back through dm-thin after a clean shutdown and re-activation)"
         if [ -f "$work/out/dump.idx" ]; then
             while read -r id off size origin; do
                 sum=$(dd if="$work/dump.img" bs=1M skip=$((off / 1048576)) count=$(((size + 1048575) / 1048576)) status=none |
                     head -c "$size" | sha256sum | cut -d' ' -f1)
-                echo "$id $size $sum"
+                if [ "$origin" = - ]; then echo "$id $size $sum"; else echo "$id $size $sum $origin"; fi
             done < "$work/out/dump.idx"
         fi
     } > "$dst/content.sha256"

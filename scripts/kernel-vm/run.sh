@@ -67,6 +67,8 @@ for b in "${bins[@]+"${bins[@]}"}"; do
     name=$(basename "$b")
     if ldd "$b" >/dev/null 2>&1; then
         cp -L "$b" "$job/opt/thintools/bin/$name"
+        # debug info only slows the boot (the initramfs is unpacked in the guest)
+        if command -v strip >/dev/null; then strip --strip-debug "$job/opt/thintools/bin/$name" 2>/dev/null || true; fi
         interp=
         while read -r line; do
             # "libx.so => /path (addr)", "/lib64/ld-linux-x86-64.so.2 (addr)"
@@ -121,20 +123,22 @@ n=$((n + 1))
 cat "$cache/initrd.gz" "$work/job.cpio.gz" > "$work/initrd.gz"
 
 # ---- boot ---------------------------------------------------------------------
+kernel=$cache/vmlinuz
+[ -f "$cache/vmlinux" ] && [ "${THINTOOLS_VM_BZIMAGE:-0}" != 1 ] && kernel=$cache/vmlinux
 log=$out/console.log
 start=$(date +%s.%N)
 set +e
 if [ $quiet = 1 ]; then
     timeout -s KILL "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "$mem" \
         -nodefaults -display none -no-reboot -serial stdio -monitor none \
-        -kernel "$cache/vmlinuz" -initrd "$work/initrd.gz" \
+        -kernel "$kernel" -initrd "$work/initrd.gz" \
         -append "console=ttyS0 quiet panic=-1 oops=panic no_timer_check rdinit=/init" \
         "${qargs[@]}" </dev/null >"$log" 2>&1
     qrc=$?
 else
     timeout -s KILL "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m "$mem" \
         -nodefaults -display none -no-reboot -serial stdio -monitor none \
-        -kernel "$cache/vmlinuz" -initrd "$work/initrd.gz" \
+        -kernel "$kernel" -initrd "$work/initrd.gz" \
         -append "console=ttyS0 quiet panic=-1 oops=panic no_timer_check rdinit=/init" \
         "${qargs[@]}" </dev/null 2>&1 | tee "$log" >&2
     qrc=${PIPESTATUS[0]}

@@ -13,6 +13,9 @@ have gzip || need+=(gzip)
 have dpkg-deb || need+=(dpkg)
 have timeout || need+=(coreutils)
 have tar || need+=(tar)
+have xz || need+=(xz-utils)
+have readelf || need+=(binutils)
+have flock || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "kernel-vm setup: all host packages present"

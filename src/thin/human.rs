@@ -48,7 +48,7 @@ pub fn render_map(out: &mut Vec<u8>, m: &Map) {
     l.lit(b"), ");
     l.num(u64::from(m.time));
     l.lit(b"\n");
-    out.extend_from_slice(l.as_bytes());
+    l.append_to(out);
 }
 
 fn push_field<I: itoa::Integer>(out: &mut Vec<u8>, label: &[u8], v: I) {
@@ -125,7 +125,7 @@ impl<W: Write> MetadataVisitor for HumanWriter<W> {
 }
 
 /// Initial fragment capacity per leaf.
-const FRAGMENT_BYTES_PER_LEAF: usize = 8 * 1024;
+const FRAGMENT_BYTES_PER_LEAF: usize = 16 * 1024;
 
 impl<W: Write + Send> ChunkSink for HumanWriter<W> {
     type Fragment = Vec<u8>;

@@ -10,7 +10,7 @@
 //! feeds it the lists of salvaged trees, and [`crate::thin::emit`] turns a plan
 //! plus leaf contents into IR events.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::pdata::block::BlockNr;
 
@@ -98,13 +98,14 @@ const TAIL: u8 = 4;
 /// Dense numbering of the distinct leaves.
 struct LeafIndex {
     blocks: Vec<BlockNr>,
-    map: HashMap<BlockNr, u32, BuildMul>,
+    map: FxHashMap<BlockNr, u32>,
 }
 
 impl LeafIndex {
     fn new(lists: &[&[BlockNr]]) -> LeafIndex {
         let total: usize = lists.iter().map(|l| l.len()).sum();
-        let mut map = HashMap::with_capacity_and_hasher(total.min(1 << 22), BuildMul);
+        let mut map = FxHashMap::default();
+        map.reserve(total.min(1 << 22));
         let mut blocks = Vec::new();
         for &b in lists.iter().flat_map(|l| l.iter()) {
             map.entry(b).or_insert_with(|| {
@@ -136,7 +137,7 @@ struct Graph {
     /// First successor of each leaf.
     succ: Vec<u32>,
     /// Further successors (rare: only where trees diverge).
-    more: HashMap<u32, Vec<u32>, BuildMul>,
+    more: FxHashMap<u32, Vec<u32>>,
 }
 
 impl Graph {
@@ -145,7 +146,7 @@ impl Graph {
             flags: vec![0; n],
             pred: vec![NONE; n],
             succ: vec![NONE; n],
-            more: HashMap::with_hasher(BuildMul),
+            more: FxHashMap::default(),
         }
     }
 
@@ -340,40 +341,6 @@ impl Runs {
             devices.push(segs);
         }
         Ok(SharingPlan { defs, devices })
-    }
-}
-
-/// A fast hasher for block numbers and dense indices (not DoS-resistant,
-/// which does not matter for keys that come from our own walk).
-#[derive(Clone, Copy, Default)]
-struct BuildMul;
-
-#[derive(Default)]
-struct MulHasher(u64);
-
-impl std::hash::BuildHasher for BuildMul {
-    type Hasher = MulHasher;
-    fn build_hasher(&self) -> MulHasher {
-        MulHasher(0)
-    }
-}
-
-impl std::hash::Hasher for MulHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
     }
 }
 

@@ -181,12 +181,15 @@ fn for_each_free_run(
     f: &mut dyn FnMut(u64, u64) -> Result<(), TrimError>,
 ) -> Result<(), TrimError> {
     let root = sb.data_sm_root;
+    // Only the bitmaps matter: a count of 3 or more is never free, so no
+    // ref-count tree entry needs to be kept.
+    let keep_none = |_: u64, _: u32| false;
     let sm = read_space_map(
         meta,
         SmKind::Data,
         root,
         sb.metadata_sm_root.nr_blocks,
-        None,
+        Some(&keep_none),
     )
     .map_err(|_| TrimError::MetadataErrors)?;
     let mut runs = RunJoiner::default();

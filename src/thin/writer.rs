@@ -99,6 +99,11 @@ enum Current {
         builder: BtreeBuilder,
         nr: u64,
         last_key: Option<u64>,
+        /// The last leaf of the latest ref, shared only if enough of the
+        /// device's own mappings follow it (else it is copied into them).
+        deferred: Option<WrittenNode>,
+        /// Own mappings after `deferred` (key, value).
+        tail: Vec<(u64, u64)>,
     },
 }
 
@@ -225,10 +230,26 @@ impl<'d> Active<'d> {
                 builder,
                 nr,
                 last_key,
+                deferred,
+                tail,
                 ..
             } => {
                 for i in 0..m.len {
-                    builder.push_value(w, m.thin_begin + i, &leaf_value(m, i)?)?;
+                    let v = u64::from_le_bytes(leaf_value(m, i)?);
+                    if deferred.is_some() {
+                        tail.push((m.thin_begin + i, v));
+                        if tail.len() >= builder.leaf_max_entries() / 2 {
+                            if let Some(d) = deferred.take() {
+                                builder.push_leaf(w, &d)?;
+                            }
+                            for &(k, v) in tail.iter() {
+                                builder.push_value(w, k, &v.to_le_bytes())?;
+                            }
+                            tail.clear();
+                        }
+                    } else {
+                        builder.push_value(w, m.thin_begin + i, &v.to_le_bytes())?;
+                    }
                 }
                 *nr += m.len;
                 *last_key = Some(m.thin_begin + m.len - 1);
@@ -239,49 +260,102 @@ impl<'d> Active<'d> {
         Ok(())
     }
 
+    /// Copies a written leaf's entries into the device's own leaves (a new
+    /// leaf: its data blocks get one more reference).
+    fn copy_leaf(
+        w: &mut MetadataWriter<'d>,
+        data: &mut CountMap,
+        builder: &mut BtreeBuilder,
+        leaf: BlockNr,
+    ) -> Result<()> {
+        let mut blk = Block::zeroed();
+        w.read_back(leaf, &mut blk)?;
+        let node =
+            NodeRef::parse(&blk.0, leaf, 8).map_err(|e| anyhow!("re-reading shared leaf: {e}"))?;
+        for i in 0..node.len() {
+            let v = node.value_u64(i);
+            data.inc(BlockTime::unpack(v).block)
+                .map_err(|_| anyhow!("block out of bounds"))?;
+            builder.push_value(w, node.key(i), &v.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Decides the deferred leaf of the last ref: shared when nothing of the
+    /// device follows it, copied together with a short tail otherwise.
+    fn settle_deferred(&mut self) -> Result<()> {
+        let Current::Device {
+            builder,
+            deferred,
+            tail,
+            ..
+        } = &mut self.cur
+        else {
+            return Ok(());
+        };
+        let Some(d) = deferred.take() else {
+            return Ok(());
+        };
+        if tail.is_empty() {
+            builder.push_leaf(&mut self.w, &d)?;
+        } else {
+            Self::copy_leaf(&mut self.w, &mut self.data, builder, d.block)?;
+            for &(k, v) in tail.iter() {
+                builder.push_value(&mut self.w, k, &v.to_le_bytes())?;
+            }
+            tail.clear();
+        }
+        Ok(())
+    }
+
     fn ref_shared(&mut self, name: u64) -> Result<()> {
+        if !matches!(self.cur, Current::Device { .. }) {
+            bail!("<ref> tags may only occur within <device> sections.");
+        }
+        let Some(def) = self.defs.get(&name) else {
+            bail!("Couldn't find sub tree '{name}'.");
+        };
+        let (Some(first), Some(last)) = (def.leaves.first().copied(), def.leaves.last().copied())
+        else {
+            return Ok(());
+        };
+        let leaves = def.leaves.clone();
+        let nr_mappings = def.nr_mappings;
+        if let Current::Device { last_key, .. } = &self.cur {
+            if last_key.is_some_and(|k| first.first_key <= k) {
+                bail!("keys out of order");
+            }
+        }
+        self.settle_deferred()?;
         let Current::Device {
             builder,
             nr,
             last_key,
+            deferred,
             ..
         } = &mut self.cur
         else {
-            bail!("<ref> tags may only occur within <device> sections.");
-        };
-        let def = self
-            .defs
-            .get(&name)
-            .ok_or_else(|| anyhow!("Couldn't find sub tree '{name}'."))?;
-        let Some(first) = def.leaves.first() else {
             return Ok(());
         };
-        if last_key.is_some_and(|k| first.first_key <= k) {
-            bail!("keys out of order");
-        }
-        let mut rest = &def.leaves[..];
+        let half = builder.leaf_max_entries() / 2;
         let pending = builder.pending();
-        if pending > 0 && pending < builder.leaf_max_entries() / 2 {
-            // Copy the first def leaf into the device's own short run.
-            let mut blk = Block::zeroed();
-            self.w.read_back(first.block, &mut blk)?;
-            let node = NodeRef::parse(&blk.0, first.block, 8)
-                .map_err(|e| anyhow!("re-reading shared leaf: {e}"))?;
-            for i in 0..node.len() {
-                let v = node.value_u64(i);
-                self.data
-                    .inc(BlockTime::unpack(v).block)
-                    .map_err(|_| anyhow!("block out of bounds"))?;
-                builder.push_value(&mut self.w, node.key(i), &v.to_le_bytes())?;
+        let small_def = nr_mappings < half as u64;
+        let mut rest = &leaves[..];
+        if small_def || (pending > 0 && pending < half) {
+            // A short run of the device's own before the def, or a def too
+            // small for a leaf of its own: copy the first leaf instead.
+            Self::copy_leaf(&mut self.w, &mut self.data, builder, first.block)?;
+            rest = &leaves[1..];
+        }
+        if let Some((l, shared)) = rest.split_last() {
+            for s in shared {
+                builder.push_leaf(&mut self.w, s)?;
             }
-            rest = &def.leaves[1..];
+            *deferred = Some(*l);
         }
-        for l in rest {
-            builder.push_leaf(&mut self.w, l)?;
-        }
-        *nr += def.nr_mappings;
-        self.nr_mappings += def.nr_mappings;
-        *last_key = def.leaves.last().map(|l| l.last_key);
+        *nr += nr_mappings;
+        self.nr_mappings += nr_mappings;
+        *last_key = Some(last.last_key);
         Ok(())
     }
 
@@ -433,6 +507,8 @@ impl MetadataVisitor for ThinWriter<'_> {
             builder: BtreeBuilder::new(8),
             nr: 0,
             last_key: None,
+            deferred: None,
+            tail: Vec::new(),
         };
         if dup {
             self.warnings.push(format!(
@@ -445,6 +521,7 @@ impl MetadataVisitor for ThinWriter<'_> {
 
     fn device_end(&mut self) -> Result<Visit> {
         let a = self.active()?;
+        a.settle_deferred()?;
         let Current::Device {
             info,
             mut builder,

@@ -166,9 +166,22 @@ impl TreeGraph {
         let mut memo: HashMap<BlockNr, SubtreeTotals> =
             HashMap::with_capacity_and_hasher(self.nodes.len(), Default::default());
         for &nr in self.nodes.keys() {
-            self.totals_of(nr, &mut memo, 0);
+            let t = self.totals_of(nr, &mut memo, 0);
+            memo.insert(nr, t);
         }
         memo
+    }
+
+    /// As [`TreeGraph::subtree_totals`] for the given roots only, in order:
+    /// only internal nodes get memo entries, so this costs little when the
+    /// graph is mostly leaves.
+    #[must_use]
+    pub fn totals_of_roots(&self, roots: &[BlockNr]) -> Vec<SubtreeTotals> {
+        let mut memo: HashMap<BlockNr, SubtreeTotals> = HashMap::default();
+        roots
+            .iter()
+            .map(|&r| self.totals_of(r, &mut memo, 0))
+            .collect()
     }
 
     fn totals_of(
@@ -177,6 +190,14 @@ impl TreeGraph {
         memo: &mut HashMap<BlockNr, SubtreeTotals>,
         depth: usize,
     ) -> SubtreeTotals {
+        if let Some(s) = self.nodes.get(&nr) {
+            if s.state == NodeState::Leaf {
+                return SubtreeTotals {
+                    entries: u64::from(s.nr_entries),
+                    errors: 0,
+                };
+            }
+        }
         if let Some(t) = memo.get(&nr) {
             return *t;
         }
@@ -319,6 +340,7 @@ impl<'d> Walker<'d> {
                 todo.clear();
             }
             let mut next = Vec::new();
+            self.graph.nodes.reserve(todo.len());
             for window in todo.chunks(WINDOW) {
                 let parsed = self.read_window(window, leaf_value_size, &on_leaf);
                 for p in parsed {
@@ -433,37 +455,38 @@ impl<'d> Walker<'d> {
     }
 
     fn height_of(&mut self, nr: BlockNr, depth: usize) -> Option<u32> {
+        let s = *self.graph.nodes.get(&nr)?;
+        match s.state {
+            // Leaves are most nodes: their height needs no memo entry.
+            NodeState::Leaf => return Some(0),
+            NodeState::Bad(_) => return None,
+            NodeState::Internal if depth >= MAX_DEPTH => return None,
+            NodeState::Internal => {}
+        }
         if let Some(&h) = self.heights.get(&nr) {
             return Some(h);
         }
-        let s = *self.graph.nodes.get(&nr)?;
-        let h = match s.state {
-            NodeState::Leaf => 0,
-            NodeState::Bad(_) => return None,
-            NodeState::Internal => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                let children: Vec<BlockNr> = self.graph.children(nr).to_vec();
-                let mut hs = Vec::with_capacity(children.len());
-                for &c in &children {
-                    hs.push((c, self.height_of(c, depth + 1)));
-                }
-                let first = hs.iter().find_map(|&(_, h)| h);
-                let h0 = first?;
-                for &(c, h) in &hs {
-                    if h.is_some_and(|h| h != h0) {
-                        self.graph.link_errors.push(NodeError {
-                            block: c,
-                            kind: NodeErrorKind::Unbalanced,
-                        });
-                    }
-                }
-                h0 + 1
+        let range = s.children_start as usize..(s.children_start + s.children_len) as usize;
+        let mut h0 = None;
+        for i in range.clone() {
+            let c = self.graph.children[i];
+            h0 = self.height_of(c, depth + 1);
+            if h0.is_some() {
+                break;
             }
-        };
-        self.heights.insert(nr, h);
-        Some(h)
+        }
+        let h0 = h0?;
+        for i in range {
+            let c = self.graph.children[i];
+            if self.height_of(c, depth + 1).is_some_and(|h| h != h0) {
+                self.graph.link_errors.push(NodeError {
+                    block: c,
+                    kind: NodeErrorKind::Unbalanced,
+                });
+            }
+        }
+        self.heights.insert(nr, h0 + 1);
+        Some(h0 + 1)
     }
 }
 

@@ -224,6 +224,24 @@ impl RefCountTree {
             .is_some_and(|w| (w >> (b % 64)) & 1 == 1)
     }
 
+    /// Presence bits of blocks `base..base + 32` (`base` a multiple of 32),
+    /// block `base + k` at bit `k`.
+    #[must_use]
+    pub fn present32(&self, base: u64) -> u32 {
+        let w = usize::try_from(base / 64)
+            .ok()
+            .and_then(|i| self.present.get(i))
+            .copied()
+            .unwrap_or(0);
+        u32::try_from((w >> (base % 64)) & 0xFFFF_FFFF).unwrap_or(0)
+    }
+
+    /// True when no entry was kept (every entry equals the caller's count).
+    #[must_use]
+    pub fn nothing_kept(&self) -> bool {
+        self.kept.is_empty()
+    }
+
     /// The value of a kept entry.
     #[must_use]
     pub fn kept(&self, b: u64) -> Option<u32> {

@@ -8,7 +8,7 @@ use clap::{ArgAction, Parser};
 use crate::thin::check::{CheckOptions, Depth, Repair, Strictness, Summary, Verbosity};
 use crate::thin::metadata::SnapshotChoice;
 
-/// Flags may be repeated (tools.md §2.1), so they are counted.
+/// Flags may be repeated (tools.md §2.1): each overrides itself.
 #[derive(Parser, Debug)]
 #[command(
     name = "thin_check",
@@ -17,19 +17,19 @@ use crate::thin::metadata::SnapshotChoice;
 )]
 pub struct Args {
     /// Repair leaked blocks, then clear the needs_check flag
-    #[arg(long, action = ArgAction::Count, conflicts_with_all = [
+    #[arg(long, action = ArgAction::SetTrue, overrides_with = "auto_repair", conflicts_with_all = [
         "ignore_non_fatal_errors", "metadata_snap", "override_mapping_root",
         "override_details_root", "super_block_only", "skip_mappings"])]
-    auto_repair: u8,
+    auto_repair: bool,
 
     /// Clear the needs_check flag when no fatal error is found (repairs leaks too)
-    #[arg(long, action = ArgAction::Count, conflicts_with_all = [
+    #[arg(long, action = ArgAction::SetTrue, overrides_with = "clear_needs_check_flag", conflicts_with_all = [
         "metadata_snap", "override_mapping_root", "override_details_root"])]
-    clear_needs_check_flag: u8,
+    clear_needs_check_flag: bool,
 
     /// Do not fail on non-fatal errors (leaks, underfull nodes)
-    #[arg(long, action = ArgAction::Count)]
-    ignore_non_fatal_errors: u8,
+    #[arg(long, action = ArgAction::SetTrue, overrides_with = "ignore_non_fatal_errors")]
+    ignore_non_fatal_errors: bool,
 
     /// Check the metadata snapshot (at BLOCKNR, or the held one) instead of the live trees
     #[arg(
@@ -50,16 +50,16 @@ pub struct Args {
     override_mapping_root: Option<u64>,
 
     /// Print nothing; only the exit status tells the result
-    #[arg(short, long, action = ArgAction::Count)]
-    quiet: u8,
+    #[arg(short, long, action = ArgAction::SetTrue, overrides_with = "quiet")]
+    quiet: bool,
 
     /// Check the superblock, top-level and details trees only
-    #[arg(long, action = ArgAction::Count)]
-    skip_mappings: u8,
+    #[arg(long, action = ArgAction::SetTrue, overrides_with = "skip_mappings")]
+    skip_mappings: bool,
 
     /// Check the superblock only
-    #[arg(long, action = ArgAction::Count)]
-    super_block_only: u8,
+    #[arg(long, action = ArgAction::SetTrue, overrides_with = "super_block_only")]
+    super_block_only: bool,
 
     /// More detail (repeat for debug output)
     #[arg(short = 'v', action = ArgAction::Count)]
@@ -74,22 +74,22 @@ impl Args {
     /// The options a run needs.
     #[must_use]
     pub fn into_options(self) -> CheckOptions {
-        let depth = if self.super_block_only > 0 {
+        let depth = if self.super_block_only {
             Depth::SuperblockOnly
-        } else if self.skip_mappings > 0 {
+        } else if self.skip_mappings {
             Depth::SkipMappings
         } else {
             Depth::Full
         };
-        let repair = if self.auto_repair > 0 {
+        let repair = if self.auto_repair {
             Repair::AutoRepair
-        } else if self.clear_needs_check_flag > 0 {
+        } else if self.clear_needs_check_flag {
             Repair::ClearNeedsCheck
         } else {
             Repair::None
         };
         let verbosity = match (self.quiet, self.verbose) {
-            (q, _) if q > 0 => Verbosity::Quiet,
+            (true, _) => Verbosity::Quiet,
             (_, 0) => Verbosity::Normal,
             (_, 1) => Verbosity::Info,
             _ => Verbosity::Debug,
@@ -98,7 +98,7 @@ impl Args {
             input: self.input,
             depth,
             repair,
-            strictness: if self.ignore_non_fatal_errors > 0 {
+            strictness: if self.ignore_non_fatal_errors {
                 Strictness::IgnoreNonFatal
             } else {
                 Strictness::Strict

@@ -8,10 +8,14 @@ use std::fmt;
 use std::io;
 
 use crate::pdata::block::{Block, BlockNr};
+use crate::pdata::btree::node::NodeRef;
+use crate::pdata::btree::walk::Walker;
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::counts::CountSource;
-use crate::pdata::space_map::disk::{bitmap_get, bitmap_set, entries_in_bitmap, IndexEntry};
+use crate::pdata::space_map::disk::{
+    bitmap_get, bitmap_set, entries_in_bitmap, IndexEntry, REF_COUNT_VALUE_SIZE,
+};
 use crate::pdata::space_map::read::{bitmap_stats, DiskSpaceMap, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
 use crate::thin::check::report::Report;
@@ -36,6 +40,22 @@ pub struct Comparison {
 /// is the count's low bit (the layout of [`CountSource::word2`]).
 fn normalise(w: u64) -> u64 {
     ((w >> 1) & PAIRS) | ((w & PAIRS) << 1)
+}
+
+/// The low bits of the 32 pairs of `x` (bits at even positions only) packed
+/// into 32 bits.
+fn compress_pairs(x: u64) -> u32 {
+    let mut x = x & PAIRS;
+    x = (x | (x >> 1)) & 0x3333_3333_3333_3333;
+    x = (x | (x >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
+    u32::try_from((x | (x >> 16)) & 0xFFFF_FFFF).unwrap_or(0)
+}
+
+/// One bit per entry of a normalised word whose count is 3.
+fn threes(d: u64) -> u32 {
+    compress_pairs(d & (d >> 1))
 }
 
 fn disk_word(bitmap: &Block, j: usize) -> u64 {
@@ -65,8 +85,13 @@ pub fn compare(computed: &dyn CountSource, disk: &DiskSpaceMap, report: &mut Rep
             };
             let d = disk_word(bm, j) & mask;
             let c = computed.word2(i * WORDS_PER_BITMAP + j) & mask;
-            if d == c && d & (d >> 1) & PAIRS == 0 {
-                continue;
+            if d == c {
+                // Equal fields; entries at 3 are equal too when the tree holds
+                // them and the reader dropped them as equal to our counts.
+                let t = threes(d);
+                if t == 0 || (disk.tree.nothing_kept() && t & !disk.tree.present32(base) == 0) {
+                    continue;
+                }
             }
             for k in 0..valid {
                 let dv = (d >> (2 * k)) & 3;
@@ -211,15 +236,24 @@ fn stat_findings(disk: &DiskSpaceMap, bitmaps: &[Block]) -> Vec<StatFinding> {
         });
     }
     out.extend(per_entry);
-    for block in disk.tree.blocks() {
-        let Ok(i) = usize::try_from(block / ENTRIES_PER_BITMAP) else {
-            continue;
-        };
-        let Some(bm) = bitmaps.get(i) else { continue };
-        let e = usize::try_from(block % ENTRIES_PER_BITMAP).unwrap_or(0);
-        let count = bitmap_get(&bm.0, e);
-        if count != 3 {
-            out.push(StatFinding::Stale { block, count });
+    for (i, bm) in bitmaps.iter().enumerate() {
+        for j in 0..WORDS_PER_BITMAP {
+            let base = i as u64 * ENTRIES_PER_BITMAP + 32 * j as u64;
+            let present = disk.tree.present32(base);
+            if present == 0 {
+                continue;
+            }
+            let d = disk_word(bm, j);
+            let mut stale = present & !threes(d);
+            while stale != 0 {
+                let k = stale.trailing_zeros();
+                stale &= stale - 1;
+                let count = u32::try_from((d >> (2 * k)) & 3).unwrap_or(0);
+                out.push(StatFinding::Stale {
+                    block: base + u64::from(k),
+                    count,
+                });
+            }
         }
     }
     for &(block, _) in &disk.tree.beyond {
@@ -244,13 +278,18 @@ pub struct SmRepair {
     entries: Vec<(usize, IndexEntry)>,
     /// New root `nr_allocated`, when it changes.
     pub nr_allocated: Option<u64>,
+    /// Stale ref-count tree entries to remove, ascending.
+    stale: Vec<u64>,
 }
 
 impl SmRepair {
     /// True when nothing needs writing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.bitmaps.is_empty() && self.entries.is_empty() && self.nr_allocated.is_none()
+        self.bitmaps.is_empty()
+            && self.entries.is_empty()
+            && self.nr_allocated.is_none()
+            && self.stale.is_empty()
     }
 }
 
@@ -295,11 +334,20 @@ pub fn plan_repair(computed: &dyn CountSource, disk: &DiskSpaceMap, cmp: &Compar
             }
         }
     }
+    let mut stale: Vec<u64> = stat_findings(disk, &all)
+        .into_iter()
+        .filter_map(|f| match f {
+            StatFinding::Stale { block, .. } => Some(block),
+            _ => None,
+        })
+        .collect();
+    stale.sort_unstable();
     SmRepair {
         kind: disk.kind,
         bitmaps: changed.into_iter().zip(bitmaps).collect(),
         entries,
         nr_allocated: (allocated != disk.root.nr_allocated).then_some(allocated),
+        stale,
     }
 }
 
@@ -336,5 +384,77 @@ pub fn write_repair(dev: &dyn BlockDevice, disk: &DiskSpaceMap, r: &SmRepair) ->
         checksum::write_checksum(&mut b.0, kind);
         dev.write_at(block, &b)?;
     }
+    remove_stale(dev, disk.root.ref_count_root, &r.stale)
+}
+
+/// Removes the `stale` keys (ascending) from the leaves of the ref-count tree
+/// at `root`, in place: later entries move down, the freed slots are zeroed.
+fn remove_stale(dev: &dyn BlockDevice, root: BlockNr, stale: &[u64]) -> io::Result<()> {
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut leaves: Vec<BlockNr> = Vec::new();
+    let mut walker = Walker::new(dev);
+    walker.walk(
+        &[root],
+        REF_COUNT_VALUE_SIZE,
+        |_, n: &NodeRef| {
+            n.keys()
+                .iter()
+                .any(|k| stale.binary_search(&k.get()).is_ok())
+        },
+        |nr, hit| {
+            if hit {
+                leaves.push(nr);
+            }
+        },
+    );
+    for nr in leaves {
+        let mut b = Block::zeroed();
+        dev.read_at(nr, &mut b)?;
+        let get32 = |b: &Block, o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let nr_entries = get32(&b, 16) as usize;
+        let max = get32(&b, 20) as usize;
+        let vstart = 32 + 8 * max;
+        let entries: Vec<([u8; 8], [u8; 4])> = (0..nr_entries)
+            .map(|i| {
+                let mut k = [0u8; 8];
+                let mut v = [0u8; 4];
+                k.copy_from_slice(&b[32 + 8 * i..40 + 8 * i]);
+                v.copy_from_slice(&b[vstart + 4 * i..vstart + 4 * i + 4]);
+                (k, v)
+            })
+            .filter(|(k, _)| stale.binary_search(&u64::from_le_bytes(*k)).is_err())
+            .collect();
+        for i in 0..nr_entries {
+            let (k, v) = entries.get(i).copied().unwrap_or(([0; 8], [0; 4]));
+            b.0[32 + 8 * i..40 + 8 * i].copy_from_slice(&k);
+            b.0[vstart + 4 * i..vstart + 4 * i + 4].copy_from_slice(&v);
+        }
+        let n = u32::try_from(entries.len()).unwrap_or(0);
+        b.0[16..20].copy_from_slice(&n.to_le_bytes());
+        checksum::write_checksum(&mut b.0, BlockKind::Node);
+        dev.write_at(nr, &b)?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_helpers_follow_the_bitmap_bit_order() {
+        // On disk the even bit is the high bit: (word >> 2k) & 3 of 1 means
+        // count 2, of 2 means count 1 (format.md §7.2).
+        let raw: u64 = 0b11_01_10_00;
+        let n = normalise(raw);
+        assert_eq!(
+            [n & 3, (n >> 2) & 3, (n >> 4) & 3, (n >> 6) & 3],
+            [0, 1, 2, 3]
+        );
+        assert_eq!(threes(n), 0b1000);
+        assert_eq!(compress_pairs(u64::MAX), u32::MAX);
+        assert_eq!(compress_pairs(1 << 62), 1 << 31);
+    }
 }

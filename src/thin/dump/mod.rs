@@ -38,9 +38,10 @@ use crate::thin::xml::write::XmlWriter;
 /// Output format (`-f`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// thin_dump XML (the default; thin_restore reads it).
+    // thin_dump XML (the default; thin_restore reads it). The variants carry
+    // no doc comments so that --help lists the values on one line.
     Xml,
-    /// Indented text for people.
+    // Indented text for people.
     #[value(name = "human_readable")]
     HumanReadable,
 }
@@ -271,6 +272,12 @@ impl Diag {
             self.warn(&msg());
         }
     }
+    /// A `-vv` line with the time since `start`.
+    fn debug_timed(&self, start: std::time::Instant, what: &str) {
+        if !self.quiet && self.verbose > 1 {
+            self.warn(&format!("{what}: {} ms", start.elapsed().as_millis()));
+        }
+    }
 }
 
 /// The superblock values a dump prints (before overrides).
@@ -368,48 +375,23 @@ fn dump(opts: &DumpOptions) -> anyhow::Result<Outcome> {
     let mut info = superblock_info(&sb);
     opts.overrides.apply(&mut info);
 
-    let fail = |e: NodeError| anyhow!(node_error_message(&e));
-    let details = read_details(&mut Walker::new(&dev), sb.details_root).map_err(fail)?;
-    let wanted = |id: &u64| opts.dev_ids.as_ref().is_none_or(|s| s.contains(id));
-    let mut outcome = Outcome::Success;
-
+    let reader = DeviceLeaves::new(&dev);
     if opts.mappings == Mappings::Skip {
+        let details = read_details(&mut Walker::new(&dev), sb.details_root).map_err(fail)?;
         let devices: Vec<DeviceInfo> = details
             .iter()
-            .filter(|(id, _)| wanted(id))
+            .filter(|(id, _)| opts.wanted(**id))
             .map(|(&id, d)| device_info(id, d))
             .collect();
         let plan = SharingPlan::expanded(&vec![&[][..]; devices.len()]);
-        write_document(
-            opts.format,
-            &info,
-            &devices,
-            &plan,
-            &DeviceLeaves::new(&dev),
-            out,
-        )?;
-        return Ok(outcome);
+        write_document(opts.format, &info, &devices, &plan, &reader, out)?;
+        return Ok(Outcome::Success);
     }
 
-    let mut walker = Walker::new(&dev);
-    let roots = read_top_level(&mut walker, sb.mapping_root).map_err(fail)?;
-    let mut selected: Vec<(DeviceInfo, BlockNr)> = Vec::new();
-    let ids: BTreeSet<u64> = roots.keys().chain(details.keys()).copied().collect();
-    for id in ids.into_iter().filter(wanted) {
-        match (roots.get(&id), details.get(&id)) {
-            (Some(&root), Some(d)) => selected.push((device_info(id, d), root)),
-            (Some(_), None) => {
-                diag.warn(&format!("device {id} has no device details"));
-                outcome = Outcome::Failure;
-            }
-            (None, _) => {
-                diag.warn(&format!("device {id} has no mapping tree"));
-                outcome = Outcome::Failure;
-            }
-        }
-    }
-
+    let (selected, outcome) = paired_devices(&dev, &sb, opts, &diag)?;
+    let start = std::time::Instant::now();
     let lists = mapping_leaves(&dev, &selected).map_err(fail)?;
+    diag.debug_timed(start, "mapping trees walked");
     let refs: Vec<&[BlockNr]> = selected.iter().map(|(_, r)| lists[r].as_slice()).collect();
     let plan = match opts.shared {
         SharedLeaves::DefRef => SharingPlan::build(&refs).context("planning shared leaves")?,
@@ -423,16 +405,53 @@ fn dump(opts: &DumpOptions) -> anyhow::Result<Outcome> {
             plan.defs.len()
         )
     });
+    diag.debug_timed(start, "shared runs planned");
     let devices: Vec<DeviceInfo> = selected.iter().map(|(d, _)| *d).collect();
-    write_document(
-        opts.format,
-        &info,
-        &devices,
-        &plan,
-        &DeviceLeaves::new(&dev),
-        out,
-    )?;
+    write_document(opts.format, &info, &devices, &plan, &reader, out)?;
+    diag.debug_timed(start, "document written");
     Ok(outcome)
+}
+
+fn fail(e: NodeError) -> anyhow::Error {
+    anyhow!(node_error_message(&e))
+}
+
+impl DumpOptions {
+    /// True when device `id` is to be dumped (`--dev-id`).
+    #[must_use]
+    pub fn wanted(&self, id: u64) -> bool {
+        self.dev_ids.as_ref().is_none_or(|s| s.contains(&id))
+    }
+}
+
+/// The selected devices present in both the top-level and the details tree,
+/// ascending by id, with their mapping roots. An id found in only one tree
+/// is warned about and makes the outcome a failure.
+fn paired_devices(
+    dev: &dyn BlockDevice,
+    sb: &Superblock,
+    opts: &DumpOptions,
+    diag: &Diag,
+) -> anyhow::Result<(Vec<(DeviceInfo, BlockNr)>, Outcome)> {
+    let details = read_details(&mut Walker::new(dev), sb.details_root).map_err(fail)?;
+    let roots = read_top_level(&mut Walker::new(dev), sb.mapping_root).map_err(fail)?;
+    let ids: BTreeSet<u64> = roots.keys().chain(details.keys()).copied().collect();
+    let mut selected = Vec::new();
+    let mut outcome = Outcome::Success;
+    for id in ids.into_iter().filter(|&id| opts.wanted(id)) {
+        match (roots.get(&id), details.get(&id)) {
+            (Some(&root), Some(d)) => selected.push((device_info(id, d), root)),
+            (Some(_), None) => {
+                diag.warn(&format!("device {id} has no device details"));
+                outcome = Outcome::Failure;
+            }
+            (None, _) => {
+                diag.warn(&format!("device {id} has no mapping tree"));
+                outcome = Outcome::Failure;
+            }
+        }
+    }
+    Ok((selected, outcome))
 }
 
 fn device_info(id: u64, d: &crate::thin::device_details::DeviceDetails) -> DeviceInfo {

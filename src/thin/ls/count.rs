@@ -5,16 +5,22 @@
 //! distinct internal node), or when its data block is referenced by more than
 //! one leaf entry (each distinct leaf counted once).
 //!
-//! Pass 1 walks every mapping tree once with the shared walker; leaf visitors
-//! mark data blocks in two dense bitsets (seen once, seen again) from the
-//! worker threads. Node reference counts come from the walker's graph. Only
-//! the leaves whose whole path is referenced once ("exclusive-path" leaves)
-//! can hold exclusive mappings; pass 2 re-reads just those to count their
-//! entries whose data block was seen again. Memory: two bits per data block
-//! and one byte per metadata block, never an entry per mapping.
+//! Every mapping tree is walked once with the shared walker. Node reference
+//! counts come from the walker's graph; only the leaves whose whole path is
+//! referenced once ("exclusive-path" leaves) can hold exclusive mappings.
+//! Data references are counted one of two ways ([`Counting`]):
+//! - `Owners` (default while it fits in memory): one 32-bit slot per data
+//!   block records the one leaf referencing it, or "shared"; a leaf's
+//!   exclusive entries are then the slots it owns. One read of every leaf.
+//! - `Rescan`: two bits per data block (seen once, seen again); the
+//!   exclusive-path leaves are read a second time to count their entries
+//!   whose data block was seen again.
+//!
+//! Both are dense arrays filled from the walker's worker threads with atomic
+//! operations; there is never an entry per mapping.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use anyhow::anyhow;
 
@@ -40,6 +46,53 @@ impl DeviceCounts {
     #[must_use]
     pub fn exclusive(&self) -> u64 {
         self.mapped - self.shared
+    }
+}
+
+/// How data block references are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counting {
+    /// One owner slot (4 bytes) per data block, one pass over the leaves.
+    Owners,
+    /// Two bits per data block, exclusive-path leaves read twice.
+    Rescan,
+}
+
+/// Largest owner table (bytes) before falling back to [`Counting::Rescan`].
+const OWNERS_BUDGET: u64 = 512 << 20;
+
+/// Owner slot: no reference yet.
+const NO_OWNER: u32 = 0;
+/// Owner slot: referenced more than once.
+const SHARED: u32 = u32::MAX;
+
+/// For each data block, the one leaf referencing it (block number + 1), or
+/// [`NO_OWNER`] / [`SHARED`].
+struct Owners {
+    slots: Vec<AtomicU32>,
+}
+
+impl Owners {
+    fn new(nr_blocks: u64) -> Owners {
+        let n = usize::try_from(nr_blocks).unwrap_or(0);
+        Owners {
+            slots: (0..n).map(|_| AtomicU32::new(NO_OWNER)).collect(),
+        }
+    }
+
+    /// Records a reference from leaf `tag`; false when `b` is beyond the
+    /// space map (such a reference is not counted, as upstream does).
+    fn claim(&self, b: u64, tag: u32) -> bool {
+        let Some(slot) = usize::try_from(b).ok().and_then(|i| self.slots.get(i)) else {
+            return false;
+        };
+        if let Err(cur) = slot.compare_exchange(NO_OWNER, tag, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            if cur != SHARED {
+                slot.store(SHARED, Ordering::Relaxed);
+            }
+        }
+        true
     }
 }
 
@@ -107,14 +160,77 @@ pub fn count_devices(
         Some(n) => n,
         None => guess_nr_data_blocks(dev, roots),
     };
-    let refs = DataRefs::new(nr_data_blocks);
+    let fits = nr_data_blocks.saturating_mul(4) <= OWNERS_BUDGET
+        && dev.nr_blocks() < u64::from(SHARED - 1);
+    let how = if fits {
+        Counting::Owners
+    } else {
+        Counting::Rescan
+    };
+    count_devices_with(dev, roots, nr_data_blocks, how)
+}
+
+/// As [`count_devices`] with the data block counting chosen by the caller.
+///
+/// # Errors
+/// `metadata contains errors` when any mapping tree is damaged.
+pub fn count_devices_with(
+    dev: &dyn BlockDevice,
+    roots: &[BlockNr],
+    nr_data_blocks: u64,
+    how: Counting,
+) -> anyhow::Result<Vec<DeviceCounts>> {
     let mut walker = Walker::new(dev);
-    walker.walk(
-        roots,
-        8,
-        |_, n: &NodeRef| data_blocks(n).for_each(|b| refs.inc(b)),
-        |_, ()| {},
-    );
+    // Exclusive entries per leaf, indexed by block number.
+    let mut exclusive_in = vec![0u32; usize::try_from(dev.nr_blocks()).unwrap_or(0)];
+    let mut add = |leaf: BlockNr, n: u32| {
+        if let Some(c) = usize::try_from(leaf)
+            .ok()
+            .and_then(|i| exclusive_in.get_mut(i))
+        {
+            *c = c.saturating_add(n);
+        }
+    };
+    let mut refs = None;
+    match how {
+        Counting::Owners => {
+            let owners = Owners::new(nr_data_blocks);
+            let mut unclaimed: Vec<(BlockNr, u32)> = Vec::new();
+            walker.walk(
+                roots,
+                8,
+                |nr, n: &NodeRef| {
+                    let tag = u32::try_from(nr + 1).unwrap_or(SHARED);
+                    let out = data_blocks(n).filter(|&b| !owners.claim(b, tag)).count();
+                    u32::try_from(out).unwrap_or(u32::MAX)
+                },
+                |nr, out| {
+                    if out > 0 {
+                        unclaimed.push((nr, out));
+                    }
+                },
+            );
+            for slot in &owners.slots {
+                let tag = slot.load(Ordering::Relaxed);
+                if tag != NO_OWNER && tag != SHARED {
+                    add(u64::from(tag - 1), 1);
+                }
+            }
+            for (nr, out) in unclaimed {
+                add(nr, out);
+            }
+        }
+        Counting::Rescan => {
+            let bits = DataRefs::new(nr_data_blocks);
+            walker.walk(
+                roots,
+                8,
+                |_, n: &NodeRef| data_blocks(n).for_each(|b| bits.inc(b)),
+                |_, ()| {},
+            );
+            refs = Some(bits);
+        }
+    }
     let graph = walker.into_graph();
     if damaged(&graph, roots) {
         return Err(anyhow!("metadata contains errors"));
@@ -125,15 +241,22 @@ pub fn count_devices(
     for &root in roots {
         excl_leaves.push(exclusive_path_leaves(&graph, &rc, root));
     }
-    let shared_in_leaf = count_shared_in_leaves(dev, &excl_leaves, &refs);
+    if let Some(bits) = &refs {
+        let shared_in_leaf = count_shared_in_leaves(dev, &excl_leaves, bits);
+        for l in excl_leaves.iter().flatten() {
+            let entries = graph.node(*l).map_or(0, |s| s.nr_entries);
+            let shared = shared_in_leaf.get(l).copied().unwrap_or(0);
+            add(*l, entries.saturating_sub(shared));
+        }
+    }
     let mut out = Vec::with_capacity(roots.len());
     for (&root, leaves) in roots.iter().zip(&excl_leaves) {
         let mapped = totals.get(&root).map_or(0, |t| t.entries);
         let exclusive: u64 = leaves
             .iter()
-            .map(|l| {
-                let entries = graph.node(*l).map_or(0, |s| u64::from(s.nr_entries));
-                entries - u64::from(shared_in_leaf.get(l).copied().unwrap_or(0))
+            .map(|&l| {
+                let i = usize::try_from(l).unwrap_or(usize::MAX);
+                u64::from(exclusive_in.get(i).copied().unwrap_or(0))
             })
             .sum();
         out.push(DeviceCounts {

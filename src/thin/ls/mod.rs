@@ -13,7 +13,7 @@ use crate::cli::{glue_optional_short, report_error, run_with, stdout_writer, usa
 use crate::exit::Outcome;
 use crate::thin::input::{devices, open_for_reading, snapshot_choice};
 
-pub use count::{count_devices, DeviceCounts};
+pub use count::{count_devices, count_devices_with, Counting, DeviceCounts};
 pub use table::{pretty_size, Field, Table};
 
 /// List thin devices with their mapping counts.

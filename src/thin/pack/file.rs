@@ -17,6 +17,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
 use flate2::read::ZlibDecoder;
@@ -155,20 +156,36 @@ pub struct PackStats {
     pub chunks: u64,
 }
 
-/// Packs every block of `dev` with a recognised checksum into `out`.
+/// Packs every block of `dev` with a recognised checksum into `out`. Only
+/// blocks inside `ranges` (ascending block ranges) are read: the caller knows
+/// the rest reads as zeros (holes of a sparse file), which is never stored.
 ///
 /// # Errors
 /// A read error (naming the block) or a write error.
-pub fn pack(dev: &dyn BlockDevice, out: &mut dyn Write) -> Result<PackStats, PackError> {
+pub fn pack(
+    dev: &dyn BlockDevice,
+    ranges: &[Range<u64>],
+    out: &mut dyn Write,
+) -> Result<PackStats, PackError> {
     let nr_blocks = dev.nr_blocks();
     out.write_all(&Header { nr_blocks }.to_bytes())
         .map_err(io_err("writing pack file"))?;
-    let segments: Vec<u64> = (0..nr_blocks.div_ceil(SEGMENT_BLOCKS)).collect();
+    let segments: Vec<Range<u64>> = ranges
+        .iter()
+        .flat_map(|r| {
+            let end = r.end.min(nr_blocks);
+            (r.start..end)
+                .step_by(usize::try_from(SEGMENT_BLOCKS).unwrap_or(4096))
+                .map(move |s| s..(s + SEGMENT_BLOCKS).min(end))
+        })
+        .collect();
     let window = rayon::current_num_threads().max(1) * 2;
     let mut stats = PackStats::default();
     for group in segments.chunks(window) {
-        let packed: Vec<Result<Segment, PackError>> =
-            group.par_iter().map(|&s| pack_segment(dev, s)).collect();
+        let packed: Vec<Result<Segment, PackError>> = group
+            .par_iter()
+            .map(|s| pack_segment(dev, s.clone()))
+            .collect();
         for seg in packed {
             let seg = seg?;
             stats.stored += seg.stored;
@@ -191,9 +208,8 @@ struct Segment {
 }
 
 /// Reads, encodes and compresses one segment of the device.
-fn pack_segment(dev: &dyn BlockDevice, seg: u64) -> Result<Segment, PackError> {
-    let first = seg * SEGMENT_BLOCKS;
-    let end = (first + SEGMENT_BLOCKS).min(dev.nr_blocks());
+fn pack_segment(dev: &dyn BlockDevice, seg: Range<u64>) -> Result<Segment, PackError> {
+    let (first, end) = (seg.start, seg.end);
     let mut bufs = Block::zeroed_vec(READ_RUN);
     let mut chunks = Vec::new();
     let mut records = Vec::with_capacity(RECORDS_PER_CHUNK * 512);
@@ -402,7 +418,11 @@ mod tests {
 
     fn packed_file(dev: &MemDevice) -> File {
         let mut f = tempfile::tempfile().unwrap();
-        pack(dev, &mut f).unwrap();
+        let all = Range {
+            start: 0,
+            end: dev.nr_blocks(),
+        };
+        pack(dev, &[all], &mut f).unwrap();
         f
     }
 

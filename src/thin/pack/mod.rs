@@ -89,6 +89,61 @@ enum Overwrite {
     Force,
 }
 
+/// The block ranges of `file` that may hold data: for a sparse regular file
+/// its data extents (SEEK_DATA/SEEK_HOLE), otherwise (block devices, file
+/// systems without hole reporting) the whole device.
+fn data_ranges(file: &File, nr_blocks: u64) -> Vec<std::ops::Range<u64>> {
+    let whole = vec![std::ops::Range {
+        start: 0,
+        end: nr_blocks,
+    }];
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return whole;
+    }
+    let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
+    let mut pos: u64 = 0;
+    while pos < nr_blocks * BLOCK_SIZE_U64 {
+        let data = match seek_data_or_hole(file, pos, libc::SEEK_DATA) {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(_) => return whole,
+        };
+        let Ok(Some(hole)) = seek_data_or_hole(file, data, libc::SEEK_HOLE) else {
+            return whole;
+        };
+        let (first, end) = (
+            data / BLOCK_SIZE_U64,
+            hole.div_ceil(BLOCK_SIZE_U64).min(nr_blocks),
+        );
+        match ranges.last_mut() {
+            _ if first >= end => {}
+            Some(last) if last.end >= first => last.end = last.end.max(end),
+            _ => ranges.push(first..end),
+        }
+        pos = hole;
+    }
+    ranges
+}
+
+/// `lseek(SEEK_DATA | SEEK_HOLE)`: the next data or hole offset at or after
+/// `from`, `None` when there is no more data.
+fn seek_data_or_hole(file: &File, from: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    let from = libc::off_t::try_from(from).map_err(io::Error::other)?;
+    // SAFETY: lseek takes plain integers and an fd we own; it touches no
+    // memory of ours. Pack reads positionally, so the moved offset is unused.
+    let r = unsafe { libc::lseek(file.as_raw_fd(), from, whence) };
+    if r >= 0 {
+        return Ok(u64::try_from(r).ok());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
 /// Refuses an output that is the input itself (truncating it would destroy
 /// the input before it was read).
 fn ensure_distinct(input: &Path, output: &Path) -> anyhow::Result<()> {
@@ -116,8 +171,9 @@ fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
             .set_len(0)
             .with_context(|| format!("truncating {shown}"))?;
     }
+    let ranges = data_ranges(dev.file(), dev.nr_blocks());
     let mut w = BufWriter::with_capacity(1 << 20, &out.file);
-    file::pack(&dev, &mut w)?;
+    file::pack(&dev, &ranges, &mut w)?;
     drop(w);
     out.file
         .sync_all()
@@ -232,8 +288,12 @@ fn open_output(path: &Path, overwrite: Overwrite) -> anyhow::Result<Output> {
     }
     let file = opts.open(path).map_err(os)?;
     let size = {
+        // The size of a block device is where its end is; then back to the
+        // start, where pack's sequential writes begin.
         let mut f = &file;
-        io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(os)?
+        let end = io::Seek::seek(&mut f, io::SeekFrom::End(0)).map_err(os)?;
+        io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(os)?;
+        end
     };
     if overwrite == Overwrite::Ask && holds_metadata(&file, size) && !confirm_overwrite()? {
         return Err(anyhow!("Output file not overwritten"));
@@ -373,4 +433,29 @@ fn zero_unwritten(dev: &FileDevice, bits: &[u64]) -> io::Result<()> {
         b += len as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn data_ranges_skip_holes_of_sparse_files() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(1000 * BLOCK_SIZE_U64).unwrap();
+        f.write_all_at(&[1u8; 4096], 10 * BLOCK_SIZE_U64).unwrap();
+        f.write_all_at(&[1u8; 100], 500 * BLOCK_SIZE_U64 + 7)
+            .unwrap();
+        let r = data_ranges(&f, 1000);
+        // File systems report data at their own granularity: every written
+        // block must be covered, and most of the file must be skipped.
+        let covered = |b: u64| r.iter().any(|x| x.contains(&b));
+        assert!(covered(10) && covered(500), "{r:?}");
+        assert!(
+            r.iter().map(|x| x.end - x.start).sum::<u64>() < 1000,
+            "{r:?}"
+        );
+        assert!(r.windows(2).all(|w| w[0].end < w[1].start), "{r:?}");
+    }
 }

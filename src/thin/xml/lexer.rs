@@ -173,6 +173,15 @@ impl<R: Read> Lexer<R> {
 
     /// End (index past `>`) of the tag starting at `self.pos`, quote-aware.
     fn tag_end(&mut self) -> Result<usize, LexError> {
+        // Fast path: the first '>' ends the tag when no single quote comes
+        // before it and the double quotes before it are balanced.
+        if let Some(j) = memchr(b'>', &self.buf[self.pos + 1..self.end]) {
+            let tag = &self.buf[self.pos + 1..self.pos + 1 + j];
+            let quotes = tag.iter().filter(|&&b| b == b'"').count();
+            if quotes % 2 == 0 && memchr::memchr2(b'\'', b'<', tag).is_none() {
+                return Ok(self.pos + 2 + j);
+            }
+        }
         let mut i = self.pos + 1;
         loop {
             if let Some(j) = memchr::memchr3(b'>', b'"', b'\'', &self.buf[i..self.end]) {
@@ -205,7 +214,15 @@ impl<R: Read> Lexer<R> {
         // Character data up to the next '<'.
         loop {
             let text = &self.buf[self.pos..self.end];
-            let lt = memchr(b'<', text);
+            // Text between tags is usually a newline and indentation: a plain
+            // loop beats a vectorised search there.
+            let short = text.iter().take(32).position(|&b| b == b'<' || b == 0);
+            let lt = match short {
+                Some(i) if text[i] == b'<' => Some(i),
+                Some(_) => memchr(b'<', text),
+                None if text.len() <= 32 => None,
+                None => memchr(b'<', text),
+            };
             let upto = lt.unwrap_or(text.len());
             if memchr(0, &text[..upto]).is_some() {
                 self.after = self.base + (self.pos + upto) as u64;
@@ -285,6 +302,43 @@ impl<R: Read> Lexer<R> {
         } else {
             TokenKind::Start
         })
+    }
+
+    /// Fast path for the common line: the last tag's attributes are exactly
+    /// `names`, in that order, each written `name="digits"` (at most 18
+    /// digits) after one space. Fills `out` and returns true; returns false
+    /// for anything else (the caller then takes the general path, which
+    /// produces the exact error).
+    #[must_use]
+    pub fn canonical_numbers(&self, names: &[&[u8]], out: &mut [u64]) -> bool {
+        let (_, end) = self.tag;
+        let b = &self.buf[self.name.1..end];
+        let mut i = 0;
+        for (k, name) in names.iter().enumerate() {
+            if b.get(i) != Some(&b' ') || b.get(i + 1..i + 1 + name.len()) != Some(name) {
+                return false;
+            }
+            i += 1 + name.len();
+            if b.get(i..i + 2) != Some(b"=\"") {
+                return false;
+            }
+            i += 2;
+            let start = i;
+            let mut v = 0u64;
+            while let Some(&d) = b.get(i) {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                v = v * 10 + u64::from(d - b'0');
+                i += 1;
+            }
+            if i == start || i - start > 18 || b.get(i) != Some(&b'"') {
+                return false;
+            }
+            i += 1;
+            out[k] = v;
+        }
+        b.get(i..) == Some(b"/>")
     }
 
     /// The attributes of the last start or empty tag, into `out`.

@@ -220,7 +220,41 @@ impl<R: Read> XmlSource<R> {
     }
 
     fn empty(&mut self, pos: u64, sink: &mut dyn MetadataVisitor) -> Result<()> {
+        let mut v = [0u64; 4];
         match self.lex.name() {
+            b"single_mapping"
+                if matches!(self.place, Place::Def | Place::Device)
+                    && self
+                        .lex
+                        .canonical_numbers(&[b"origin_block", b"data_block", b"time"], &mut v)
+                    && v[2] <= u64::from(u32::MAX) =>
+            {
+                let m = Map {
+                    thin_begin: v[0],
+                    data_begin: v[1],
+                    time: u32::try_from(v[2]).unwrap_or(u32::MAX),
+                    len: 1,
+                };
+                sink.map(&m)?;
+                Ok(())
+            }
+            b"range_mapping"
+                if matches!(self.place, Place::Def | Place::Device)
+                    && self.lex.canonical_numbers(
+                        &[b"origin_begin", b"data_begin", b"length", b"time"],
+                        &mut v,
+                    )
+                    && v[3] <= u64::from(u32::MAX) =>
+            {
+                let m = Map {
+                    thin_begin: v[0],
+                    data_begin: v[1],
+                    len: v[2],
+                    time: u32::try_from(v[3]).unwrap_or(u32::MAX),
+                };
+                sink.map(&m)?;
+                Ok(())
+            }
             b"single_mapping" => {
                 self.need_mapping_place()?;
                 let tag = "single_mapping";

@@ -65,7 +65,7 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Renders one mapping run as its line (depth 2).
-#[inline]
+#[inline(always)]
 pub fn render_map(out: &mut Vec<u8>, m: &Map) {
     let mut l = LineBuf::new();
     if m.len == 1 {
@@ -86,7 +86,7 @@ pub fn render_map(out: &mut Vec<u8>, m: &Map) {
         l.num(u64::from(m.time));
     }
     l.lit(b"\"/>\n");
-    out.extend_from_slice(l.as_bytes());
+    l.append_to(out);
 }
 
 /// A line assembled on the stack: fixed-length literal copies and digits
@@ -97,9 +97,9 @@ pub(crate) struct LineBuf {
     len: usize,
 }
 
-/// Longest line rendered through [`LineBuf`] (a range mapping with four
-/// 20-digit numbers is 139 bytes).
-const LINE_MAX: usize = 192;
+/// Size of a [`LineBuf`]: the longest line (a range mapping with four
+/// 20-digit numbers, 139 bytes) plus the 20 bytes a number may overrun.
+const LINE_MAX: usize = 176;
 
 const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
@@ -116,16 +116,20 @@ impl LineBuf {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lit<const N: usize>(&mut self, s: &[u8; N]) {
         self.buf[self.len..self.len + N].copy_from_slice(s);
         self.len += N;
     }
 
-    #[inline]
+    /// Appends `v` in decimal. The digits are assembled left-aligned in a
+    /// 20-byte array and copied as a whole (a fixed-size copy, no call);
+    /// bytes past the number are overwritten by whatever comes next.
+    #[inline(always)]
     pub(crate) fn num(&mut self, v: u64) {
         let n = v.checked_ilog10().map_or(1, |d| d as usize + 1);
-        let mut p = self.len + n;
+        let mut tmp = [0u8; 20];
+        let mut p = n;
         let mut v = v;
         while v >= 100 {
             // The remainder is below 100: the cast cannot truncate.
@@ -133,21 +137,34 @@ impl LineBuf {
             let r = (v % 100) as usize * 2;
             v /= 100;
             p -= 2;
-            self.buf[p..p + 2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
+            tmp[p] = DIGIT_PAIRS[r];
+            tmp[p + 1] = DIGIT_PAIRS[r + 1];
         }
         // v < 100 here: the casts cannot truncate.
         #[allow(clippy::cast_possible_truncation)]
         if v >= 10 {
             let r = v as usize * 2;
-            self.buf[p - 2..p].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
+            tmp[0] = DIGIT_PAIRS[r];
+            tmp[1] = DIGIT_PAIRS[r + 1];
         } else {
-            self.buf[p - 1] = b'0' + v as u8;
+            tmp[0] = b'0' + v as u8;
         }
-        self.len += n;
+        let at = self.len;
+        self.buf[at..at + 20].copy_from_slice(&tmp);
+        self.len = at + n;
     }
 
-    #[inline]
-    pub(crate) fn as_bytes(&self) -> &[u8] {
+    /// Appends the line to `out`: a fixed-size copy of the whole buffer, then
+    /// a truncation to the line's length.
+    #[inline(always)]
+    pub(crate) fn append_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.buf);
+        out.truncate(start + self.len);
+    }
+
+    #[cfg(test)]
+    fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
@@ -222,7 +239,7 @@ impl<W: Write> MetadataVisitor for XmlWriter<W> {
 }
 
 /// Initial fragment capacity per leaf.
-const FRAGMENT_BYTES_PER_LEAF: usize = 8 * 1024;
+const FRAGMENT_BYTES_PER_LEAF: usize = 16 * 1024;
 
 impl<W: Write + Send> ChunkSink for XmlWriter<W> {
     type Fragment = Vec<u8>;

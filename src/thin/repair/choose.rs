@@ -138,7 +138,7 @@ fn choose(cls: &Classifier, cands: &Candidates, sb: Option<&Superblock>) -> Opti
                         ..c
                     });
                 }
-                if orphans_cover(cls, cands, c.details_root) {
+                if orphans_cover(cls, cands, c.details_root, Some(sb.time)) {
                     return Some(c);
                 }
             } else if c.details_root.is_some() {
@@ -191,7 +191,12 @@ fn choose(cls: &Classifier, cands: &Candidates, sb: Option<&Superblock>) -> Opti
 /// True when every device of the details tree at `root` that has mappings
 /// finds its mapping tree among the unreferenced roots or in an older
 /// top-level tree.
-fn orphans_cover(cls: &Classifier, cands: &Candidates, root: Option<BlockNr>) -> bool {
+fn orphans_cover(
+    cls: &Classifier,
+    cands: &Candidates,
+    root: Option<BlockNr>,
+    max_time: Option<u32>,
+) -> bool {
     let Some(root) = root else {
         return false;
     };
@@ -201,7 +206,7 @@ fn orphans_cover(cls: &Classifier, cands: &Candidates, root: Option<BlockNr>) ->
         .iter()
         .filter(|(id, d)| d.mapped_blocks > 0 && filler.exact_root(*id, d.mapped_blocks).is_none())
         .collect();
-    let orphans = Orphans::new(cls, rest.iter().map(|(_, d)| d.mapped_blocks));
+    let orphans = Orphans::new(cls, rest.iter().map(|(_, d)| d.mapped_blocks), max_time);
     let older: BTreeSet<u64> = cands
         .tops
         .iter()
@@ -342,7 +347,8 @@ fn assemble(
     let needing = g.details.iter().filter(|(id, _)| {
         !matches!(roots.get(id), Some((_, true))) && !older_roots.contains_key(id)
     });
-    let orphans = Orphans::new(cls, needing.map(|(_, d)| d.mapped_blocks));
+    let max_time = reference.map(|r| r.time);
+    let orphans = Orphans::new(cls, needing.map(|(_, d)| d.mapped_blocks), max_time);
     let mut devices = Vec::with_capacity(ids.len());
     let mut pending = Vec::with_capacity(ids.len());
     let mut lost_subtrees = g.top_lost.len() + g.details_lost.len();
@@ -388,7 +394,7 @@ fn assemble(
         let holes: Vec<(u64, Option<u64>)> = lost.iter().map(|l| (l.begin, l.end)).collect();
         pending.push((id, leaves, holes, root.is_none() && expected));
     }
-    adopt_orphans(cls, &mut pending, log);
+    adopt_orphans(cls, &mut pending, reference.map(|r| r.time), log);
     for (id, leaves, _, rootless) in pending {
         if leaves.is_empty() && rootless {
             log.warn(&format!("device {id}: kept with no mappings"));
@@ -631,7 +637,11 @@ struct Orphans {
 }
 
 impl Orphans {
-    fn new(cls: &Classifier, wanted_counts: impl Iterator<Item = u64>) -> Self {
+    fn new(
+        cls: &Classifier,
+        wanted_counts: impl Iterator<Item = u64>,
+        max_time: Option<u32>,
+    ) -> Self {
         let mut wanted = BTreeMap::new();
         for c in wanted_counts {
             *wanted.entry(c).or_insert(0usize) += 1;
@@ -647,7 +657,8 @@ impl Orphans {
                 continue;
             }
             if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
-                if a.status == Status::Complete && a.mappings > 0 {
+                let committed = max_time.is_none_or(|t| a.age <= t);
+                if a.status == Status::Complete && a.mappings > 0 && committed {
                     roots.push((a.mappings, a.age, n.nr));
                 }
             }

@@ -188,7 +188,14 @@ pub type Pending = (u64, Vec<BlockNr>, Vec<(u64, Option<u64>)>, bool);
 /// the one device whose missing key range holds them whole without
 /// overlapping its leaves: the children of a lost internal node come back.
 /// Newest subtrees (highest mapping time), then largest, are placed first.
-pub fn adopt_orphans(cls: &Classifier, devices: &mut [Pending], log: &crate::thin::repair::Log) {
+/// Subtrees holding mappings newer than `max_time` (the superblock's time,
+/// when known) never were part of a committed transaction and are skipped.
+pub fn adopt_orphans(
+    cls: &Classifier,
+    devices: &mut [Pending],
+    max_time: Option<u32>,
+    log: &crate::thin::repair::Log,
+) {
     if devices.iter().all(|d| d.2.is_empty()) {
         return;
     }
@@ -204,7 +211,11 @@ pub fn adopt_orphans(cls: &Classifier, devices: &mut [Pending], log: &crate::thi
             continue;
         }
         if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
-            if a.entries > 0 && a.status == crate::thin::repair::classify::Status::Complete {
+            let committed = max_time.is_none_or(|t| a.age <= t);
+            if a.entries > 0
+                && committed
+                && a.status == crate::thin::repair::classify::Status::Complete
+            {
                 orphans.push((a.age, a.entries, n.nr));
             }
         }

@@ -36,7 +36,7 @@ impl<W: Write> HumanWriter<W> {
 /// Renders one run: `    (<first>..<last>) -> (<first>..<last>), <time>`.
 pub fn render_map(out: &mut Vec<u8>, m: &Map) {
     let last = m.len.saturating_sub(1);
-    let mut l = LineBuf::new();
+    let mut l = LineBuf::open(out);
     l.lit(b"    (");
     l.num(m.thin_begin);
     l.lit(b"..");
@@ -48,7 +48,7 @@ pub fn render_map(out: &mut Vec<u8>, m: &Map) {
     l.lit(b"), ");
     l.num(u64::from(m.time));
     l.lit(b"\n");
-    l.append_to(out);
+    l.close();
 }
 
 fn push_field<I: itoa::Integer>(out: &mut Vec<u8>, label: &[u8], v: I) {

@@ -67,7 +67,7 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
 /// Renders one mapping run as its line (depth 2).
 #[inline(always)]
 pub fn render_map(out: &mut Vec<u8>, m: &Map) {
-    let mut l = LineBuf::new();
+    let mut l = LineBuf::open(out);
     if m.len == 1 {
         l.lit(b"    <single_mapping origin_block=\"");
         l.num(m.thin_begin);
@@ -86,20 +86,23 @@ pub fn render_map(out: &mut Vec<u8>, m: &Map) {
         l.num(u64::from(m.time));
     }
     l.lit(b"\"/>\n");
-    l.append_to(out);
+    l.close();
 }
 
-/// A line assembled on the stack: fixed-length literal copies and digits
-/// written in place, then one copy into the output. Mapping lines are the
-/// bulk of a dump; this keeps them free of small variable-length copies.
-pub(crate) struct LineBuf {
-    buf: [u8; LINE_MAX],
+/// A line written in place at the end of an output vector: room for the
+/// longest line is opened first, literals and digits are stored straight
+/// into it, and the vector is cut back to the line's length at the end.
+/// Mapping lines are the bulk of a dump; this keeps them free of calls and
+/// of copies that reload freshly stored bytes.
+pub(crate) struct LineBuf<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
     len: usize,
 }
 
-/// Size of a [`LineBuf`]: the longest line (a range mapping with four
-/// 20-digit numbers, 139 bytes) plus the 20 bytes a number may overrun.
-const LINE_MAX: usize = 176;
+/// Room opened per line: the longest (a range mapping with four 20-digit
+/// numbers) is 139 bytes.
+const LINE_MAX: usize = 160;
 
 const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
@@ -107,28 +110,32 @@ const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-impl LineBuf {
-    #[inline]
-    pub(crate) fn new() -> LineBuf {
-        LineBuf {
-            buf: [0; LINE_MAX],
-            len: 0,
-        }
+impl<'a> LineBuf<'a> {
+    #[inline(always)]
+    pub(crate) fn open(out: &'a mut Vec<u8>) -> LineBuf<'a> {
+        let start = out.len();
+        out.resize(start + LINE_MAX, 0);
+        LineBuf { out, start, len: 0 }
+    }
+
+    #[inline(always)]
+    fn room(&mut self) -> &mut [u8] {
+        &mut self.out[self.start..]
     }
 
     #[inline(always)]
     pub(crate) fn lit<const N: usize>(&mut self, s: &[u8; N]) {
-        self.buf[self.len..self.len + N].copy_from_slice(s);
+        let at = self.len;
+        self.room()[at..at + N].copy_from_slice(s);
         self.len += N;
     }
 
-    /// Appends `v` in decimal. The digits are assembled left-aligned in a
-    /// 20-byte array and copied as a whole (a fixed-size copy, no call);
-    /// bytes past the number are overwritten by whatever comes next.
+    /// Appends `v` in decimal, two digits at a time from the right.
     #[inline(always)]
     pub(crate) fn num(&mut self, v: u64) {
         let n = v.checked_ilog10().map_or(1, |d| d as usize + 1);
-        let mut tmp = [0u8; 20];
+        let at = self.len;
+        let room = &mut self.room()[at..at + n];
         let mut p = n;
         let mut v = v;
         while v >= 100 {
@@ -137,35 +144,23 @@ impl LineBuf {
             let r = (v % 100) as usize * 2;
             v /= 100;
             p -= 2;
-            tmp[p] = DIGIT_PAIRS[r];
-            tmp[p + 1] = DIGIT_PAIRS[r + 1];
+            room[p..p + 2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
         }
         // v < 100 here: the casts cannot truncate.
         #[allow(clippy::cast_possible_truncation)]
         if v >= 10 {
             let r = v as usize * 2;
-            tmp[0] = DIGIT_PAIRS[r];
-            tmp[1] = DIGIT_PAIRS[r + 1];
+            room[..2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
         } else {
-            tmp[0] = b'0' + v as u8;
+            room[0] = b'0' + v as u8;
         }
-        let at = self.len;
-        self.buf[at..at + 20].copy_from_slice(&tmp);
-        self.len = at + n;
+        self.len += n;
     }
 
-    /// Appends the line to `out`: a fixed-size copy of the whole buffer, then
-    /// a truncation to the line's length.
+    /// Cuts the output back to the end of the line.
     #[inline(always)]
-    pub(crate) fn append_to(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&self.buf);
-        out.truncate(start + self.len);
-    }
-
-    #[cfg(test)]
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+    pub(crate) fn close(self) {
+        self.out.truncate(self.start + self.len);
     }
 }
 
@@ -325,11 +320,13 @@ mod tests {
             4_294_967_295,
             u64::MAX,
         ] {
-            let mut l = LineBuf::new();
+            let mut out = b"x".to_vec();
+            let mut l = LineBuf::open(&mut out);
             l.lit(b"<");
             l.num(v);
             l.lit(b">");
-            assert_eq!(l.as_bytes(), format!("<{v}>").as_bytes());
+            l.close();
+            assert_eq!(out, format!("x<{v}>").as_bytes());
         }
     }
 

@@ -7,4 +7,5 @@
 pub mod cli;
 pub mod exit;
 pub mod pdata;
+pub mod progress;
 pub mod thin;

@@ -3,7 +3,8 @@
 //! exit status is computed once at the end.
 
 use std::fmt::Display;
-use std::io::{self, Write};
+
+use crate::progress::{self, Progress};
 
 /// Whether non-fatal findings fail the check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,7 @@ pub struct Report {
     fatal: u64,
     non_fatal: u64,
     warnings: u64,
+    progress: Progress,
 }
 
 impl Report {
@@ -46,19 +48,29 @@ impl Report {
             fatal: 0,
             non_fatal: 0,
             warnings: 0,
+            progress: Progress::new(if verbosity == Verbosity::Quiet {
+                progress::Display::Quiet
+            } else {
+                progress::Display::Shown
+            }),
         }
     }
 
     fn line(&self, level: Verbosity, msg: &dyn Display) {
         if self.verbosity >= level && self.verbosity != Verbosity::Quiet {
-            let mut e = io::stderr().lock();
-            let _ = writeln!(e, "{msg}");
+            self.progress.println(msg);
         }
     }
 
-    /// A phase title or sub-title.
+    /// A phase title or sub-title: a plain line, or the live progress line
+    /// when stderr is a terminal.
     pub fn title(&mut self, msg: &str) {
-        self.line(Verbosity::Normal, &msg);
+        self.progress.phase(msg);
+    }
+
+    /// Ends the live progress line, if any.
+    pub fn finish_progress(&self) {
+        self.progress.finish();
     }
 
     /// A fatal error (exit 1, nothing repaired).

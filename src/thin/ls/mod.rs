@@ -3,6 +3,7 @@
 mod count;
 mod table;
 
+use crate::progress::{self, Progress};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -70,14 +71,17 @@ fn run(a: &Args, fields: &[Field]) -> anyhow::Result<()> {
     let sb = &opened.chosen.sb;
     let devs = devices(&opened.dev, sb.mapping_root, sb.details_root)?;
     let counts = if fields.iter().any(|f| f.needs_counting()) {
-        eprintln!("Scanning data mappings");
+        let progress = Progress::new(progress::Display::Shown);
+        progress.phase("Scanning data mappings");
         let roots: Vec<u64> = devs.iter().map(|d| d.root).collect();
         let nr_data = opened
             .chosen
             .live
             .as_ref()
             .map(|l| l.data_sm_root.nr_blocks);
-        count_devices(&opened.dev, &roots, nr_data)?
+        let counts = count_devices(&opened.dev, &roots, nr_data)?;
+        progress.finish();
+        counts
     } else {
         vec![DeviceCounts::default(); devs.len()]
     };

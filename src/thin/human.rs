@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::thin::ir::{ChunkSink, DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
-use crate::thin::xml::write::{push_num, LineBuf};
+use crate::thin::xml::write::{give_back_fragment, push_num, take_fragment, LineBuf};
 
 /// Writes the IR in the human-readable format.
 pub struct HumanWriter<W: Write> {
@@ -125,14 +125,14 @@ impl<W: Write> MetadataVisitor for HumanWriter<W> {
 }
 
 /// Initial fragment capacity per leaf.
-const FRAGMENT_BYTES_PER_LEAF: usize = 16 * 1024;
+const FRAGMENT_BYTES_PER_LEAF: usize = 8 * 1024;
 
 impl<W: Write + Send> ChunkSink for HumanWriter<W> {
     type Fragment = Vec<u8>;
 
     fn fragment(nr_leaves: usize) -> Vec<u8> {
         // Typical dumps need 20-30 bytes per mapping; growth handles the rest.
-        Vec::with_capacity(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
+        take_fragment(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
     }
 
     fn render(frag: &mut Vec<u8>, m: &Map) {
@@ -141,6 +141,7 @@ impl<W: Write + Send> ChunkSink for HumanWriter<W> {
 
     fn splice(&mut self, frag: Vec<u8>) -> anyhow::Result<Visit> {
         self.out.write_all(&frag)?;
+        give_back_fragment(frag);
         Ok(Visit::Continue)
     }
 }

@@ -5,6 +5,7 @@
 //! byte buffers; nothing is allocated per attribute or per mapping.
 
 use std::io::Write;
+use std::sync::Mutex;
 
 use crate::thin::ir::{ChunkSink, DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
 
@@ -233,15 +234,42 @@ impl<W: Write> MetadataVisitor for XmlWriter<W> {
     }
 }
 
+/// Fragments kept for reuse. Recycling them keeps the allocator from
+/// returning their pages to the kernel after each window and faulting fresh
+/// zeroed pages in for the next one.
+static FRAGMENTS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Most fragments kept (two windows of chunks are in flight at a time).
+const FRAGMENTS_KEPT: usize = 96;
+
+/// An empty fragment, reused when one is available.
+pub(crate) fn take_fragment(capacity: usize) -> Vec<u8> {
+    let reused = FRAGMENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop();
+    reused.unwrap_or_else(|| Vec::with_capacity(capacity))
+}
+
+/// Returns a written fragment for reuse.
+pub(crate) fn give_back_fragment(mut frag: Vec<u8>) {
+    frag.clear();
+    let mut pool = FRAGMENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pool.len() < FRAGMENTS_KEPT {
+        pool.push(frag);
+    }
+}
+
 /// Initial fragment capacity per leaf.
-const FRAGMENT_BYTES_PER_LEAF: usize = 16 * 1024;
+const FRAGMENT_BYTES_PER_LEAF: usize = 8 * 1024;
 
 impl<W: Write + Send> ChunkSink for XmlWriter<W> {
     type Fragment = Vec<u8>;
 
     fn fragment(nr_leaves: usize) -> Vec<u8> {
         // Typical dumps need 20-30 bytes per mapping; growth handles the rest.
-        Vec::with_capacity(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
+        take_fragment(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
     }
 
     fn render(frag: &mut Vec<u8>, m: &Map) {
@@ -250,6 +278,7 @@ impl<W: Write + Send> ChunkSink for XmlWriter<W> {
 
     fn splice(&mut self, frag: Vec<u8>) -> anyhow::Result<Visit> {
         self.out.write_all(&frag)?;
+        give_back_fragment(frag);
         Ok(Visit::Continue)
     }
 }

@@ -329,7 +329,9 @@ impl<R: Read> Lexer<R> {
                 if !d.is_ascii_digit() {
                     break;
                 }
-                v = v * 10 + u64::from(d - b'0');
+                // Values of more than 18 digits are refused below; wrapping
+                // keeps the scan itself from overflowing before that.
+                v = v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
                 i += 1;
             }
             if i == start || i - start > 18 || b.get(i) != Some(&b'"') {

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for N seconds (default 20). cargo-fuzz needs
 # nightly features; RUSTC_BOOTSTRAP=1 enables them on the stable toolchain.
-# Seeds: fuzz/seeds/<target>/ plus, for walk_image, the small fixtures.
+# Seeds: fuzz/seeds/<target>/ plus, for the image targets, the small fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 command -v cargo-fuzz >/dev/null || cargo install -q cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-mkdir -p fuzz/corpus/walk_image
-for f in fixtures/*/meta.img.zst; do
-    name=$(basename "$(dirname "$f")")
-    out=fuzz/corpus/walk_image/$name
-    zstd -q -d -f -o "$out" "$f"
-    # The target only takes images up to 4 MiB.
-    [ "$(stat -c %s "$out")" -le 4194304 ] || rm -f "$out"
+for target in walk_image check_image; do
+    mkdir -p "fuzz/corpus/$target"
+    for f in fixtures/*/meta.img.zst; do
+        name=$(basename "$(dirname "$f")")
+        out=fuzz/corpus/$target/$name
+        zstd -q -d -f -o "$out" "$f"
+        # The image targets only take images up to 4 MiB.
+        [ "$(stat -c %s "$out")" -le 4194304 ] || rm -f "$out"
+    done
 done
 cd fuzz
 for t in $(cargo fuzz list); do

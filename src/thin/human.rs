@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::thin::ir::{ChunkSink, DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
-use crate::thin::xml::write::{give_back_fragment, push_num, take_fragment, LineBuf};
+use crate::thin::xml::write::{give_back_fragment, leaf_fragment, push_num, LineBuf};
 
 /// Writes the IR in the human-readable format.
 pub struct HumanWriter<W: Write> {
@@ -124,15 +124,11 @@ impl<W: Write> MetadataVisitor for HumanWriter<W> {
     }
 }
 
-/// Initial fragment capacity per leaf.
-const FRAGMENT_BYTES_PER_LEAF: usize = 8 * 1024;
-
 impl<W: Write + Send> ChunkSink for HumanWriter<W> {
     type Fragment = Vec<u8>;
 
     fn fragment(nr_leaves: usize) -> Vec<u8> {
-        // Typical dumps need 20-30 bytes per mapping; growth handles the rest.
-        take_fragment(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
+        leaf_fragment(nr_leaves)
     }
 
     fn render(frag: &mut Vec<u8>, m: &Map) {

@@ -264,12 +264,18 @@ pub(crate) fn give_back_fragment(mut frag: Vec<u8>) {
 /// Initial fragment capacity per leaf.
 const FRAGMENT_BYTES_PER_LEAF: usize = 8 * 1024;
 
+/// A pooled fragment sized for rendering `nr_leaves` leaves (both the XML and
+/// the human-readable sink use it).
+pub(crate) fn leaf_fragment(nr_leaves: usize) -> Vec<u8> {
+    // Typical dumps need 20-30 bytes per mapping; growth handles the rest.
+    take_fragment(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
+}
+
 impl<W: Write + Send> ChunkSink for XmlWriter<W> {
     type Fragment = Vec<u8>;
 
     fn fragment(nr_leaves: usize) -> Vec<u8> {
-        // Typical dumps need 20-30 bytes per mapping; growth handles the rest.
-        take_fragment(nr_leaves.saturating_mul(FRAGMENT_BYTES_PER_LEAF))
+        leaf_fragment(nr_leaves)
     }
 
     fn render(frag: &mut Vec<u8>, m: &Map) {

@@ -10,7 +10,7 @@ use thintools::pdata::btree::node::NodeRef;
 use thintools::pdata::checksum::{write_checksum, BlockKind};
 use thintools::pdata::space_map::disk::{bitmap_get, bitmap_set, IndexEntry};
 use thintools::pdata::space_map::ENTRIES_PER_BITMAP;
-use thintools::thin::superblock::Superblock;
+use thintools::thin::model::superblock::Superblock;
 
 use crate::util::{corpus_dir, run, sha256_file, unpack_fixture, Run};
 

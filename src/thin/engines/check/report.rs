@@ -15,18 +15,7 @@ pub enum Strictness {
     IgnoreNonFatal,
 }
 
-/// How much is printed on stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verbosity {
-    /// `-q`: nothing at all.
-    Quiet,
-    /// Titles, errors and warnings.
-    Normal,
-    /// `-v`: also information lines.
-    Info,
-    /// `-vv`: also debug lines.
-    Debug,
-}
+pub use crate::progress::Verbosity;
 
 /// Collects findings by class and prints them.
 pub struct Report {

@@ -14,6 +14,8 @@
 //! exit code (`tests/layers.rs` fails when a lower layer names a higher one).
 //! `unsafe` code lives in [`pdata::sys`] only.
 
+#![deny(unsafe_code)]
+
 pub mod commands;
 pub mod pdata;
 pub mod progress;

@@ -8,7 +8,8 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::RwLock;
 
-use crate::pdata::block::{Block, BlockNr, MappedBlocks, BLOCK_SIZE, BLOCK_SIZE_U64};
+use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE, BLOCK_SIZE_U64};
+use crate::pdata::sys::MappedBlocks;
 
 /// Positional block I/O. Implementations must be usable from several threads.
 pub trait BlockDevice: Send + Sync {

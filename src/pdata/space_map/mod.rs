@@ -22,6 +22,12 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// Number of 2-bit entries in one bitmap block.
 pub const ENTRIES_PER_BITMAP: u64 = 16320;
 
+/// Largest metadata space map the format can index: the metadata index block
+/// holds 255 bitmap entries of 16320 blocks each (4,161,600 blocks). The
+/// kernel never uses a larger metadata device, and writers cap theirs here.
+#[allow(clippy::cast_possible_truncation)]
+pub const MAX_METADATA_BLOCKS: u64 = disk::MAX_METADATA_BITMAPS as u64 * ENTRIES_PER_BITMAP;
+
 /// On-disk space-map root.
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]

@@ -38,8 +38,8 @@ pub const THIN_MAGIC: u64 = 27_022_010;
 pub const NEEDS_CHECK: u32 = 1;
 /// Size of each space-map root field.
 pub const SM_ROOT_FIELD: usize = 128;
-/// Largest metadata space map the format can index (255 bitmaps).
-pub const MAX_METADATA_BLOCKS: u64 = 255 * 16320;
+/// The largest metadata device the format can index, defined by the space map.
+pub use crate::pdata::space_map::MAX_METADATA_BLOCKS;
 
 /// Raw superblock layout.
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]

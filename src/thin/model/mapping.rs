@@ -7,6 +7,13 @@ pub const TIME_LIMIT: u64 = 1 << TIME_BITS;
 /// Largest data block + 1.
 pub const DATA_BLOCK_LIMIT: u64 = 1 << 40;
 
+/// Size of one value of a device's mapping tree (key = virtual block): a
+/// packed `block_time`.
+pub const MAPPING_VALUE_SIZE: u32 = 8;
+/// Size of one value of the top-level tree (key = device id): the root block
+/// of that device's mapping tree.
+pub const TOP_LEVEL_VALUE_SIZE: u32 = 8;
+
 /// One mapping value, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockTime {

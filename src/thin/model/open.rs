@@ -13,6 +13,7 @@ use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::{NodeState, Walker};
 use crate::pdata::io::{self, open_metadata, Access, BlockDevice, FileDevice, Sharing};
 use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_SIZE};
+use crate::thin::model::mapping::TOP_LEVEL_VALUE_SIZE;
 use crate::thin::model::superblock::{read_superblock, Superblock, SuperblockError};
 
 /// Which superblock a read-only tool reads.
@@ -123,7 +124,7 @@ pub fn read_top_level(
     let mut out = BTreeMap::new();
     walker.walk(
         &[root],
-        8,
+        TOP_LEVEL_VALUE_SIZE,
         |_, n: &NodeRef| pairs_u64(n),
         |_, v: Vec<(u64, u64)>| out.extend(v),
     );

@@ -29,6 +29,7 @@ use crate::thin::ir::human::HumanWriter;
 use crate::thin::ir::sharing_plan::SharingPlan;
 use crate::thin::ir::xml::write::XmlWriter;
 use crate::thin::ir::{ChunkSink, DeviceInfo, SuperblockInfo};
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::open::{
     choose_superblock, read_details, read_top_level, ChosenSuperblock, OpenSnapError,
     SnapshotChoice,
@@ -479,7 +480,7 @@ pub fn mapping_leaves(
     roots.sort_unstable();
     roots.dedup();
     let mut walker = Walker::new(dev);
-    walker.walk(&roots, 8, |_, _| (), |_, ()| {});
+    walker.walk(&roots, MAPPING_VALUE_SIZE, |_, _| (), |_, ()| {});
     let graph = walker.graph();
     let mut lists: HashMap<BlockNr, Vec<BlockNr>> = HashMap::with_capacity(roots.len());
     for &(_, root) in devices {

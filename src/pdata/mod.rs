@@ -21,3 +21,12 @@ compile_error!("thintools indexes memory by 64-bit block numbers: it needs a 64-
 pub const fn to_index(v: u64) -> usize {
     v as usize
 }
+
+/// The low 32 bits of `v`. Exact for the values it is used on: masked to 32
+/// bits or fewer, or bounded by the entries of one block.
+#[must_use]
+#[inline]
+pub const fn low_u32(v: u64) -> u32 {
+    let b = v.to_le_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}

@@ -15,6 +15,7 @@ use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::count_map::CountMap;
 use crate::pdata::space_map::MAX_METADATA_BLOCKS;
+use crate::pdata::to_index;
 
 /// Blocks buffered before one large write (1 MiB).
 const BUFFER_BLOCKS: usize = 256;
@@ -114,7 +115,7 @@ impl<'d> MetadataWriter<'d> {
     /// Output I/O errors.
     pub fn read_back(&self, b: BlockNr, out: &mut Block) -> Result<(), WriteError> {
         if b >= self.buf_start && b < self.buf_start + self.buf_len as u64 {
-            let i = usize::try_from(b - self.buf_start).unwrap_or(0);
+            let i = to_index(b - self.buf_start);
             out.0.copy_from_slice(&self.buf[i].0);
             return Ok(());
         }

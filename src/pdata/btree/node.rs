@@ -54,6 +54,15 @@ pub const fn max_entries_for(value_size: usize) -> usize {
     (BLOCK_SIZE - NODE_HEADER_SIZE) / (8 + value_size) / 3 * 3
 }
 
+/// A count within one node (entries, bytes of a value) as the `u32` of a
+/// node header. Clamped to the block size, below which every such count is,
+/// so the conversion is exact.
+#[must_use]
+pub const fn node_u32(n: usize) -> u32 {
+    let n = if n < BLOCK_SIZE { n } else { BLOCK_SIZE };
+    crate::pdata::low_u32(n as u64)
+}
+
 /// What is wrong with a node, worded as check.md's kind strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NodeErrorKind {

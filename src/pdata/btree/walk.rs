@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodePosition, NodeRef};
+use crate::pdata::btree::node::{node_u32, NodeError, NodeErrorKind, NodePosition, NodeRef};
 use crate::pdata::io::{read_sorted, BlockDevice};
 
 /// Deeper than any real tree (real ones have at most 5 levels): a cycle guard.
@@ -353,7 +353,7 @@ impl<'d> Walker<'d> {
                     if summary.state == NodeState::Internal {
                         let start = u32::try_from(self.graph.children.len()).unwrap_or(u32::MAX);
                         summary.children_start = start;
-                        summary.children_len = u32::try_from(links.len()).unwrap_or(0);
+                        summary.children_len = node_u32(links.len());
                         self.graph.children.extend(links.iter().map(|&(_, c)| c));
                         new_internal.push(nr);
                         for (i, &(key, child)) in links.iter().enumerate() {

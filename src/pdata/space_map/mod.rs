@@ -28,7 +28,11 @@ pub const ENTRIES_PER_BITMAP: u64 = 16320;
 #[allow(clippy::cast_possible_truncation)]
 pub const MAX_METADATA_BLOCKS: u64 = disk::MAX_METADATA_BITMAPS as u64 * ENTRIES_PER_BITMAP;
 
-/// On-disk space-map root.
+/// Size of the field that holds a space-map root (in the thin superblock):
+/// the root proper, then unused bytes.
+pub const SM_ROOT_SIZE: usize = 128;
+
+/// On-disk space-map root field.
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 struct RawSmRoot {
@@ -36,8 +40,9 @@ struct RawSmRoot {
     nr_allocated: U64,
     bitmap_root: U64,
     ref_count_root: U64,
+    unused: [u8; SM_ROOT_SIZE - 32],
 }
-const _: () = assert!(std::mem::size_of::<RawSmRoot>() == 32);
+const _: () = assert!(std::mem::size_of::<RawSmRoot>() == SM_ROOT_SIZE);
 
 /// Decoded space-map root.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,17 +58,15 @@ pub struct SmRoot {
 }
 
 impl SmRoot {
-    /// Decodes the first 32 bytes of a superblock field.
+    /// Decodes a root field (its first 32 bytes; the rest is unused).
     #[must_use]
-    pub fn from_bytes(bytes: &[u8]) -> SmRoot {
-        match RawSmRoot::read_from_prefix(bytes) {
-            Ok((r, _)) => SmRoot {
-                nr_blocks: r.nr_blocks.get(),
-                nr_allocated: r.nr_allocated.get(),
-                bitmap_root: r.bitmap_root.get(),
-                ref_count_root: r.ref_count_root.get(),
-            },
-            Err(_) => SmRoot::default(),
+    pub fn from_bytes(bytes: &[u8; SM_ROOT_SIZE]) -> SmRoot {
+        let r: RawSmRoot = zerocopy::transmute!(*bytes);
+        SmRoot {
+            nr_blocks: r.nr_blocks.get(),
+            nr_allocated: r.nr_allocated.get(),
+            bitmap_root: r.bitmap_root.get(),
+            ref_count_root: r.ref_count_root.get(),
         }
     }
 
@@ -74,8 +77,9 @@ impl SmRoot {
             nr_allocated: self.nr_allocated.into(),
             bitmap_root: self.bitmap_root.into(),
             ref_count_root: self.ref_count_root.into(),
+            unused: [0; SM_ROOT_SIZE - 32],
         };
-        out[..32].copy_from_slice(raw.as_bytes());
+        out[..32].copy_from_slice(&raw.as_bytes()[..32]);
     }
 
     /// True when every field is zero (a metadata-snapshot copy).

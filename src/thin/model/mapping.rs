@@ -1,5 +1,7 @@
 //! Mapping values: `block_time = (data_block << 24) | time`.
 
+use crate::pdata::low_u32;
+
 /// Bits of `time` in a mapping value.
 pub const TIME_BITS: u32 = 24;
 /// Largest mapping time + 1.
@@ -29,7 +31,7 @@ impl BlockTime {
     pub fn unpack(v: u64) -> BlockTime {
         BlockTime {
             block: v >> TIME_BITS,
-            time: u32::try_from(v & (TIME_LIMIT - 1)).unwrap_or(0),
+            time: low_u32(v & (TIME_LIMIT - 1)),
         }
     }
 

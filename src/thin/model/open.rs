@@ -12,7 +12,7 @@ use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::{NodeState, Walker};
 use crate::pdata::io::{self, open_metadata, Access, BlockDevice, FileDevice, Sharing};
-use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_SIZE};
+use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_LEN, DETAILS_VALUE_SIZE};
 use crate::thin::model::mapping::TOP_LEVEL_VALUE_SIZE;
 use crate::thin::model::superblock::{read_superblock, Superblock, SuperblockError};
 
@@ -147,7 +147,7 @@ pub fn read_details(
         |_, n: &NodeRef| {
             n.keys()
                 .iter()
-                .zip(n.value_bytes().chunks_exact(DETAILS_VALUE_SIZE as usize))
+                .zip(n.value_bytes().as_chunks::<DETAILS_VALUE_LEN>().0)
                 .map(|(k, v)| (k.get(), DeviceDetails::from_bytes(v)))
                 .collect::<Vec<_>>()
         },

@@ -37,7 +37,7 @@ pub const THIN_MAGIC: u64 = 27_022_010;
 /// NEEDS_CHECK flag bit.
 pub const NEEDS_CHECK: u32 = 1;
 /// Size of each space-map root field.
-pub const SM_ROOT_FIELD: usize = 128;
+pub const SM_ROOT_FIELD: usize = crate::pdata::space_map::SM_ROOT_SIZE;
 /// The largest metadata device the format can index, defined by the space map.
 pub use crate::pdata::space_map::MAX_METADATA_BLOCKS;
 

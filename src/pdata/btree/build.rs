@@ -1,7 +1,7 @@
 //! The btree builder: packs sorted entries into leaves and leaves into
 //! internal nodes, bottom-up, writing each node once when it is final.
 //!
-//! Packing rules (formats.md §2 "Leaves"):
+//! Packing rules:
 //! - a level holds back up to two nodes' worth of entries; when it reaches
 //!   `2 * max` it writes one full node, so at the end it holds `max..2*max`
 //!   entries (or fewer when it never overflowed), which become one node or two

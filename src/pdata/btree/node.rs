@@ -63,7 +63,7 @@ pub const fn node_u32(n: usize) -> u32 {
     crate::pdata::low_u32(n as u64)
 }
 
-/// What is wrong with a node, worded as check.md's kind strings.
+/// What is wrong with a node, worded as thin_check reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NodeErrorKind {
     /// Read failure.
@@ -164,8 +164,9 @@ pub struct NodeRef<'a> {
 }
 
 impl<'a> NodeRef<'a> {
-    /// Checks the checksum, then the header (format.md §5.2 items 1-5, 8, 9) and
-    /// returns a view. The non-fatal rules (`% 3`, underfull) are left to
+    /// Checks the checksum, then the header (flags and value size, entries
+    /// that fit the block, keys in ascending order, block number) and returns
+    /// a view. The non-fatal rules (`% 3`, underfull) are left to
     /// [`NodeRef::non_fatal_issue`].
     ///
     /// # Errors

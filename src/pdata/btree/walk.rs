@@ -124,7 +124,8 @@ impl TreeGraph {
     }
 
     /// Every reference held by an internal node: each child once per parent
-    /// entry, each distinct parent once (format.md §8). Roots are not included.
+    /// entry, each distinct parent once (a child shared by two parents is
+    /// referenced twice). Roots are not included.
     pub fn child_refs(&self) -> impl Iterator<Item = BlockNr> + '_ {
         self.nodes.values().flat_map(|s| {
             let a = s.children_start as usize;

@@ -1,4 +1,5 @@
-//! Writing space maps from final reference counts (format.md §7, §11.5).
+//! Writing space maps from final reference counts, after every other
+//! metadata block is allocated (the maps count the blocks of each other).
 //!
 //! - Bitmaps carry the kernel's bit order (even bit = high bit), `blocknr` and
 //!   checksum; counts of 3 or more store 3 and go to the ref-count tree.

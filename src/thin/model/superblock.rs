@@ -206,7 +206,8 @@ impl Superblock {
     }
 
     /// Overwrites the defined fields of `block` (keeping every other byte) and
-    /// recomputes the checksum: the read-modify-write of format.md §11.4.
+    /// recomputes the checksum, so that fields this crate does not model survive
+    /// a rewrite of the superblock.
     pub fn write_into(&self, block: &mut [u8; BLOCK_SIZE]) {
         let (raw, _) = RawSuperblock::mut_from_prefix(block)
             .unwrap_or_else(|_| unreachable!("a block holds a superblock"));
@@ -263,7 +264,8 @@ impl Superblock {
         self.flags & NEEDS_CHECK != 0
     }
 
-    /// The fatal superblock rules after the checksum (check.md step 3), in order.
+    /// The fatal superblock rules after the checksum, in the order thin_check
+    /// reports them.
     ///
     /// # Errors
     /// The first rule broken.

@@ -7,21 +7,16 @@
 //! details trees), `mappings` (bottom-level trees and data counts),
 //! `space_maps` (comparison and repair), `report` (the sink).
 
-pub mod args;
 mod devices;
 mod mappings;
 pub mod report;
 mod space_maps;
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::io::{self, Write};
-use std::path::PathBuf;
 
-use crate::commands::exit::Outcome;
-use crate::commands::run as cli;
 use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::io::{open_metadata, Access, BlockDevice, Sharing};
+use crate::pdata::io::{Access, BlockDevice, Sharing};
 use crate::pdata::space_map::counts::{CountSource, FrozenCounts, RefCounts, SharedCounts};
 use crate::pdata::space_map::read::{read_space_map, DiskSpaceMap, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
@@ -68,8 +63,6 @@ pub enum Summary {
 /// Everything a check run needs.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
-    /// Metadata device or file.
-    pub input: PathBuf,
     /// How far to go.
     pub depth: Depth,
     /// Repair mode.
@@ -88,16 +81,10 @@ pub struct CheckOptions {
     pub summary: Summary,
 }
 
-/// Entry point of `thin_check`: parses `args` (without argv[0]) and runs the tool.
+/// The access a check with these options needs: read-write only when it may
+/// repair, and no exclusive open when it reads a live pool's metadata snapshot.
 #[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
-    let args = cli::glue_optional_short(args, 'm');
-    cli::run_with::<args::Args, _>("thin_check", &args, |a| run(&a.into_options()))
-}
-
-/// Opens the input as the options say and checks it.
-#[must_use]
-pub fn run(opts: &CheckOptions) -> Outcome {
+pub fn open_mode(opts: &CheckOptions) -> (Access, Sharing) {
     let access = if opts.repair == Repair::None {
         Access::ReadOnly
     } else {
@@ -108,31 +95,41 @@ pub fn run(opts: &CheckOptions) -> Outcome {
     } else {
         Sharing::Exclusive
     };
-    match open_metadata(&opts.input, access, sharing) {
-        Ok(dev) => check(&dev, opts),
-        Err(e) => {
-            if opts.verbosity != Verbosity::Quiet {
-                let _ = writeln!(io::stderr().lock(), "{e}");
-            }
-            Outcome::Failure
-        }
+    (access, sharing)
+}
+
+/// How a check ended: the number of findings of each class. Every finding
+/// was printed (at the options' verbosity) as it was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Fatal errors: the metadata cannot be used as it is.
+    pub fatal: u64,
+    /// Non-fatal errors (leaks, underfull nodes).
+    pub non_fatal: u64,
+    /// Warnings: printed, never failing.
+    pub warnings: u64,
+    /// Whether non-fatal errors fail the check.
+    pub strictness: Strictness,
+}
+
+impl Verdict {
+    /// True when the findings fail the check.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        self.fatal > 0 || (self.non_fatal > 0 && self.strictness == Strictness::Strict)
     }
 }
 
-/// Checks the metadata on `dev`.
+/// Checks the metadata on `dev`, repairing it when the options say so.
 #[must_use]
-pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> Outcome {
+pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> Verdict {
     let mut checker = Checker {
         dev,
         opts,
         report: Report::new(opts.verbosity, opts.strictness),
     };
     let _ = checker.run();
-    if checker.report.failed() {
-        Outcome::Failure
-    } else {
-        Outcome::Success
-    }
+    checker.report.verdict()
 }
 
 /// Returned by a step that ends the check early (the reason is in the report).

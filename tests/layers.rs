@@ -122,5 +122,9 @@ fn lower_layers_name_no_higher_one_and_unsafe_stays_in_sys() {
         let text = std::fs::read_to_string(f).unwrap();
         found.extend(violations(&rel, &text));
     }
-    assert!(found.is_empty(), "layering violations:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "layering violations:\n{}",
+        found.join("\n")
+    );
 }

@@ -72,7 +72,7 @@ pub enum TrimError {
 pub fn trim(opts: &TrimOptions) -> Result<TrimReport, TrimError> {
     let meta = open_metadata(&opts.metadata_dev, Access::ReadOnly, Sharing::Exclusive)?;
     let data = open_data(&opts.data_dev)?;
-    precheck(&meta, &opts.metadata_dev, opts.precheck_verbosity)?;
+    precheck(&meta, opts.precheck_verbosity)?;
     let sb = read_live_superblock(&meta).map_err(|_| TrimError::MetadataErrors)?;
     let block_bytes = u64::from(sb.data_block_size) * 512;
     let wanted = sb
@@ -90,9 +90,8 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport, TrimError> {
 
 /// The full check of thin_check, with nothing on stdout; its findings go to
 /// stderr at `verbosity`.
-fn precheck(meta: &dyn BlockDevice, path: &Path, verbosity: Verbosity) -> Result<(), TrimError> {
+fn precheck(meta: &dyn BlockDevice, verbosity: Verbosity) -> Result<(), TrimError> {
     let opts = CheckOptions {
-        input: path.to_path_buf(),
         depth: Depth::Full,
         repair: Repair::None,
         strictness: Strictness::Strict,
@@ -102,10 +101,10 @@ fn precheck(meta: &dyn BlockDevice, path: &Path, verbosity: Verbosity) -> Result
         override_details_root: None,
         summary: Summary::Suppress,
     };
-    if check(meta, &opts) == crate::commands::exit::Outcome::Success {
-        Ok(())
-    } else {
+    if check(meta, &opts).failed() {
         Err(TrimError::MetadataErrors)
+    } else {
+        Ok(())
     }
 }
 

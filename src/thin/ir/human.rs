@@ -1,4 +1,4 @@
-//! The `--format human_readable` sink of thin_dump (spec/formats.md §3).
+//! The `--format human_readable` sink of thin_dump.
 //! Not accepted by thin_restore; meant for people.
 
 use std::io::Write;

@@ -46,7 +46,8 @@ pub enum Format {
 /// How shared leaves are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SharedLeaves {
-    /// `<def>`/`<ref>` exactly as upstream (formats.md §1.3).
+    /// Leaves shared by several devices written once as a `<def>` and
+    /// referenced by `<ref>`, exactly where upstream thin_dump puts them.
     DefRef,
     /// `--expand-shared`: every device in full.
     Expanded,

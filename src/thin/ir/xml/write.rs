@@ -1,4 +1,4 @@
-//! The thin_dump XML sink (spec/formats.md §1.1).
+//! The thin_dump XML sink: the document thin_restore reads.
 //!
 //! One element per line, two spaces per level, no declaration and no newline
 //! after the final `</superblock>`. Numbers go through `itoa` straight into

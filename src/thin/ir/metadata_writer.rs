@@ -551,3 +551,67 @@ impl MetadataVisitor for ThinWriter<'_> {
         Ok(Visit::Continue)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdata::io::MemDevice;
+
+    fn writer_with_device(dev: &MemDevice) -> ThinWriter<'_> {
+        let mut w = ThinWriter::new(dev, Overrides::default());
+        let sb = SuperblockInfo {
+            data_block_size: 128,
+            nr_data_blocks: 10,
+            ..SuperblockInfo::default()
+        };
+        w.superblock_begin(&sb).unwrap();
+        w.device_begin(&DeviceInfo::default()).unwrap();
+        w
+    }
+
+    fn writer_error(r: Result<Visit, IrError>) -> WriterError {
+        match r {
+            Err(IrError::Writer(e)) => e,
+            other => panic!("not a writer error: {other:?}"),
+        }
+    }
+
+    /// Refused mappings name the data block or thin block at fault.
+    #[test]
+    fn refusals_name_the_block() {
+        let dev = MemDevice::new(64);
+        let mut w = writer_with_device(&dev);
+        let beyond = Map {
+            thin_begin: 0,
+            data_begin: 9,
+            time: 0,
+            len: 2,
+        };
+        let e = writer_error(w.map(&beyond));
+        assert!(matches!(e, WriterError::DataOutOfBounds { data_begin: 9 }));
+        assert_eq!(e.to_string(), "block out of bounds");
+
+        let mut w = writer_with_device(&dev);
+        let first = Map {
+            thin_begin: 5,
+            data_begin: 0,
+            time: 0,
+            len: 1,
+        };
+        w.map(&first).unwrap();
+        let e = writer_error(w.map(&Map {
+            thin_begin: 5,
+            ..first
+        }));
+        assert!(matches!(e, WriterError::KeysOutOfOrder { thin_begin: 5 }));
+        assert_eq!(e.to_string(), "keys out of order");
+    }
+
+    #[test]
+    fn a_ref_to_an_unknown_def_is_refused() {
+        let dev = MemDevice::new(64);
+        let mut w = writer_with_device(&dev);
+        let e = writer_error(w.ref_shared(7));
+        assert_eq!(e.to_string(), "Couldn't find sub tree '7'.");
+    }
+}

@@ -404,3 +404,89 @@ impl<R: Read> XmlSource<R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thin::ir::Visit;
+
+    /// Accepts every event.
+    struct Null;
+
+    impl MetadataVisitor for Null {
+        fn superblock_begin(&mut self, _: &SuperblockInfo) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn superblock_end(&mut self) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn def_begin(&mut self, _: u64) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn def_end(&mut self) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn device_begin(&mut self, _: &DeviceInfo) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn device_end(&mut self) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn map(&mut self, _: &Map) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn ref_shared(&mut self, _: u64) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn eof(&mut self) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+    }
+
+    const SB: &str = r#"<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="100">"#;
+
+    fn xml_error(doc: &str) -> XmlError {
+        match read_xml(doc.as_bytes(), &mut Null) {
+            Err(IrError::Xml(e)) => e,
+            other => panic!("not an XML error: {other:?}"),
+        }
+    }
+
+    /// Every rule broken is reported with the offset just past its tag, also
+    /// when the message itself names no offset.
+    #[test]
+    fn errors_carry_the_offset_past_the_offending_tag() {
+        let doc = format!("{SB}\n<device dev_id=\"1\"/>");
+        let e = xml_error(&doc);
+        assert_eq!(e.at, doc.len() as u64);
+        assert_eq!(
+            e.to_string(),
+            "missing attribute 'mapped_blocks' for tag 'device'"
+        );
+
+        let doc = format!("{SB}\n<bogus/>");
+        let e = xml_error(&doc);
+        assert_eq!(e.at, doc.len() as u64);
+        assert!(matches!(e.kind, Kind::UnknownEmpty(at) if at == doc.len() as u64));
+
+        let doc = format!("{SB}\n<ref name=\"x\"/>");
+        let e = xml_error(&doc);
+        assert_eq!(e.at, doc.len() as u64);
+        assert!(matches!(e.kind, Kind::RefOutside));
+    }
+
+    /// A canonical mapping line whose time does not fit 32 bits takes the
+    /// general path and is refused with the parser's wording.
+    #[test]
+    fn a_time_beyond_32_bits_is_refused() {
+        let dev = r#"<device dev_id="1" mapped_blocks="0" transaction="0" creation_time="0" snap_time="0">"#;
+        let doc = format!(
+            "{SB}\n{dev}\n<single_mapping origin_block=\"0\" data_block=\"0\" time=\"4294967296\"/>"
+        );
+        let e = xml_error(&doc);
+        assert_eq!(
+            e.to_string(),
+            "invalid value for 'time' in tag 'single_mapping': number too large to fit in target type"
+        );
+    }
+}

@@ -13,6 +13,7 @@ use thintools::pdata::checksum::BlockKind;
 
 use crate::util::fixtures::unzstd;
 use crate::util::image::{le_u64, patch_block, read_block};
+use crate::util::man;
 use crate::util::{corpus_dir, fixtures_dir, run, unpack_fixture, Run};
 
 const SAMPLES: &[&str] = &[
@@ -677,19 +678,11 @@ fn every_long_option_is_in_the_man_page() {
     let man =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/thin_dump.8")).unwrap();
     let mut seen = 0;
-    for word in help.stdout().split_whitespace() {
-        let Some(opt) = word.strip_prefix("--") else {
-            continue;
-        };
-        let name: String = opt
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        if name.is_empty() {
-            continue;
-        }
+    for flag in man::long_flags("thin_dump").unwrap() {
+        let name = flag.trim_start_matches("--");
         let roff = format!("\\-\\-{}", name.replace('-', "\\-"));
         assert!(man.contains(&roff), "--{name} is not in man/thin_dump.8");
+        assert!(help.stdout().contains(&flag), "{flag} is not in --help");
         seen += 1;
     }
     assert!(seen >= 14, "{}", help.stdout());

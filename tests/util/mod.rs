@@ -6,6 +6,7 @@
 //! - [`corpus`]: running the reference corpus's commands and comparing their
 //!   output byte for byte with upstream's;
 //! - [`image`]: damaging metadata images block by block, in a file or in memory;
+//! - [`man`]: the manual pages against the long options clap defines;
 //! - [`scenario`]: what the kernel did in a fixture's scenario, replayed on a model;
 //! - [`vm`]: booting the real kernel under qemu (only with `THINTOOLS_VM_TESTS=1`).
 #![allow(dead_code)]
@@ -13,6 +14,7 @@
 pub mod corpus;
 pub mod fixtures;
 pub mod image;
+pub mod man;
 pub mod scenario;
 pub mod vm;
 

@@ -23,6 +23,8 @@
 # it is absent only our figures are shown. SEED=N replaces every image's seed
 # (fresh images of the same shape). The table is also written to
 # $BENCH_DIR/results.md.
+#
+# Example: RUNS=3 TOOLS="check dump" scripts/bench/run.sh med large
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BENCH_DIR=${BENCH_DIR:-/tmp/bench}
@@ -31,8 +33,10 @@ TOOLS=${TOOLS:-check dump ls delta restore}
 REF=${REF:-../shared/reference/pdata_tools-1.3.3}
 mkdir -p "$BENCH_DIR"
 
-cargo build --release --bins --example gen_pool_xml -q
-ours=$PWD/target/release
+# PROFILE=dev measures a debug build (only to try the script quickly).
+PROFILE=${PROFILE:-release}
+cargo build --profile "$PROFILE" --bins --example gen_pool_xml -q
+if [ "$PROFILE" = dev ]; then ours=$PWD/target/debug; else ours=$PWD/target/$PROFILE; fi
 gen=$ours/examples/gen_pool_xml
 
 # The multi-call reference picks the tool by argv[0]: one link per tool.

@@ -1,7 +1,6 @@
 //! The one integration-test binary: one module per tool plus shared helpers.
 
 mod util;
-mod util_vm;
 
 mod check;
 mod cli_contract;

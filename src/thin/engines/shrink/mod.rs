@@ -41,17 +41,15 @@ use crate::thin::engines::dump::{mapping_leaves, superblock_info};
 use crate::thin::ir::emit::{emit, DeviceLeaves};
 use crate::thin::ir::metadata_writer::{Overrides, ThinWriter};
 use crate::thin::ir::sharing_plan::{SharingError, SharingPlan};
+use crate::thin::ir::xml::lexer::LexError;
 use crate::thin::ir::xml::read::read_xml;
 use crate::thin::ir::xml::write::XmlWriter;
-use crate::thin::ir::{DeviceInfo, MetadataVisitor, RunList, SuperblockInfo};
+use crate::thin::ir::{DeviceInfo, IrError, MetadataVisitor, RunList, SuperblockInfo};
 use crate::thin::model::open::{devices, open_for_reading, ReadError, SnapshotChoice};
 
 use copy::{DataDevice, DataError};
 use names::DefNames;
 use plan::{merge_extents, Insufficient, Plan, Remapper, UsedBlocks};
-
-/// What a source or sink of the IR reports.
-pub type IrFailure = anyhow::Error;
 
 /// The input and output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,8 +184,11 @@ pub enum ShrinkError {
     #[error(transparent)]
     Data(#[from] DataError),
     /// A source or sink of the IR failed (input rule broken, write failed).
-    #[error("{0:#}")]
-    Metadata(IrFailure),
+    #[error(transparent)]
+    Metadata(IrError),
+    /// The XML input is malformed where its def names were looked for.
+    #[error(transparent)]
+    DefNames(LexError),
 }
 
 /// Shrinks as `opts` says.
@@ -375,7 +376,7 @@ impl Input {
         match self {
             Input::Xml(path) => {
                 let file = self.open_xml(path)?;
-                DefNames::scan(file).map_err(|e| ShrinkError::Metadata(e.into()))
+                DefNames::scan(file).map_err(ShrinkError::DefNames)
             }
             Input::Binary(_) => Ok(DefNames::default()),
         }

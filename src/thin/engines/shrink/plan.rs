@@ -12,10 +12,10 @@
 //! size set to the new size.
 
 use crate::thin::engines::shrink::names::DefNames;
-use crate::thin::ir::{DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
+use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit};
 
 /// The result type of the IR visitor methods.
-type VisitResult = anyhow::Result<Visit>;
+type VisitResult = Result<Visit, IrError>;
 
 /// `len` data blocks from `begin`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

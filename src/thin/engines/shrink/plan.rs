@@ -383,8 +383,8 @@ mod tests {
         assert_eq!(
             Plan::build(&used, 5),
             Err(Insufficient {
-                to_move: 4,
-                free: 3
+                to_move: 3,
+                free: 2
             })
         );
     }

@@ -26,6 +26,7 @@ use crate::thin::ir::sharing_plan::{SharingError, SharingPlan};
 use crate::thin::ir::xml::write::XmlWriter;
 use crate::thin::ir::{DeviceInfo, IrError, SuperblockInfo};
 use crate::thin::model::device_details::DeviceDetails;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::open::{
     choose_superblock, read_details, read_top_level, ChosenSuperblock, OpenSnapError, ReadError,
     SnapshotChoice,
@@ -342,7 +343,7 @@ pub fn mapping_leaves(
     roots.sort_unstable();
     roots.dedup();
     let mut walker = Walker::new(dev);
-    walker.walk(&roots, 8, |_, _| (), |_, ()| {});
+    walker.walk(&roots, MAPPING_VALUE_SIZE, |_, _| (), |_, ()| {});
     let graph = walker.graph();
     let mut lists: HashMap<BlockNr, Vec<BlockNr>> = HashMap::with_capacity(roots.len());
     for &(_, root) in devices {

@@ -9,8 +9,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::util::vm::{self, parse_dump, Dump, Fixture};
 use crate::util::{run, sha256_file, Run};
-use crate::util_vm::{self, parse_dump, Dump, Fixture};
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -692,7 +692,7 @@ fn a_short_data_device_is_refused() {
 /// ones too) is moved by the shrink.
 #[test]
 fn kernel_activates_a_shrunk_pool() {
-    if !util_vm::vm_enabled() {
+    if !vm::vm_enabled() {
         return;
     }
     let mut pool = Pool::new("d-snap-chain");
@@ -717,7 +717,7 @@ fn kernel_activates_a_shrunk_pool() {
     )
     .expect_code(0);
     cut(&pool.data, n, pool.bs_bytes());
-    let res = util_vm::PoolBoot::new(&meta, &pool.data, pool.fx.block_size())
+    let res = vm::PoolBoot::new(&meta, &pool.data, pool.fx.block_size())
         .thins(&pool.fx.thins)
         .features(&pool.fx.features())
         .run(pool.dir.path());

@@ -411,6 +411,8 @@ fn output_file_is_written_and_only_after_the_superblock_was_read() {
     let r = dump(&["-o", p(&out), p(&meta)]);
     r.expect_code(0);
     assert_eq!(r.out.stdout, b"");
+    // Off a terminal the progress bar prints nothing.
+    assert_eq!(r.out.stderr, b"");
     assert_eq!(
         fs::read(&out).unwrap(),
         expected("f-held-metasnap", "thin_dump.stdout")

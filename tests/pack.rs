@@ -103,7 +103,10 @@ fn round_trip(dir: &Path, input: &Path) -> PathBuf {
         "{}.out",
         input.file_name().unwrap().to_str().unwrap()
     ));
-    run("thin_metadata_pack", &["-i", s(input), "-o", s(&pack)]).expect_code(0);
+    let packed = run("thin_metadata_pack", &["-i", s(input), "-o", s(&pack)]);
+    packed.expect_code(0);
+    // Off a terminal the progress bar prints nothing.
+    assert_eq!(packed.stderr(), "");
     let r = run("thin_metadata_unpack", &["-i", s(&pack), "-o", s(&out)]);
     r.expect_code(0);
     assert_eq!(r.stdout(), "");

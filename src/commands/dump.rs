@@ -8,7 +8,7 @@ use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use crate::commands::args::{MetadataSnap, SuperblockOverrides, Verbosity};
 use crate::commands::exit::Outcome;
 use crate::commands::run::{glue_optional_short, report_error, run_with};
-use crate::progress::Log;
+use crate::progress::{Log, Progress};
 use crate::thin::engines::dump::{dump, DumpError, DumpOptions, Format, Mappings, SharedLeaves};
 
 /// Output format (`-f`).
@@ -120,7 +120,8 @@ pub fn run(args: &[OsString]) -> Outcome {
             return crate::thin::engines::repair::dump::dump_command(&opts);
         }
         let log = Log::stderr(opts.verbosity());
-        match dump(&opts, &log) {
+        let progress = Progress::new(opts.verbosity().display());
+        match dump(&opts, &log, &progress) {
             Ok(report) if report.complete() => Outcome::Success,
             Ok(_) => Outcome::Failure,
             Err(e) => report(e, opts.quiet),

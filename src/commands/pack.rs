@@ -9,6 +9,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::commands::exit::Outcome;
 use crate::commands::run::{report_error, run_with};
+use crate::progress::{Display, Progress};
 use crate::thin::engines::pack::{pack, unpack, Overwrite, PackOptions, UnpackOptions};
 
 /// Produce a compressed file of thin metadata.
@@ -86,7 +87,7 @@ pub fn run_pack(args: &[OsString]) -> Outcome {
             output: a.output,
             overwrite: overwrite(a.force),
         };
-        match pack(&opts) {
+        match pack(&opts, &Progress::new(Display::Shown)) {
             Ok(_) => Outcome::Success,
             Err(e) => report_error(&anyhow::Error::from(e), false),
         }
@@ -102,7 +103,7 @@ pub fn run_unpack(args: &[OsString]) -> Outcome {
             output: a.output,
             overwrite: overwrite(a.force),
         };
-        match unpack(&opts) {
+        match unpack(&opts, &Progress::new(Display::Shown)) {
             Ok(()) => Outcome::Success,
             Err(e) => report_error(&anyhow::Error::from(e), false),
         }

@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser};
 use crate::commands::args::{SuperblockOverrides, Verbosity};
 use crate::commands::exit::Outcome;
 use crate::commands::run::{report_error, run_with};
-use crate::progress::Log;
+use crate::progress::{Log, Progress};
 use crate::thin::engines::restore::{restore, RestoreOptions};
 
 /// Restore thin-provisioning metadata from an XML dump.
@@ -37,7 +37,8 @@ pub fn run(args: &[OsString]) -> Outcome {
             overrides: a.overrides.values(),
         };
         let log = Log::stderr(a.verbosity.level());
-        match restore(&opts, &log) {
+        let progress = Progress::new(a.verbosity.level().display());
+        match restore(&opts, &log, &progress) {
             Ok(summary) => {
                 if let Some(s) = summary {
                     log.info(format_args!(

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use crate::pdata::io::{open_output, OpenError};
-use crate::progress::Log;
+use crate::progress::{CountingReader, Log, Progress, Unit};
 use crate::thin::ir::channel::run_pipelined;
 use crate::thin::ir::metadata_writer::{ThinWriter, WriteSummary};
 use crate::thin::ir::xml::read::read_xml;
@@ -65,15 +65,31 @@ pub fn open_xml_input(path: &Path) -> Result<File, RestoreError> {
 
 /// Restores `opts.input` onto `opts.output`. The writer's warnings
 /// (duplicate devices, mapped-block counts that differ) go to `log`, also
-/// when the restore then fails. Returns what was written.
+/// when the restore then fails. The bytes of XML read are counted on
+/// `progress`. Returns what was written.
 ///
 /// # Errors
 /// Any failure opening, reading or writing, worded for the user.
-pub fn restore(opts: &RestoreOptions, log: &Log) -> Result<Option<WriteSummary>, RestoreError> {
+pub fn restore(
+    opts: &RestoreOptions,
+    log: &Log,
+    progress: &Progress,
+) -> Result<Option<WriteSummary>, RestoreError> {
     let input = open_xml_input(&opts.input)?;
     let out = open_output(&opts.output)?;
+    // Only a regular file's size says how much XML there is.
+    let total = input
+        .metadata()
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len());
+    let counter = progress.counter("Restoring", total, Unit::Bytes);
     let mut writer = ThinWriter::new(&out, opts.overrides);
-    let res = run_pipelined(|v| read_xml(input, v), &mut writer);
+    let res = run_pipelined(
+        |v| read_xml(CountingReader::new(input, &counter), v),
+        &mut writer,
+    );
+    progress.finish();
     for w in writer.take_warnings() {
         log.warn(w);
     }

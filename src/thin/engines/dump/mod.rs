@@ -19,10 +19,10 @@ use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind};
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::{open_metadata, Access, BlockDevice, FileDevice, OpenError, Sharing};
-use crate::progress::{Log, Verbosity};
-use crate::thin::ir::emit::{emit, DeviceLeaves, LeafReader};
+use crate::progress::{Counter, Log, Progress, Unit, Verbosity};
+use crate::thin::ir::emit::{emit, DeviceLeaves, LeafFn, LeafReader};
 use crate::thin::ir::human::HumanWriter;
-use crate::thin::ir::sharing_plan::{SharingError, SharingPlan};
+use crate::thin::ir::sharing_plan::{Segment, SharingError, SharingPlan};
 use crate::thin::ir::xml::write::XmlWriter;
 use crate::thin::ir::{DeviceInfo, IrError, SuperblockInfo};
 use crate::thin::model::device_details::DeviceDetails;
@@ -233,10 +233,11 @@ fn superblock_error(dev: &dyn BlockDevice, err: OpenSnapError) -> DumpError {
 }
 
 /// Dumps healthy metadata as `opts` say; warnings and `-v` lines go to `log`.
+/// With `-o`, the mapping leaves written are counted on `progress`.
 ///
 /// # Errors
 /// The input, its superblock, the output, a damaged node or a write failure.
-pub fn dump(opts: &DumpOptions, log: &Log) -> Result<DumpReport, DumpError> {
+pub fn dump(opts: &DumpOptions, log: &Log, progress: &Progress) -> Result<DumpReport, DumpError> {
     let sharing = match opts.snapshot {
         SnapshotChoice::Live => Sharing::Exclusive,
         _ => Sharing::LiveSnapshot,
@@ -280,9 +281,53 @@ pub fn dump(opts: &DumpOptions, log: &Log) -> Result<DumpReport, DumpError> {
     ));
     debug_timed(log, start, "shared runs planned");
     let devices: Vec<DeviceInfo> = selected.iter().map(|(d, _)| *d).collect();
-    write_document::<DumpError>(opts.format, &info, &devices, &plan, &reader, out)?;
+    // On stdout a bar would mix with the document when both are the terminal.
+    let counter = match opts.output {
+        Some(_) => progress.counter(
+            "Dumping",
+            Some(leaves_written(&plan)),
+            Unit::Items("leaves"),
+        ),
+        None => Counter::hidden(),
+    };
+    let counted = CountedLeaves {
+        inner: &reader,
+        counter: &counter,
+    };
+    write_document::<DumpError>(opts.format, &info, &devices, &plan, &counted, out)?;
+    progress.finish();
     debug_timed(log, start, "document written");
     Ok(report)
+}
+
+/// The number of leaves the document reads: every def's once, and the
+/// leaves devices hold in place.
+fn leaves_written(plan: &SharingPlan) -> u64 {
+    let defs: usize = plan.defs.iter().map(|d| d.leaves.len()).sum();
+    let in_place: usize = plan
+        .devices
+        .iter()
+        .flatten()
+        .map(|s| match s {
+            Segment::Leaves(l) => l.len(),
+            Segment::Ref(_) => 0,
+        })
+        .sum();
+    (defs + in_place) as u64
+}
+
+/// A leaf reader that counts the leaves it has read.
+struct CountedLeaves<'a> {
+    inner: &'a dyn LeafReader,
+    counter: &'a Counter,
+}
+
+impl LeafReader for CountedLeaves<'_> {
+    fn read_leaves(&self, leaves: &[BlockNr], f: &mut LeafFn<'_>) -> Result<(), NodeError> {
+        self.inner.read_leaves(leaves, f)?;
+        self.counter.add(leaves.len() as u64);
+        Ok(())
+    }
 }
 
 /// A `-vv` line with the time since `start`.

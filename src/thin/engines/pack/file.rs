@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE, BLOCK_SIZE_U64};
 use crate::pdata::checksum;
 use crate::pdata::io::{BlockDevice, OpenError};
+use crate::progress::Counter;
 use crate::thin::engines::pack::encode;
 use crate::thin::engines::pack::vm::{Vm, VmError};
 
@@ -199,6 +200,7 @@ pub fn pack(
     dev: &dyn BlockDevice,
     ranges: &[Range<u64>],
     out: &mut dyn Write,
+    counter: &Counter,
 ) -> Result<PackStats, PackError> {
     let nr_blocks = dev.nr_blocks();
     out.write_all(&Header { nr_blocks }.to_bytes())
@@ -217,7 +219,11 @@ pub fn pack(
     for group in segments.chunks(window) {
         let packed: Vec<Result<Segment, PackError>> = group
             .par_iter()
-            .map(|s| pack_segment(dev, s.clone()))
+            .map(|s| {
+                let seg = pack_segment(dev, s.clone());
+                counter.add(s.end - s.start);
+                seg
+            })
             .collect();
         for seg in packed {
             let seg = seg?;
@@ -388,13 +394,19 @@ enum Decoded {
 }
 
 /// Unpacks every chunk of `file` (whose header was read already) into `sink`,
-/// in file order.
+/// in file order; the bytes of the file decoded are counted on `counter`.
 ///
 /// # Errors
 /// A [`PackError`] for a corrupt file or a failed write.
-pub fn unpack(file: &File, header: Header, sink: &mut dyn BlockSink) -> Result<(), PackError> {
+pub fn unpack(
+    file: &File,
+    header: Header,
+    sink: &mut dyn BlockSink,
+    counter: &Counter,
+) -> Result<(), PackError> {
     let file_len = file.metadata().map_err(io_err("reading pack file"))?.len();
     let chunks = scan_chunks(file, file_len)?;
+    counter.add(HEADER_SIZE as u64);
     let window = rayon::current_num_threads().max(1) * 2;
     for group in chunks.chunks(window) {
         let decoded: Vec<Result<Decoded, PackError>> = group
@@ -402,6 +414,7 @@ pub fn unpack(file: &File, header: Header, sink: &mut dyn BlockSink) -> Result<(
             .map(|&loc| buffer_chunk(file, loc, header.nr_blocks))
             .collect();
         for (loc, d) in group.iter().zip(decoded) {
+            counter.add(loc.len + 8);
             match d? {
                 Decoded::Blocks(blocks) => {
                     for (nr, b) in blocks {
@@ -455,7 +468,7 @@ mod tests {
             start: 0,
             end: dev.nr_blocks(),
         };
-        pack(dev, &[all], &mut f).unwrap();
+        pack(dev, &[all], &mut f, &Counter::hidden()).unwrap();
         f
     }
 
@@ -501,7 +514,7 @@ mod tests {
         let h = Header::read(&f).unwrap();
         assert_eq!(h.nr_blocks, 9000);
         let mut sink = MemSink(MemDevice::new(9000));
-        unpack(&f, h, &mut sink).unwrap();
+        unpack(&f, h, &mut sink, &Counter::hidden()).unwrap();
         let mut want = dev.to_bytes();
         want[6 * BLOCK_SIZE..7 * BLOCK_SIZE].fill(0);
         assert!(sink.0.to_bytes() == want);
@@ -525,7 +538,7 @@ mod tests {
             f.write_all(&c).unwrap();
         }
         let mut sink = MemSink(MemDevice::new(4));
-        unpack(&f, Header { nr_blocks: 4 }, &mut sink).unwrap();
+        unpack(&f, Header { nr_blocks: 4 }, &mut sink, &Counter::hidden()).unwrap();
         let mut got = Block::zeroed();
         sink.0.read_at(2, &mut got).unwrap();
         assert!(got.0 == mk(3).0);
@@ -543,7 +556,7 @@ mod tests {
         f.write_all(&(c.len() as u64).to_le_bytes()).unwrap();
         f.write_all(&c).unwrap();
         let mut sink = MemSink(MemDevice::new(4));
-        let e = unpack(&f, Header { nr_blocks: 4 }, &mut sink).unwrap_err();
+        let e = unpack(&f, Header { nr_blocks: 4 }, &mut sink, &Counter::hidden()).unwrap_err();
         assert_eq!(e.to_string(), "corrupt pack file: bad record for block 4");
 
         let mut f = tempfile::tempfile().unwrap();
@@ -553,11 +566,11 @@ mod tests {
         let c = compress(&rec).unwrap();
         f.write_all(&(c.len() as u64).to_le_bytes()).unwrap();
         f.write_all(&c).unwrap();
-        let e = unpack(&f, Header { nr_blocks: 4 }, &mut sink).unwrap_err();
+        let e = unpack(&f, Header { nr_blocks: 4 }, &mut sink, &Counter::hidden()).unwrap_err();
         assert_eq!(e.to_string(), "corrupt pack file: bad record for block 1");
         // A chunk length pointing past the end of the file.
         f.write_all(&1000u64.to_le_bytes()).unwrap();
-        let e = unpack(&f, Header { nr_blocks: 4 }, &mut sink).unwrap_err();
+        let e = unpack(&f, Header { nr_blocks: 4 }, &mut sink, &Counter::hidden()).unwrap_err();
         assert!(e
             .to_string()
             .starts_with("corrupt pack file: truncated chunk at offset"));

@@ -19,6 +19,7 @@ use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::{open_metadata, Access, BlockDevice, FileDevice, OpenError, Sharing};
 use crate::pdata::sys;
 use crate::pdata::to_index;
+use crate::progress::{Progress, Unit};
 use file::{BlockSink, Header, PackStats};
 
 pub use file::PackError;
@@ -115,7 +116,7 @@ fn step(what: &str, path: &Path) -> impl FnOnce(io::Error) -> PackError {
 /// # Errors
 /// A [`PackError`]: an input or output that cannot be opened, a refused
 /// overwrite, or an I/O error (named with the file and step).
-pub fn pack(opts: &PackOptions) -> Result<PackStats, PackError> {
+pub fn pack(opts: &PackOptions, progress: &Progress) -> Result<PackStats, PackError> {
     let dev = open_metadata(&opts.input, Access::ReadOnly, Sharing::Exclusive)?;
     ensure_distinct(&opts.input, &opts.output)?;
     let out = open_output(&opts.output, opts.overwrite)?;
@@ -125,9 +126,15 @@ pub fn pack(opts: &PackOptions) -> Result<PackStats, PackError> {
             .map_err(step("truncating", &opts.output))?;
     }
     let ranges = data_ranges(dev.file(), dev.nr_blocks());
+    let to_read = ranges
+        .iter()
+        .map(|r| r.end.min(dev.nr_blocks()).saturating_sub(r.start))
+        .sum();
+    let counter = progress.counter("Packing", Some(to_read), Unit::Items("blocks"));
     let mut w = io::BufWriter::with_capacity(1 << 20, &out.file);
-    let stats = file::pack(&dev, &ranges, &mut w)?;
+    let stats = file::pack(&dev, &ranges, &mut w, &counter)?;
     drop(w);
+    progress.finish();
     out.file.sync_all().map_err(step("writing", &opts.output))?;
     Ok(stats)
 }
@@ -138,7 +145,7 @@ pub fn pack(opts: &PackOptions) -> Result<PackStats, PackError> {
 /// # Errors
 /// A [`PackError`]: a bad or corrupt pack file, an output that cannot be
 /// opened or is too small, a refused overwrite, or an I/O error.
-pub fn unpack(opts: &UnpackOptions) -> Result<(), PackError> {
+pub fn unpack(opts: &UnpackOptions, progress: &Progress) -> Result<(), PackError> {
     let input = open_pack(&opts.input)?;
     let header = Header::read(&input)?;
     ensure_distinct(&opts.input, &opts.output)?;
@@ -165,7 +172,10 @@ pub fn unpack(opts: &UnpackOptions) -> Result<(), PackError> {
     }
     let dev = FileDevice::new(out.file, header.nr_blocks);
     let mut sink = DeviceSink::new(&dev, out.kind);
-    file::unpack(&input, header, &mut sink)?;
+    let size = input.metadata().ok().map(|m| m.len());
+    let counter = progress.counter("Unpacking", size, Unit::Bytes);
+    file::unpack(&input, header, &mut sink, &counter)?;
+    progress.finish();
     sink.finish().map_err(|e| PackError::Finish {
         context: format!("writing {}", opts.output.display()),
         source: Box::new(e),

@@ -249,8 +249,8 @@ fn an_explicit_snapshot_is_read_even_when_the_live_superblock_is_damaged() {
 }
 
 /// Both ways of counting data references give the same counts on every
-/// kernel-written fixture (the default one-pass owner table and the
-/// two-bit rescan used when the table would not fit in memory).
+/// kernel-written fixture (the one-pass owner table kept for small pools and
+/// the two-bit rescan used for everything larger).
 #[test]
 fn owner_table_and_rescan_counting_agree_on_every_fixture() {
     use thintools::pdata::io::{open_metadata, Access, Sharing};

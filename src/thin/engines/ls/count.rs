@@ -9,23 +9,30 @@
 //! counts come from the walker's graph; only the leaves whose whole path is
 //! referenced once ("exclusive-path" leaves) can hold exclusive mappings.
 //! Data references are counted one of two ways ([`Counting`]):
-//! - `Owners` (default while it fits in memory): one 32-bit slot per data
-//!   block records the one leaf referencing it, or "shared"; a leaf's
-//!   exclusive entries are then the slots it owns. One read of every leaf.
-//! - `Rescan`: two bits per data block (seen once, seen again); the
-//!   exclusive-path leaves are read a second time to count their entries
-//!   whose data block was seen again.
+//! - `Owners` (small pools only, while the table stays under 16 MiB): one
+//!   32-bit slot per data block records the one leaf referencing it, or
+//!   "shared"; a leaf's exclusive entries are then the slots it owns. One
+//!   read of every leaf.
+//! - `Rescan` (the default): two bits per data block (seen once, seen again);
+//!   each device's exclusive-path leaves are then read a second time, in
+//!   block order and in parallel chunks, counting the entries whose data
+//!   block was not seen again. Only a count per device is kept.
 //!
 //! Both are dense arrays filled from the walker's worker threads with atomic
-//! operations; there is never an entry per mapping.
+//! operations; there is never an entry per mapping. Memory: the walker's
+//! graph (one summary per metadata node), one byte per metadata block for
+//! node reference counts, and two bits per data block (or, for small pools,
+//! at most 16 MiB of owner slots).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use rayon::prelude::*;
+
 use crate::pdata::block::BlockNr;
-use crate::pdata::btree::node::NodeRef;
+use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::{NodeState, TreeGraph, Walker};
 use crate::pdata::io::BlockDevice;
+use crate::thin::ir::emit::{DeviceLeaves, LeafReader};
 use crate::thin::model::mapping::BlockTime;
 use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 
@@ -60,7 +67,7 @@ pub enum Counting {
 }
 
 /// Largest owner table (bytes) before falling back to [`Counting::Rescan`].
-const OWNERS_BUDGET: u64 = 512 << 20;
+const OWNERS_BUDGET: u64 = 16 << 20;
 
 /// Owner slot: no reference yet.
 const NO_OWNER: u32 = 0;
@@ -184,11 +191,11 @@ pub fn count_devices_with(
     how: Counting,
 ) -> Result<Vec<DeviceCounts>, LsError> {
     let mut walker = Walker::new(dev);
-    let mut exclusive = ExclusiveInLeaves::new(dev.nr_blocks())?;
-    let refs = match how {
+    let (owned, refs) = match how {
         Counting::Owners => {
+            let mut exclusive = ExclusiveInLeaves::new(dev.nr_blocks())?;
             claim_owners(&mut walker, roots, nr_data_blocks, &mut exclusive)?;
-            None
+            (Some(exclusive), None)
         }
         Counting::Rescan => {
             let bits = DataRefs::new(nr_data_blocks)?;
@@ -198,7 +205,7 @@ pub fn count_devices_with(
                 |_, n: &NodeRef| data_blocks(n).for_each(|b| bits.inc(b)),
                 |_, ()| {},
             );
-            Some(bits)
+            (None, Some(bits))
         }
     };
     let graph = walker.into_graph();
@@ -206,23 +213,16 @@ pub fn count_devices_with(
         return Err(LsError::Damaged);
     }
     let rc = node_ref_counts(&graph, roots, dev.nr_blocks())?;
-    let totals = graph.subtree_totals();
-    let mut excl_leaves: Vec<Vec<BlockNr>> = Vec::with_capacity(roots.len());
-    for &root in roots {
-        excl_leaves.push(exclusive_path_leaves(&graph, &rc, root));
-    }
-    if let Some(bits) = &refs {
-        let shared_in_leaf = count_shared_in_leaves(dev, &excl_leaves, bits);
-        for l in excl_leaves.iter().flatten() {
-            let entries = graph.node(*l).map_or(0, |s| s.nr_entries);
-            let shared = shared_in_leaf.get(l).copied().unwrap_or(0);
-            exclusive.add(*l, entries.saturating_sub(shared));
-        }
-    }
+    let totals = graph.totals_of_roots(roots);
     let mut out = Vec::with_capacity(roots.len());
-    for (&root, leaves) in roots.iter().zip(&excl_leaves) {
-        let mapped = totals.get(&root).map_or(0, |t| t.entries);
-        let excl: u64 = leaves.iter().map(|&l| exclusive.get(l)).sum();
+    for (&root, total) in roots.iter().zip(&totals) {
+        let leaves = exclusive_path_leaves(&graph, &rc, root);
+        let excl = match (&owned, &refs) {
+            (Some(exclusive), _) => leaves.iter().map(|&l| exclusive.get(l)).sum(),
+            (None, Some(bits)) => unshared_entries(dev, leaves, bits)?,
+            (None, None) => 0,
+        };
+        let mapped = total.entries;
         out.push(DeviceCounts {
             mapped,
             shared: mapped - excl.min(mapped),
@@ -365,31 +365,37 @@ fn exclusive_path_leaves(graph: &TreeGraph, rc: &[u8], root: BlockNr) -> Vec<Blo
     out
 }
 
-/// Pass 2: for each exclusive-path leaf, the number of its entries whose data
-/// block is referenced more than once.
-fn count_shared_in_leaves(
+/// Leaves read together in the second pass (4 MiB of metadata).
+const RESCAN_CHUNK: usize = 1024;
+
+/// Pass 2: the entries of `leaves` (a device's exclusive-path leaves) whose
+/// data block is referenced once. The leaves are read again in block order,
+/// in chunks spread over the worker threads; only a count is kept.
+///
+/// # Errors
+/// `metadata contains errors` when a leaf read in pass 1 no longer reads as
+/// a valid leaf.
+fn unshared_entries(
     dev: &dyn BlockDevice,
-    leaves: &[Vec<BlockNr>],
+    mut leaves: Vec<BlockNr>,
     refs: &DataRefs,
-) -> HashMap<BlockNr, u32> {
-    let all: Vec<BlockNr> = leaves.iter().flatten().copied().collect();
-    let mut out = HashMap::with_capacity(all.len());
-    if all.is_empty() {
-        return out;
-    }
-    let mut walker = Walker::new(dev);
-    walker.walk(
-        &all,
-        MAPPING_VALUE_SIZE,
-        |_, n: &NodeRef| {
-            let shared = data_blocks(n).filter(|&b| refs.shared(b)).count();
-            u32::try_from(shared).unwrap_or(u32::MAX)
-        },
-        |nr, shared| {
-            out.insert(nr, shared);
-        },
-    );
-    out
+) -> Result<u64, LsError> {
+    leaves.sort_unstable();
+    let reader = DeviceLeaves::new(dev);
+    leaves
+        .par_chunks(RESCAN_CHUNK)
+        .map(|chunk| {
+            let mut n = 0u64;
+            reader.read_leaves(chunk, &mut |_, _, values| {
+                n += values
+                    .iter()
+                    .filter(|v| !refs.shared(BlockTime::unpack(v.get()).block))
+                    .count() as u64;
+            })?;
+            Ok(n)
+        })
+        .try_reduce(|| 0, |a, b| Ok(a + b))
+        .map_err(|_: NodeError| LsError::Damaged)
 }
 
 /// The last key of the rightmost leaf under `root` (0 for an empty tree).

@@ -250,10 +250,46 @@ pub fn command(args: &[OsString]) -> Outcome {
     })
 }
 
-/// `--repair`: the repair engine finds the roots and writes the document
-/// with this module's writers (spec/repair.md).
+/// `--repair`: the repair engine plans the pool and emits it into the
+/// writer `-f` chooses.
 fn dump_repaired(opts: &DumpOptions) -> Outcome {
-    crate::thin::engines::repair::dump::dump_command(opts)
+    match repaired_document(opts) {
+        Ok(()) => Outcome::Success,
+        Err(e) => cli::report_error(&e, opts.quiet),
+    }
+}
+
+fn repaired_document(opts: &DumpOptions) -> anyhow::Result<()> {
+    use crate::thin::engines::repair::{self, LeafSharing, RepairError, RepairOptions};
+    let dev = open_metadata(&opts.input, Access::ReadOnly, Sharing::Exclusive)?;
+    let level = crate::progress::Verbosity::from_flags(opts.quiet, opts.verbose);
+    let mut ropts = RepairOptions::new(level);
+    ropts.transaction_id = opts.overrides.transaction_id;
+    ropts.data_block_size = opts.overrides.data_block_size;
+    ropts.nr_data_blocks = opts.overrides.nr_data_blocks;
+    let mut pool = repair::plan(&dev, &ropts)?;
+    if let Some(ids) = &opts.dev_ids {
+        pool.retain_devices(ids);
+    }
+    if opts.mappings == Mappings::Skip {
+        pool.drop_mappings();
+    }
+    let sharing = match opts.shared {
+        SharedLeaves::DefRef => LeafSharing::DefRef,
+        SharedLeaves::Expanded => LeafSharing::Expanded,
+    };
+    let out = open_destination(opts)?;
+    let done = match opts.format {
+        Format::Xml => repair::emit_repaired(&dev, &pool, sharing, &mut XmlWriter::new(out)),
+        Format::HumanReadable => {
+            repair::emit_repaired(&dev, &pool, sharing, &mut HumanWriter::new(out))
+        }
+    };
+    done.map_err(|e| match e {
+        RepairError::Leaf(ne) => anyhow!(node_error_message(&ne)),
+        RepairError::Sink(b) => anyhow::Error::from_boxed(b),
+        e => e.into(),
+    })
 }
 
 /// Stderr diagnostics honouring `-q`/`-v`.

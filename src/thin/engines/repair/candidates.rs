@@ -1,5 +1,8 @@
-//! Root candidates, their upstream ordering and pairing (spec/repair.md
-//! §1.2–1.4, §1.8), plus the damaged and empty-pool pairs of G2/G3.
+//! Root candidates: every unreferenced top-level and details tree, ordered
+//! as upstream orders them (complete before damaged, snapshot copies last,
+//! then by time histogram), paired (complete pairs need equal device ids and
+//! mapping counts, damaged ones id sets one of which holds the other), plus
+//! the empty leaves of a pool with no devices.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -152,7 +155,7 @@ fn compatible_ids(a: &BTreeSet<u64>, b: &BTreeSet<u64>) -> bool {
     !a.is_empty() && !b.is_empty() && (a.is_subset(b) || b.is_subset(a))
 }
 
-/// The `-v` lines of §1.8.
+/// The `-v` lines: every candidate and every compatible pair.
 #[must_use]
 pub fn info_lines(c: &Candidates) -> Vec<String> {
     let mut out = vec![format!("mapping candidates ({}):", c.tops.len())];

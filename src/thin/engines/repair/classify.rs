@@ -1,5 +1,4 @@
-//! Classification of scanned nodes, children before parents, memoised
-//! (spec/repair.md §1.1 in salvage form, G2, G3).
+//! Classification of scanned nodes, children before parents, memoised.
 //!
 //! A node may be read three ways: as part of a mapping tree, of the
 //! top-level tree, or of the details tree. Each reading that survives is an
@@ -9,7 +8,8 @@
 //! minority height). An internal node keeps the readings supported by the
 //! largest number of its children, so one bad child costs only its own key
 //! range. A value_size-8 leaf is always a possible mapping leaf, and also a
-//! top-level leaf when G3's shape rules hold and most of its values name
+//! top-level leaf when its shape allows it (device-id keys, distinct block
+//! numbers as values) and most of its values name
 //! mapping-tree roots; its parent decides between the two.
 
 use crate::pdata::block::BlockNr;
@@ -245,7 +245,7 @@ impl<'t> Classifier<'t> {
         c
     }
 
-    /// G3: a top-level reading when most values name mapping-tree roots.
+    /// A top-level reading when most values name mapping-tree roots.
     fn top_leaf(&mut self, n: &ScanNode, depth: u32) -> Option<Agg> {
         let table = self.table;
         let values = table.values(n);

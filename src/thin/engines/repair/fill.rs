@@ -5,7 +5,7 @@
 //! disk by an earlier transaction. Whole leaves of that older tree whose keys
 //! lie entirely inside a lost key range are taken back, newest candidate
 //! first, and named in a warning: the current tree stays authoritative
-//! everywhere it is readable (G2), and only what it lost is rolled back (G7).
+//! everywhere it is readable, and only what it lost is rolled back.
 
 use std::collections::BTreeMap;
 
@@ -177,87 +177,5 @@ impl<'c, 't> Filler<'c, 't> {
             leaves.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
         }
         out
-    }
-}
-
-/// A device being assembled: id, leaves in key order, key ranges still
-/// missing, and whether it has no tree at all.
-pub type Pending = (u64, Vec<BlockNr>, Vec<(u64, Option<u64>)>, bool);
-
-/// Gives unreferenced mapping subtrees (no parent, no top-level entry) to
-/// the one device whose missing key range holds them whole without
-/// overlapping its leaves: the children of a lost internal node come back.
-/// Newest subtrees (highest mapping time), then largest, are placed first.
-/// Subtrees holding mappings newer than `max_time` (the superblock's time,
-/// when known) never were part of a committed transaction and are skipped.
-pub fn adopt_orphans(
-    cls: &Classifier,
-    devices: &mut [Pending],
-    max_time: Option<u32>,
-    log: &crate::thin::engines::repair::Log,
-) {
-    if devices.iter().all(|d| d.2.is_empty()) {
-        return;
-    }
-    let used: std::collections::HashSet<BlockNr> =
-        devices.iter().flat_map(|d| d.1.iter().copied()).collect();
-    let mut orphans: Vec<(u32, u64, BlockNr)> = Vec::new();
-    for n in &cls.table().nodes {
-        if cls.is_referenced(n.nr)
-            || cls.is_root_referenced(n.nr)
-            || used.contains(&n.nr)
-            || cls.agg(n.nr, Kind::Top).is_some()
-        {
-            continue;
-        }
-        if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
-            let committed = max_time.is_none_or(|t| a.age <= t);
-            if a.entries > 0
-                && committed
-                && a.status == crate::thin::engines::repair::classify::Status::Complete
-            {
-                orphans.push((a.age, a.entries, n.nr));
-            }
-        }
-    }
-    orphans.sort_unstable_by(|a, b| b.cmp(a));
-    let mut taken: Vec<(u64, u64)> = vec![(0, 0); devices.len()];
-    for (_, _, nr) in orphans {
-        let Some(a) = cls.agg(nr, Kind::Mapping) else {
-            continue;
-        };
-        let (lo, hi) = (a.first_key, a.last_key);
-        let fits = |d: &Pending| {
-            d.2.iter()
-                .any(|&(b, e)| lo >= b && e.is_none_or(|e| hi < e))
-                && !d.1.iter().any(|&l| {
-                    cls.node(l)
-                        .is_some_and(|n| n.nr_entries > 0 && n.first_key <= hi && lo <= n.last_key)
-                })
-        };
-        let mut it = devices.iter().enumerate().filter(|(_, d)| fits(d));
-        let (Some((i, _)), None) = (it.next(), it.next()) else {
-            continue;
-        };
-        let (leaves, _) = mapping_leaves(cls, nr);
-        if leaves
-            .iter()
-            .any(|l| used.contains(l) || devices[i].1.contains(l))
-        {
-            continue;
-        }
-        let d = &mut devices[i];
-        d.1.extend(leaves);
-        d.1.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
-        taken[i].0 += 1;
-        taken[i].1 += a.entries;
-    }
-    for (d, &(k, m)) in devices.iter().zip(&taken) {
-        if k > 0 {
-            log.warn(&format!(
-                "device {}: took {m} mappings in {k} unreferenced subtrees inside its lost ranges",
-                d.0
-            ));
-        }
     }
 }

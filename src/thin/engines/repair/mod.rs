@@ -1,101 +1,71 @@
-//! The repair engine shared by `thin_repair` and `thin_dump --repair`
-//! (spec/repair.md): decide which superblock values and roots describe the
-//! pool, salvage what can be read, and emit it through the IR.
+//! The repair engine shared by `thin_repair` and `thin_dump --repair`:
+//! decide which superblock values and roots describe the pool, salvage what
+//! can be read, and emit it through the IR.
 //!
-//! Flow: a healthy superblock whose trees are whole is read directly
-//! ([`fast`], G4.1). Otherwise every block is scanned ([`scan`]), nodes are
-//! classified bottom-up ([`classify`]), candidate roots are ordered and
-//! paired ([`candidates`]), the roots and superblock values are chosen and the
-//! devices assembled ([`choose`]), and the result is emitted ([`output`]).
+//! Flow of [`plan`]: a valid superblock at block 0 whose trees are whole and
+//! agree with each other is read directly ([`fast`]). Otherwise every block
+//! is scanned ([`scan`]), nodes are classified children first
+//! ([`classify`]), candidate roots are collected, ordered and paired
+//! ([`candidates`]), the roots are chosen ([`select`]), the devices are
+//! assembled from the chosen trees ([`assemble`]) with holes filled from
+//! older trees ([`fill`]) and unreferenced subtrees ([`orphans`]), the
+//! superblock values are rebuilt ([`values`]), and every warning is worded
+//! in [`messages`]. [`emit`] sends the result to an IR sink.
+//!
+//! Public API used by the commands: [`plan`], [`emit_repaired`] (any
+//! [`ChunkSink`]: thin_dump's XML or human-readable writer),
+//! [`write_repaired`] (fresh binary metadata, thin_repair) and
+//! [`repair_to_sink`] (plan then emit).
 
+pub mod assemble;
 pub mod candidates;
-pub mod choose;
 pub mod classify;
-pub mod command;
-pub mod dump;
+pub mod emit;
 pub mod fast;
 pub mod fill;
-pub mod output;
+pub mod messages;
+pub mod orphans;
 pub mod scan;
+pub mod select;
 pub mod trees;
+pub mod values;
 
-use std::cell::RefCell;
+use std::collections::BTreeSet;
 
 use crate::pdata::block::BlockNr;
+use crate::pdata::btree::node::NodeError;
 use crate::pdata::io::BlockDevice;
+use crate::progress::{Log, Verbosity};
+use crate::thin::engines::repair::classify::Classifier;
+use crate::thin::engines::repair::messages::Notes;
 use crate::thin::ir::{ChunkSink, DeviceInfo, SuperblockInfo};
+use crate::thin::model::superblock::read_superblock;
 
-pub use command::command;
+pub use emit::{emit_repaired, write_repaired, LeafSharing};
 
-/// How much the engine says on stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verbosity {
-    /// Nothing (`-q`).
-    Quiet,
-    /// Warnings.
-    Normal,
-    /// Warnings and info lines (`-v`).
-    Verbose,
+/// A failed repair.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// No pair of trees (nor a lone top-level tree, nor an empty pool) was found.
+    #[error("no compatible roots found")]
+    NoRoots,
+    /// The superblock is lost, no snapshot copy holds the data block size and
+    /// none was given.
+    #[error("data block size needs to be provided due to corruption in the superblock")]
+    DataBlockSizeNeeded,
+    /// The data block size found (in sectors) is not one the kernel accepts.
+    #[error("invalid data block size")]
+    InvalidDataBlockSize(u32),
+    /// A mapping leaf chosen by the plan no longer reads as one while emitting.
+    #[error(transparent)]
+    Leaf(NodeError),
+    /// The sink (document writer or metadata writer) failed; the error is the
+    /// sink's own, unchanged.
+    #[error(transparent)]
+    Sink(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
-/// Where the engine's warnings and info lines go.
-#[derive(Debug)]
-pub struct Log {
-    verbosity: Verbosity,
-    captured: Option<RefCell<Vec<String>>>,
-}
-
-impl Log {
-    /// Lines go to stderr, filtered by `verbosity`.
-    #[must_use]
-    pub fn stderr(verbosity: Verbosity) -> Self {
-        Log {
-            verbosity,
-            captured: None,
-        }
-    }
-
-    /// Lines are kept in memory (tests), filtered by `verbosity`.
-    #[must_use]
-    pub fn capture(verbosity: Verbosity) -> Self {
-        Log {
-            verbosity,
-            captured: Some(RefCell::new(Vec::new())),
-        }
-    }
-
-    /// The lines captured so far.
-    #[must_use]
-    pub fn lines(&self) -> Vec<String> {
-        self.captured
-            .as_ref()
-            .map(|c| c.borrow().clone())
-            .unwrap_or_default()
-    }
-
-    fn emit(&self, line: &str) {
-        match &self.captured {
-            Some(c) => c.borrow_mut().push(line.to_string()),
-            None => eprintln!("{line}"),
-        }
-    }
-
-    /// A warning (shown unless quiet).
-    pub fn warn(&self, line: &str) {
-        if self.verbosity != Verbosity::Quiet {
-            self.emit(line);
-        }
-    }
-
-    /// An info line (shown with `-v`).
-    pub fn info(&self, line: &str) {
-        if self.verbosity == Verbosity::Verbose {
-            self.emit(line);
-        }
-    }
-}
-
-/// Superblock overrides (spec/tools.md §2.8) and diagnostics.
+/// Superblock overrides and diagnostics.
 #[derive(Debug)]
 pub struct RepairOptions {
     /// `--transaction-id`: the result is at least this.
@@ -137,47 +107,111 @@ pub struct RepairedPool {
     pub sb: SuperblockInfo,
     /// Devices in ascending id.
     pub devices: Vec<RepairedDevice>,
+    /// The warnings given while planning, in order (already logged).
+    pub warnings: Vec<String>,
+}
+
+impl RepairedPool {
+    /// Keeps only the devices whose id is in `ids` (`--dev-id`).
+    pub fn retain_devices(&mut self, ids: &BTreeSet<u64>) {
+        self.devices.retain(|d| ids.contains(&d.info.dev_id));
+    }
+
+    /// Drops every device's mappings, keeping the devices (`--skip-mappings`).
+    pub fn drop_mappings(&mut self) {
+        for d in &mut self.devices {
+            d.leaves.clear();
+        }
+    }
+
+    /// Mappings the pool holds.
+    #[must_use]
+    pub fn mappings(&self) -> u64 {
+        self.devices.iter().map(|d| d.info.mapped_blocks).sum()
+    }
 }
 
 /// What was written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RepairReport {
     /// Devices written.
     pub devices: usize,
     /// Mappings written.
     pub mappings: u64,
+    /// Warnings of the plan, in order (printed while planning).
+    pub warnings: Vec<String>,
+    /// Warnings of the metadata writer (not printed yet).
+    pub writer_warnings: Vec<String>,
 }
 
 impl RepairReport {
-    fn of(pool: &RepairedPool) -> Self {
+    /// The report of writing `pool`, with the metadata writer's warnings.
+    #[must_use]
+    pub fn of(pool: &RepairedPool, writer_warnings: Vec<String>) -> Self {
         RepairReport {
             devices: pool.devices.len(),
-            mappings: pool.devices.iter().map(|d| d.info.mapped_blocks).sum(),
+            mappings: pool.mappings(),
+            warnings: pool.warnings.clone(),
+            writer_warnings,
         }
     }
 }
 
-/// Finds roots, rebuilds the superblock and decides what to write.
+/// Finds the roots, rebuilds the superblock of `dev` and decides what to
+/// write. Warnings and `-v` lines go to `opts.log` as they are found.
 ///
 /// # Errors
-/// `no compatible roots found`, `data block size needs to be provided due to
-/// corruption in the superblock`, `invalid data block size`.
-pub fn repair_plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> anyhow::Result<RepairedPool> {
-    choose::plan(dev, opts)
+/// [`RepairError::NoRoots`], [`RepairError::DataBlockSizeNeeded`],
+/// [`RepairError::InvalidDataBlockSize`].
+pub fn plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> Result<RepairedPool, RepairError> {
+    let notes = Notes::new(&opts.log);
+    let reference = read_superblock(dev, 0).ok().map(|(sb, _)| sb);
+    if let Some(sb) = reference.as_ref().filter(|sb| sb.validate(0).is_ok()) {
+        if let Some(devs) = fast::healthy_devices(dev, sb) {
+            notes.info("superblock and trees are healthy: no scan needed");
+            return Ok(values::healthy_pool(sb, devs, opts));
+        }
+    }
+    let table = scan::scan(dev);
+    let cls = Classifier::new(&table);
+    let snapshot_roots: BTreeSet<BlockNr> = table
+        .snapshots
+        .iter()
+        .flat_map(|(_, s)| [s.mapping_root, s.details_root])
+        .collect();
+    let cands = candidates::find(&cls, &snapshot_roots);
+    for line in candidates::info_lines(&cands) {
+        notes.info(&line);
+    }
+    let chosen = select::choose(&cls, &cands, reference.as_ref()).ok_or(RepairError::NoRoots)?;
+    let ctx = assemble::Context {
+        dev,
+        cls: &cls,
+        cands: &cands,
+        chosen: &chosen,
+        reference: reference.as_ref(),
+        notes: &notes,
+    };
+    let assembled = assemble::assemble(&ctx);
+    let sb = values::superblock_values(&chosen, &assembled, reference.as_ref(), &table, opts)?;
+    let pool = assemble::finish(&ctx, assembled, sb);
+    Ok(RepairedPool {
+        warnings: notes.into_warnings(),
+        ..pool
+    })
 }
 
-/// `thin_dump --repair` and `thin_repair`: repairs `dev` and sends the result
-/// to `out` (the XML or human-readable writer, or the metadata writer
-/// wrapped in [`crate::thin::ir::RunList`]).
+/// Plans the repair of `dev` and sends the result to `sink` with shared
+/// leaves as `<def>`/`<ref>`.
 ///
 /// # Errors
-/// The errors of [`repair_plan`], a damaged leaf met while emitting, or a sink failure.
-pub fn dump_repaired<S: ChunkSink + Send>(
+/// The errors of [`plan`], then those of [`emit_repaired`].
+pub fn repair_to_sink<S: ChunkSink + Send>(
     dev: &dyn BlockDevice,
     opts: &RepairOptions,
-    out: &mut S,
-) -> anyhow::Result<RepairReport> {
-    let pool = repair_plan(dev, opts)?;
-    output::emit_pool(dev, &pool, out)?;
-    Ok(RepairReport::of(&pool))
+    sink: &mut S,
+) -> Result<RepairReport, RepairError> {
+    let pool = plan(dev, opts)?;
+    emit_repaired(dev, &pool, LeafSharing::DefRef, sink)?;
+    Ok(RepairReport::of(&pool, Vec::new()))
 }

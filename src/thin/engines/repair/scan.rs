@@ -1,12 +1,13 @@
 //! The repair scan: every block of the input is read once, in large
 //! sequential chunks, and each btree node is reduced to a compact
-//! [`ScanNode`] (spec/repair.md §1.1, G5).
+//! [`ScanNode`].
 //!
 //! Nothing here decides what a node *is* beyond its on-disk shape; the
 //! classification (top-level, mapping, details; complete or damaged) is
 //! done afterwards from these summaries alone, so the scan never has to
 //! re-read a block to classify it. Superblock copies met on the way
-//! (metadata snapshots) are kept for G4.4/G4.5.
+//! (metadata snapshots) are kept: their data block size, transaction id and
+//! time stand in for a lost superblock's.
 
 use rayon::prelude::*;
 
@@ -17,6 +18,10 @@ use crate::pdata::io::{BlockDevice, MAX_RUN};
 use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_SIZE};
 use crate::thin::model::mapping::{BlockTime, TIME_LIMIT};
 use crate::thin::model::superblock::Superblock;
+
+/// Value size of top-level and mapping leaves, and of every internal node
+/// (a block number or a packed block/time).
+pub const LEAF8_VALUE_SIZE: u32 = 8;
 
 /// Blocks classified per parallel window (64 MiB).
 const WINDOW_BLOCKS: u64 = 16384;
@@ -41,7 +46,8 @@ pub struct MappingSummary {
     pub max_time: u32,
     /// Every value ≤ the input's block count (upstream's top-level test).
     pub all_small: bool,
-    /// Fits G3's top-level rules: keys < 2^24, values distinct in 1..nr_blocks.
+    /// Could be a top-level leaf: keys < 2^24 (device ids), values distinct
+    /// block numbers in 1..nr_blocks.
     pub top_shaped: bool,
     /// Start of this leaf's time histogram in [`ScanTable::hist`].
     pub hist_start: u32,
@@ -137,8 +143,8 @@ impl ScanTable {
         DeviceDetails {
             mapped_blocks: v[0],
             transaction_id: v[1],
-            creation_time: u32::try_from(v[2] & 0xffff_ffff).unwrap_or(0),
-            snapshotted_time: u32::try_from(v[2] >> 32).unwrap_or(0),
+            creation_time: low_half(v[2]),
+            snapshotted_time: low_half(v[2] >> 32),
         }
     }
 
@@ -148,6 +154,12 @@ impl ScanTable {
         let s = n.mapping.hist_start as usize;
         &self.hist[s..s + n.mapping.hist_len as usize]
     }
+}
+
+/// The low 32 bits of `v`.
+fn low_half(v: u64) -> u32 {
+    let b = v.to_le_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// A node parsed on a worker thread, with its own small arenas.
@@ -207,7 +219,8 @@ impl ScanTable {
 
 /// Reads blocks `a..b` in one request (block by block if that fails).
 fn scan_run(dev: &dyn BlockDevice, a: u64, b: u64, nr_blocks: u64) -> Vec<Found> {
-    let len = usize::try_from(b - a).unwrap_or(0);
+    // Runs are at most MAX_RUN blocks long.
+    let len = usize::try_from(b - a).unwrap_or(MAX_RUN);
     let mut buf = Block::zeroed_vec(len);
     let mut out = Vec::new();
     if dev.read_run(a, &mut buf).is_ok() {
@@ -247,8 +260,8 @@ fn parse_node(nr: BlockNr, blk: &Block, nr_blocks: u64) -> Option<Parsed> {
     let raw_flags = u32::from_le_bytes([blk.0[4], blk.0[5], blk.0[6], blk.0[7]]);
     let raw_vs = u32::from_le_bytes([blk.0[24], blk.0[25], blk.0[26], blk.0[27]]);
     let shape = match (raw_flags, raw_vs) {
-        (INTERNAL_NODE, 8) => Shape::Internal,
-        (LEAF_NODE, 8) => Shape::Leaf8,
+        (INTERNAL_NODE, LEAF8_VALUE_SIZE) => Shape::Internal,
+        (LEAF_NODE, LEAF8_VALUE_SIZE) => Shape::Leaf8,
         (LEAF_NODE, DETAILS_VALUE_SIZE) => Shape::Leaf24,
         _ => return None,
     };
@@ -313,7 +326,8 @@ fn summarise_leaf8(node: &NodeRef, nr_blocks: u64, p: &mut Parsed) {
         p.arena.extend(node.keys().iter().map(|k| k.get()));
         p.arena.extend(values.iter().map(|v| v.get()));
     }
-    m.hist_len = u32::try_from(p.hist.len()).unwrap_or(0);
+    // At most one time per entry, and the entry count is a u32.
+    m.hist_len = u32::try_from(p.hist.len()).unwrap_or(u32::MAX);
     p.node.mapping = m;
 }
 

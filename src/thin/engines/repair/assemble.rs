@@ -393,3 +393,165 @@ fn report_rollback(ctx: &Context, pool: &RepairedPool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdata::io::MemDevice;
+    use crate::progress::{Log, Verbosity};
+    use crate::thin::engines::repair::candidates;
+    use crate::thin::engines::repair::scan::scan;
+    use crate::thin::engines::repair::select::choose;
+    use crate::thin::engines::repair::test_images::{
+        corrupt, entries, pool, superblock, TIME, TRANSACTION,
+    };
+
+    /// Runs selection and assembly on `dev`, then `f`; returns its result
+    /// and the warnings given.
+    fn assembled<R>(
+        dev: &MemDevice,
+        reference: Option<&Superblock>,
+        f: impl FnOnce(&Context, Assembled) -> R,
+    ) -> (R, Vec<String>) {
+        let table = scan(dev);
+        let cls = Classifier::new(&table);
+        let cands = candidates::find(&cls, &BTreeSet::new());
+        let chosen = choose(&cls, &cands, reference).unwrap();
+        let log = Log::capture(Verbosity::Normal);
+        let notes = Notes::new(&log);
+        let ctx = Context {
+            dev,
+            cls: &cls,
+            cands: &cands,
+            chosen: &chosen,
+            reference,
+            notes: &notes,
+        };
+        let r = f(&ctx, assemble(&ctx));
+        (r, notes.into_warnings())
+    }
+
+    fn counts(a: &Assembled) -> Vec<(u64, u64)> {
+        a.devices.iter().map(|d| (d.id, d.mappings)).collect()
+    }
+
+    #[test]
+    fn whole_trees_give_every_device_and_no_warning() {
+        let dev = pool(&[(1, 600), (2, 10), (7, 0)]);
+        let sb = superblock(&dev);
+        let (a, warnings) = assembled(&dev, Some(&sb), |_, a| a);
+        assert_eq!(counts(&a), vec![(1, 600), (2, 10), (7, 0)]);
+        assert_eq!((a.highest, a.age, a.lost_subtrees), (Some(609), 1, 0));
+        assert_eq!(a.gathered.details.len(), 3);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_lost_leaf_costs_its_key_range_and_is_named() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let root1 = entries(&dev, sb.mapping_root)[0].1;
+        let slots = entries(&dev, root1);
+        let (begin, leaf) = slots[1];
+        let end = slots[2].0;
+        let lost = u64::try_from(entries(&dev, leaf).len()).unwrap();
+        corrupt(&dev, leaf);
+        let (a, warnings) = assembled(&dev, Some(&sb), |_, a| a);
+        assert_eq!(counts(&a), vec![(1, 600 - lost), (2, 10)]);
+        assert_eq!(a.lost_subtrees, 1);
+        assert_eq!(
+            warnings,
+            vec![format!(
+                "device 1: lost mappings in [{begin}..{end}) (block {leaf} unreadable: \
+                 checksum error)"
+            )]
+        );
+    }
+
+    #[test]
+    fn devices_of_a_lost_top_level_tree_come_back_from_orphan_roots() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let roots = entries(&dev, sb.mapping_root);
+        corrupt(&dev, sb.mapping_root);
+        let (pool, warnings) = assembled(&dev, Some(&sb), |ctx, a| {
+            let sb_info = SuperblockInfo::default();
+            finish(ctx, a, sb_info)
+        });
+        let got: Vec<(u64, u64)> = pool
+            .devices
+            .iter()
+            .map(|d| (d.info.dev_id, d.info.mapped_blocks))
+            .collect();
+        assert_eq!(got, vec![(1, 600), (2, 10)]);
+        assert_eq!(
+            warnings,
+            vec![
+                format!(
+                    "device 1: mapping tree recovered from unreferenced root {}",
+                    roots[0].1
+                ),
+                format!(
+                    "device 2: mapping tree recovered from unreferenced root {}",
+                    roots[1].1
+                ),
+                format!(
+                    "top-level tree at block {} is lost: mapping trees matched to the current \
+                     details by their mapping counts",
+                    sb.mapping_root
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn devices_without_details_get_made_up_ones() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        corrupt(&dev, sb.details_root);
+        let (pool, warnings) = assembled(&dev, Some(&sb), |ctx, a| {
+            let info = SuperblockInfo {
+                time: TIME,
+                transaction: TRANSACTION,
+                ..SuperblockInfo::default()
+            };
+            finish(ctx, a, info)
+        });
+        let d = pool.devices[0].info;
+        assert_eq!(
+            (
+                d.dev_id,
+                d.mapped_blocks,
+                d.transaction,
+                d.creation_time,
+                d.snap_time
+            ),
+            (1, 600, TRANSACTION - 1, TIME, TIME)
+        );
+        assert_eq!(
+            warnings,
+            vec!["found 2 mapping trees without device details"]
+        );
+    }
+
+    #[test]
+    fn a_wrong_recorded_count_is_corrected_and_named() {
+        let d = DeviceDetails {
+            mapped_blocks: 9,
+            transaction_id: 3,
+            creation_time: 1,
+            snapshotted_time: 2,
+        };
+        let log = Log::capture(Verbosity::Normal);
+        let notes = Notes::new(&log);
+        let info = recorded_details(4, &d, 7, &notes);
+        assert_eq!(
+            (info.mapped_blocks, info.transaction, info.snap_time),
+            (7, 3, 2)
+        );
+        assert_eq!(
+            notes.into_warnings(),
+            vec!["device 4: mapped_blocks is 9 but 7 mappings were recovered"]
+        );
+    }
+}

@@ -583,4 +583,35 @@ mod tests {
         assert!(cls.is_root_referenced(10));
         assert_eq!(BLOCK_SIZE, 4096);
     }
+
+    #[test]
+    fn a_written_pool_reads_as_complete_trees_and_a_bad_leaf_damages_them() {
+        use crate::thin::engines::repair::test_images::{corrupt, entries, pool, superblock};
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let top = cls.agg(sb.mapping_root, Kind::Top).unwrap();
+        assert_eq!(
+            (top.status, top.entries, top.mappings),
+            (Status::Complete, 2, 610)
+        );
+        let det = cls.agg(sb.details_root, Kind::Details).unwrap();
+        assert_eq!(
+            (det.status, det.entries, det.mappings),
+            (Status::Complete, 2, 610)
+        );
+        assert!(cls.agg(sb.details_root, Kind::Mapping).is_none());
+
+        let root1 = entries(&dev, sb.mapping_root)[0].1;
+        let leaf = entries(&dev, root1)[1].1;
+        let lost = u64::try_from(entries(&dev, leaf).len()).unwrap();
+        corrupt(&dev, leaf);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let top = cls.agg(sb.mapping_root, Kind::Top).unwrap();
+        assert_eq!((top.status, top.mappings), (Status::Damaged, 610 - lost));
+        let sel = cls.selection(root1, Kind::Mapping);
+        assert_eq!(sel.lost, vec![(1, leaf, Loss::Unreadable)]);
+    }
 }

@@ -48,8 +48,12 @@ pub fn emit_repaired<S: ChunkSink + Send>(
 ) -> Result<(), RepairError> {
     let (devices, plan) = plan_of(pool, sharing);
     emit(&pool.sb, &devices, &plan, &DeviceLeaves::new(dev), sink).map_err(|e| {
-        let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
-        match boxed.downcast::<NodeError>() {
+        // Moved out of the sink's error wrapper so that the error keeps its
+        // own type: a damaged leaf is told apart, and a broken pipe stays one.
+        match e
+            .reallocate_into_boxed_dyn_error_without_backtrace()
+            .downcast::<NodeError>()
+        {
             Ok(leaf) => RepairError::Leaf(*leaf),
             Err(other) => RepairError::Sink(other),
         }

@@ -179,3 +179,71 @@ impl<'c, 't> Filler<'c, 't> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thin::engines::repair::candidates;
+    use crate::thin::engines::repair::scan::scan;
+    use crate::thin::engines::repair::test_images::{
+        copy_node, corrupt, entries, pool, superblock,
+    };
+
+    #[test]
+    fn a_lost_leaf_is_taken_back_from_an_older_copy_of_the_device() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let top = sb.mapping_root;
+        let root1 = entries(&dev, top)[0].1;
+        let slots = entries(&dev, root1);
+        let leaf = slots[1].1;
+        let n = u64::try_from(entries(&dev, leaf).len()).unwrap();
+        // An older transaction's copy: the same device with its own copy of
+        // the leaf, under its own root and top-level leaf.
+        copy_node(&dev, leaf, 240, 0, 0);
+        copy_node(&dev, root1, 241, leaf, 240);
+        copy_node(&dev, top, 242, root1, 241);
+        corrupt(&dev, leaf);
+
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let cands = candidates::find(&cls, &std::collections::BTreeSet::new());
+        let mut filler = Filler::new(&cls, &cands.tops, top);
+        assert_eq!(filler.exact_root(1, 600), Some((242, 241)));
+        assert_eq!(filler.exact_root(1, 599), None);
+
+        let (mut leaves, lost) = mapping_leaves(&cls, root1);
+        assert_eq!(leaves.len(), slots.len() - 1);
+        let filled = filler.fill(1, Some(root1), &lost, &mut leaves);
+        assert_eq!(
+            filled,
+            vec![Filled {
+                top_root: 242,
+                leaves: 1,
+                mappings: n
+            }]
+        );
+        let mut want: Vec<BlockNr> = slots.iter().map(|s| s.1).collect();
+        want[1] = 240;
+        assert_eq!(leaves, want, "the copy goes in key order");
+    }
+
+    #[test]
+    fn a_device_with_no_tree_takes_its_largest_older_copy_whole() {
+        let dev = pool(&[(1, 600)]);
+        let top = superblock(&dev).mapping_root;
+        let root1 = entries(&dev, top)[0].1;
+        copy_node(&dev, top, 242, root1, root1);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let cands = candidates::find(&cls, &std::collections::BTreeSet::new());
+        let mut filler = Filler::new(&cls, &cands.tops, top);
+        let mut leaves = Vec::new();
+        let filled = filler.fill(1, None, &[], &mut leaves);
+        assert_eq!(filled.len(), 1);
+        assert_eq!((filled[0].top_root, filled[0].mappings), (242, 600));
+        let want: Vec<BlockNr> = entries(&dev, root1).iter().map(|s| s.1).collect();
+        assert_eq!(leaves, want);
+        assert!(filler.fill(9, None, &[], &mut Vec::new()).is_empty());
+    }
+}

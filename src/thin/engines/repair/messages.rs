@@ -327,3 +327,52 @@ fn unreadable_text(dev: &dyn BlockDevice, nr: BlockNr) -> String {
         (None, _) => "not a usable node".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_roots_are_worded_with_open_ends() {
+        let r = |begin, end| KeyRange { begin, end };
+        assert_eq!(r(3, Some(9)).to_string(), "[3..9)");
+        assert_eq!(r(3, None).to_string(), "[3..)");
+        let roots = UsedRoots {
+            mapping_root: 7,
+            details_root: None,
+        };
+        assert_eq!(roots.to_string(), "mapping root 7, details root none");
+    }
+
+    #[test]
+    fn every_kind_of_warning_has_its_own_line() {
+        let w = [
+            Warning::KeptEmpty { id: 4 },
+            Warning::Salvaged {
+                devices: 2,
+                mappings: 30,
+                lost: 1,
+            },
+            Warning::Resurrected { id: 5 },
+        ];
+        let lines: Vec<String> = w.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "device 4: kept with no mappings",
+                "salvaged 2 devices, 30 mappings; lost 1 subtrees",
+                "device 5: not in the current details (resurrected from an older transaction)",
+            ]
+        );
+    }
+
+    #[test]
+    fn notes_keep_warnings_but_not_info_lines() {
+        let log = Log::capture(crate::progress::Verbosity::Quiet);
+        let notes = Notes::new(&log);
+        notes.warn(&Warning::DetailsRegenerated { id: 1 });
+        notes.info("candidates");
+        assert!(log.lines().is_empty(), "quiet prints nothing");
+        assert_eq!(notes.into_warnings(), vec!["device 1: details regenerated"]);
+    }
+}

@@ -30,6 +30,9 @@ pub mod select;
 pub mod trees;
 pub mod values;
 
+#[cfg(test)]
+mod test_images;
+
 use std::collections::BTreeSet;
 
 use crate::pdata::block::BlockNr;
@@ -214,4 +217,112 @@ pub fn repair_to_sink<S: ChunkSink + Send>(
     let pool = plan(dev, opts)?;
     emit_repaired(dev, &pool, LeafSharing::DefRef, sink)?;
     Ok(RepairReport::of(&pool, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdata::io::MemDevice;
+    use crate::thin::engines::repair::test_images::{
+        corrupt, entries, options, pool, superblock, zero, BLOCKS,
+    };
+    use crate::thin::ir::RunList;
+
+    fn counts(p: &RepairedPool) -> Vec<(u64, u64)> {
+        p.devices
+            .iter()
+            .map(|d| (d.info.dev_id, d.info.mapped_blocks))
+            .collect()
+    }
+
+    #[test]
+    fn healthy_metadata_is_read_without_a_scan() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let opts = options();
+        let p = plan(&dev, &opts).unwrap();
+        assert_eq!(counts(&p), vec![(1, 600), (2, 10)]);
+        assert_eq!((p.sb.transaction, p.sb.time), (5, 2));
+        assert!(p.warnings.is_empty());
+        assert_eq!(
+            opts.log.lines(),
+            vec!["superblock and trees are healthy: no scan needed"]
+        );
+    }
+
+    #[test]
+    fn a_lost_superblock_needs_a_data_block_size_then_comes_back() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let healthy = plan(&dev, &options()).unwrap();
+        zero(&dev, 0);
+        let e = plan(&dev, &options()).unwrap_err();
+        assert!(matches!(e, RepairError::DataBlockSizeNeeded), "{e}");
+        let mut opts = options();
+        opts.data_block_size = Some(128);
+        let p = plan(&dev, &opts).unwrap();
+        assert_eq!(p.devices, healthy.devices);
+        assert_eq!(
+            p.warnings,
+            vec![format!(
+                "superblock lost: using mapping root {}, details root {} (transaction {}, time {})",
+                sb.mapping_root, sb.details_root, p.sb.transaction, p.sb.time
+            )]
+        );
+        assert!(opts.log.lines()[0].starts_with("mapping candidates (1):"));
+    }
+
+    #[test]
+    fn nothing_to_repair_from_is_an_error() {
+        let dev = MemDevice::new(16);
+        let e = plan(&dev, &options()).unwrap_err();
+        assert!(matches!(e, RepairError::NoRoots));
+        assert_eq!(e.to_string(), "no compatible roots found");
+    }
+
+    #[test]
+    fn written_repairs_read_back_as_healthy_metadata() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let root1 = entries(&dev, superblock(&dev).mapping_root)[0].1;
+        corrupt(&dev, entries(&dev, root1)[0].1);
+        let p = plan(&dev, &options()).unwrap();
+        assert_eq!(counts(&p)[1], (2, 10));
+        let out = MemDevice::new(BLOCKS);
+        let report = write_repaired(&dev, &p, &out).unwrap();
+        assert_eq!((report.devices, report.mappings), (2, p.mappings()));
+        assert_eq!(report.warnings, p.warnings);
+        let opts = options();
+        let again = plan(&out, &opts).unwrap();
+        assert_eq!(counts(&again), counts(&p));
+        assert_eq!(
+            opts.log.lines(),
+            vec!["superblock and trees are healthy: no scan needed"]
+        );
+    }
+
+    #[test]
+    fn a_leaf_damaged_after_planning_is_a_leaf_error() {
+        let dev = pool(&[(1, 600)]);
+        let p = plan(&dev, &options()).unwrap();
+        let leaf = p.devices[0].leaves[0];
+        corrupt(&dev, leaf);
+        let out = MemDevice::new(BLOCKS);
+        let mut w = RunList(crate::thin::ir::metadata_writer::ThinWriter::new(
+            &out,
+            crate::thin::ir::metadata_writer::Overrides::default(),
+        ));
+        match emit_repaired(&dev, &p, LeafSharing::DefRef, &mut w) {
+            Err(RepairError::Leaf(e)) => assert_eq!(e.block, leaf),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dump_selections_drop_devices_and_mappings() {
+        let dev = pool(&[(1, 600), (2, 10), (3, 1)]);
+        let mut p = plan(&dev, &options()).unwrap();
+        p.retain_devices(&BTreeSet::from([1, 3]));
+        assert_eq!(counts(&p), vec![(1, 600), (3, 1)]);
+        p.drop_mappings();
+        assert!(p.devices.iter().all(|d| d.leaves.is_empty()));
+    }
 }

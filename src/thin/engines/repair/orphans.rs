@@ -179,3 +179,86 @@ pub fn adopt_orphans(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::{Log, Verbosity};
+    use crate::thin::engines::repair::scan::scan;
+    use crate::thin::engines::repair::test_images::{corrupt, entries, pool, superblock};
+
+    fn hole() -> Vec<KeyRange> {
+        vec![KeyRange {
+            begin: 0,
+            end: None,
+        }]
+    }
+
+    #[test]
+    fn whole_orphan_trees_are_found_by_count_newest_and_committed_only() {
+        let dev = pool(&[(1, 600), (2, 10), (3, 10)]);
+        let sb = superblock(&dev);
+        let roots = entries(&dev, sb.mapping_root);
+        corrupt(&dev, sb.mapping_root);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let o = Orphans::new(&cls, [600, 10, 10].into_iter(), None);
+        assert_eq!(o.find(600), Some(roots[0].1));
+        assert_eq!(o.find(10), None, "two devices want 10 mappings");
+        assert_eq!(o.find(0), None);
+        let o = Orphans::new(&cls, [10].into_iter(), None);
+        assert_eq!(o.find(10), None, "two trees of 10 mappings, equally new");
+        let o = Orphans::new(&cls, [600].into_iter(), Some(0));
+        assert_eq!(o.find(600), None, "mapped after the superblock's time");
+    }
+
+    #[test]
+    fn subtrees_of_a_lost_node_go_back_into_the_hole_they_fit() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let root1 = entries(&dev, sb.mapping_root)[0].1;
+        let leaves: Vec<BlockNr> = entries(&dev, root1).iter().map(|s| s.1).collect();
+        corrupt(&dev, root1);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let log = Log::capture(Verbosity::Normal);
+        let notes = Notes::new(&log);
+        let mut devices = vec![PendingDevice {
+            id: 1,
+            leaves: Vec::new(),
+            holes: hole(),
+            rootless: false,
+        }];
+        adopt_orphans(&cls, &mut devices, None, &notes);
+        assert_eq!(devices[0].leaves, leaves);
+        assert_eq!(
+            notes.into_warnings(),
+            vec![format!(
+                "device 1: took 600 mappings in {} unreferenced subtrees inside its lost ranges",
+                leaves.len()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_subtree_two_devices_could_take_goes_to_neither() {
+        let dev = pool(&[(1, 600)]);
+        let sb = superblock(&dev);
+        let root1 = entries(&dev, sb.mapping_root)[0].1;
+        corrupt(&dev, root1);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let log = Log::capture(Verbosity::Normal);
+        let notes = Notes::new(&log);
+        let pending = |id| PendingDevice {
+            id,
+            leaves: Vec::new(),
+            holes: hole(),
+            rootless: false,
+        };
+        let mut devices = vec![pending(1), pending(2)];
+        adopt_orphans(&cls, &mut devices, None, &notes);
+        assert!(devices.iter().all(|d| d.leaves.is_empty()));
+        assert!(notes.into_warnings().is_empty());
+    }
+}

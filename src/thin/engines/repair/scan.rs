@@ -346,3 +346,66 @@ fn summarise_details(node: &NodeRef, p: &mut Parsed) {
     }
     p.node.details = d;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thin::engines::repair::test_images::{corrupt, entries, pool, superblock};
+
+    #[test]
+    fn every_node_of_a_pool_is_summarised_by_its_shape() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let table = scan(&dev);
+        assert!(table.snapshots.is_empty(), "block 0 is not a snapshot copy");
+        assert_eq!(table.nr_blocks, 256);
+
+        let top = &table.nodes[table.find(sb.mapping_root).unwrap()];
+        assert_eq!((top.shape, top.nr_entries), (Shape::Leaf8, 2));
+        assert!(top.mapping.top_shaped);
+        assert_eq!(table.keys(top), &[1, 2]);
+
+        let det = &table.nodes[table.find(sb.details_root).unwrap()];
+        assert_eq!(det.shape, Shape::Leaf24);
+        assert_eq!((det.details.mapped, det.details.max_tid), (610, 2));
+        assert_eq!(table.details(det, 0).mapped_blocks, 600);
+        assert_eq!(table.details(det, 1).creation_time, 1);
+
+        let root1 = table.values(top)[0];
+        let internal = &table.nodes[table.find(root1).unwrap()];
+        assert_eq!(internal.shape, Shape::Internal);
+        let leaves = table.values(internal);
+        assert!(leaves.len() >= 3, "600 mappings need three leaves");
+        let mut total = 0;
+        for &l in leaves {
+            let n = &table.nodes[table.find(l).unwrap()];
+            assert_eq!(n.shape, Shape::Leaf8);
+            assert!(
+                !n.mapping.top_shaped,
+                "block 0 is mapped: not a top-level leaf"
+            );
+            assert_eq!(table.histogram(n), &[(1, n.nr_entries)]);
+            total += u64::from(n.nr_entries);
+        }
+        assert_eq!(total, 600);
+        let last = &table.nodes[table.find(*leaves.last().unwrap()).unwrap()];
+        assert_eq!((last.last_key, last.mapping.max_block), (599, 599));
+    }
+
+    #[test]
+    fn a_block_with_a_bad_checksum_is_not_a_node() {
+        let dev = pool(&[(1, 600)]);
+        let leaf = entries(&dev, entries(&dev, superblock(&dev).mapping_root)[0].1)[1].1;
+        let before = scan(&dev).nodes.len();
+        corrupt(&dev, leaf);
+        let table = scan(&dev);
+        assert_eq!(table.find(leaf), None);
+        assert_eq!(table.nodes.len(), before - 1);
+    }
+
+    #[test]
+    fn low_half_keeps_the_low_32_bits() {
+        assert_eq!(low_half(0x1234_5678_9abc_def0), 0x9abc_def0);
+        assert_eq!(low_half(0x1234_5678_9abc_def0 >> 32), 0x1234_5678);
+    }
+}

@@ -192,3 +192,81 @@ pub fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
         Source::Current,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdata::io::MemDevice;
+    use crate::thin::engines::repair::candidates;
+    use crate::thin::engines::repair::scan::scan;
+    use crate::thin::engines::repair::test_images::{corrupt, pool, superblock, zero};
+
+    fn chosen(dev: &MemDevice, sb: Option<&Superblock>) -> Option<Chosen> {
+        let table = scan(dev);
+        let cls = Classifier::new(&table);
+        let cands = candidates::find(&cls, &BTreeSet::new());
+        choose(&cls, &cands, sb)
+    }
+
+    #[test]
+    fn the_superblocks_roots_come_first() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let c = chosen(&dev, Some(&sb)).unwrap();
+        assert_eq!(
+            c,
+            Chosen::of(sb.mapping_root, Some(sb.details_root), Source::Current)
+        );
+    }
+
+    #[test]
+    fn without_a_superblock_the_scanned_pair_is_used() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        zero(&dev, 0);
+        let c = chosen(&dev, None).unwrap();
+        assert_eq!(
+            c,
+            Chosen::of(sb.mapping_root, Some(sb.details_root), Source::Pair)
+        );
+    }
+
+    #[test]
+    fn a_lost_details_tree_leaves_the_top_level_tree_alone() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        corrupt(&dev, sb.details_root);
+        let c = chosen(&dev, Some(&sb)).unwrap();
+        assert_eq!(c, Chosen::of(sb.mapping_root, None, Source::Current));
+    }
+
+    #[test]
+    fn a_lost_top_level_tree_is_replaced_by_orphans_that_cover_the_details() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        corrupt(&dev, sb.mapping_root);
+        let c = chosen(&dev, Some(&sb)).unwrap();
+        assert_eq!(
+            c,
+            Chosen::of(sb.mapping_root, Some(sb.details_root), Source::DetailsOnly)
+        );
+    }
+
+    #[test]
+    fn orphans_with_a_shared_count_cover_nothing() {
+        let dev = pool(&[(1, 10), (2, 10)]);
+        let sb = superblock(&dev);
+        corrupt(&dev, sb.mapping_root);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let cands = candidates::find(&cls, &BTreeSet::new());
+        assert!(!orphans_cover(&cls, &cands, Some(sb.details_root), None));
+        assert_eq!(choose(&cls, &cands, Some(&sb)), None);
+    }
+
+    #[test]
+    fn an_empty_device_gives_no_roots() {
+        let dev = MemDevice::new(16);
+        assert_eq!(chosen(&dev, None), None);
+    }
+}

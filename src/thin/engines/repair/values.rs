@@ -170,3 +170,126 @@ pub fn regenerated_details(id: u64, mappings: u64, sb: &SuperblockInfo) -> Devic
         snap_time: sb.time,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thin::engines::repair::assemble::Gathered;
+    use crate::thin::engines::repair::test_images::{options, pool, superblock, TIME, TRANSACTION};
+    use crate::thin::model::device_details::DeviceDetails;
+
+    fn assembled(details: &[(u64, u64, u32)], highest: Option<u64>, age: u32) -> Assembled {
+        let mut gathered = Gathered::default();
+        for &(id, tid, time) in details {
+            gathered.details.insert(
+                id,
+                DeviceDetails {
+                    mapped_blocks: 0,
+                    transaction_id: tid,
+                    creation_time: time,
+                    snapshotted_time: 0,
+                },
+            );
+            gathered.top.push((id, 0, true));
+        }
+        Assembled {
+            gathered,
+            devices: Vec::new(),
+            highest,
+            age,
+            lost_subtrees: 0,
+        }
+    }
+
+    fn chosen(source: Source, details: bool) -> Chosen {
+        Chosen {
+            mapping_root: 1,
+            details_root: details.then_some(2),
+            source,
+            empty: false,
+        }
+    }
+
+    #[test]
+    fn the_data_block_size_is_given_recorded_or_from_a_snapshot() {
+        let table = ScanTable::default();
+        let mut opts = options();
+        assert!(matches!(
+            data_block_size(&opts, None, &table),
+            Err(RepairError::DataBlockSizeNeeded)
+        ));
+        let sb = superblock(&pool(&[]));
+        assert_eq!(data_block_size(&opts, Some(&sb), &table).unwrap(), 128);
+        opts.data_block_size = Some(256);
+        assert_eq!(data_block_size(&opts, Some(&sb), &table).unwrap(), 256);
+        opts.data_block_size = Some(100);
+        let e = data_block_size(&opts, None, &table).unwrap_err();
+        assert!(matches!(e, RepairError::InvalidDataBlockSize(100)));
+        assert_eq!(e.to_string(), "invalid data block size");
+    }
+
+    #[test]
+    fn the_superblocks_own_trees_keep_its_values_raised_by_overrides() {
+        let sb = superblock(&pool(&[(1, 5)]));
+        let mut opts = options();
+        opts.transaction_id = Some(99);
+        let a = assembled(&[(1, 40, 30)], Some(20_000), 50);
+        let v = superblock_values(
+            &chosen(Source::Current, true),
+            &a,
+            Some(&sb),
+            &ScanTable::default(),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(
+            (v.transaction, v.time, v.nr_data_blocks, v.data_block_size),
+            (99, TIME, 20_001, 128)
+        );
+        opts.transaction_id = Some(1);
+        let v = superblock_values(
+            &chosen(Source::Current, true),
+            &a,
+            Some(&sb),
+            &ScanTable::default(),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(v.transaction, TRANSACTION, "an override only raises");
+    }
+
+    #[test]
+    fn other_trees_get_a_transaction_above_every_device_and_the_newest_time() {
+        let mut opts = options();
+        opts.data_block_size = Some(128);
+        let a = assembled(&[(1, 7, 3), (2, 4, 9)], Some(99), 6);
+        let table = ScanTable::default();
+        let v = superblock_values(&chosen(Source::Pair, true), &a, None, &table, &opts).unwrap();
+        assert_eq!((v.transaction, v.time, v.nr_data_blocks), (8, 9, 100));
+        // No details tree: at least transaction 1, and the time after the
+        // newest mapping.
+        let v =
+            superblock_values(&chosen(Source::NoDetails, false), &a, None, &table, &opts).unwrap();
+        assert_eq!((v.transaction, v.time), (1, 7));
+    }
+
+    #[test]
+    fn made_up_details_date_from_the_pool() {
+        let sb = SuperblockInfo {
+            time: 4,
+            transaction: 10,
+            ..blank(128)
+        };
+        let d = regenerated_details(3, 12, &sb);
+        assert_eq!(
+            (
+                d.dev_id,
+                d.mapped_blocks,
+                d.transaction,
+                d.creation_time,
+                d.snap_time
+            ),
+            (3, 12, 9, 4, 4)
+        );
+    }
+}

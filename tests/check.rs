@@ -947,3 +947,24 @@ fn ref_count_tree_entries_stale_valid_and_missing() {
     });
     assert_run(&img.check(&[]), 1, &bad);
 }
+
+#[test]
+fn superblock_only_passes_on_a_copy_of_the_superblock_block_alone() {
+    let img = Img::fixture("b-full-thin");
+    let dir = TempDir::new().unwrap();
+    let one = dir.path().join("sb.img");
+    std::fs::write(&one, img.block(0)).unwrap();
+    let one = one.to_str().unwrap();
+    let r = run("thin_check", &["--super-block-only", one]);
+    assert_run(&r, 0, "");
+    assert_eq!(r.stdout(), summary(&img));
+    // The trees need the blocks the space map names.
+    let r = run("thin_check", &["--skip-mappings", one]);
+    assert_eq!(r.code(), 1, "{}", r.describe());
+    assert!(
+        r.stderr()
+            .contains("metadata space map: 1024 blocks exceed the device (1 blocks)"),
+        "{}",
+        r.describe()
+    );
+}

@@ -13,7 +13,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let dev = MemDevice::from_bytes(data.to_vec());
     let opts = CheckOptions {
-        input: "fuzz".into(),
         depth: Depth::Full,
         repair: Repair::AutoRepair,
         strictness: Strictness::Strict,

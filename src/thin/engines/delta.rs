@@ -1,12 +1,13 @@
 //! thin_delta: the differences between two thin devices' mappings, as the
-//! XML of formats.md §4 (simple or `--verbose`).
+//! XML thin_delta prints (simple or `--verbose`).
 //!
 //! Both bottom-level trees are read by one walk of the shared walker, so a
 //! subtree the two sides share (same block number, as after a snapshot) is
 //! read and decoded once, not once per side. Its leaves still have to be read:
 //! the `same` elements of the output follow the gaps between mapped keys, and
-//! only the leaves know them. Each side is then reduced to runs (formats.md §4
-//! step 1) and the two run lists are merged.
+//! only the leaves know them. Each side is then reduced to runs (consecutive
+//! thin blocks on consecutive data blocks), the two run lists are merged and
+//! neighbouring deltas of one kind are joined.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -174,7 +175,7 @@ pub enum Walk {
 }
 
 /// Computes the coalesced deltas between the trees rooted at `root1` and
-/// `root2` (formats.md §4 steps 1-3).
+/// `root2`: runs per side, merged, then joined.
 ///
 /// # Errors
 /// A damaged node in either tree.
@@ -309,7 +310,7 @@ impl<'a> Stream<'a> {
     }
 }
 
-/// Merges two sorted run lists into deltas (formats.md §4 step 2).
+/// Merges two sorted run lists into deltas.
 fn merge(left: &[Run], right: &[Run], mut emit: impl FnMut(Delta)) {
     let mut l = Stream::new(left);
     let mut r = Stream::new(right);
@@ -362,7 +363,7 @@ fn merge(left: &[Run], right: &[Run], mut emit: impl FnMut(Delta)) {
     }
 }
 
-/// Joins consecutive deltas of one kind whose thin ranges touch (step 3); the
+/// Joins consecutive deltas of one kind whose thin ranges touch; the
 /// joined delta keeps the data begins of its first piece.
 #[derive(Default)]
 struct Coalescer {
@@ -397,7 +398,7 @@ pub enum Style {
     Verbose,
 }
 
-/// Writes the whole document (formats.md §4), without a trailing newline.
+/// Writes the whole document, without a trailing newline.
 ///
 /// # Errors
 /// Write failures.

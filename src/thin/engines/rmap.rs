@@ -1,5 +1,5 @@
 //! thin_rmap: which thin blocks map to given data block regions
-//! (formats.md §6).
+//! (one line per run of data blocks mapped by one device).
 //!
 //! Every device's tree is read by one walk; leaf visitors keep only the
 //! mappings whose data block lies in a requested region, so memory follows
@@ -7,90 +7,52 @@
 //! leaf counted for the first (lowest) device that reaches it.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::io::Write;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context};
-use clap::{ArgAction, Parser};
-
-use crate::commands::exit::Outcome;
-use crate::commands::run::{report_error, run_with, stdout_writer};
 use crate::pdata::block::BlockNr;
 use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
 use crate::thin::model::mapping::BlockTime;
-use crate::thin::model::open::SnapshotChoice;
-use crate::thin::model::open::{device_roots, open_for_reading};
+use crate::thin::model::open::{device_roots, open_for_reading, ReadError, SnapshotChoice};
 
-/// Print the thin blocks that map to given data blocks.
-#[derive(Parser, Debug)]
-#[command(name = "thin_rmap", disable_version_flag = true)]
-pub struct Args {
-    /// Data blocks BEGIN..END (END exclusive); repeatable
-    #[arg(
-        long = "region",
-        value_name = "BLOCK_RANGE",
-        required = true,
-        action = ArgAction::Append,
-        value_parser = parse_region
-    )]
-    region: Vec<Range<u64>>,
-    /// Metadata device or file
-    #[arg(value_name = "INPUT")]
-    input: PathBuf,
+/// What to look up.
+#[derive(Clone, Debug)]
+pub struct RmapOptions {
+    /// Metadata device or file.
+    pub input: PathBuf,
+    /// Data block regions, each `begin..end` with `end` exclusive.
+    pub regions: Vec<Range<u64>>,
 }
 
-/// Parses `BEGIN..END` (decimal, END exclusive, END > BEGIN).
+/// Why thin_rmap could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RmapError {
+    /// Opening the input or reading its top-level tree failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A damaged node in a device's mapping tree.
+    #[error("mapping tree of device {id}: {err}")]
+    Tree {
+        /// The device.
+        id: u64,
+        /// The first bad node.
+        err: NodeError,
+    },
+    /// The device has more blocks than this machine can index.
+    #[error("metadata device of {0} blocks is too large to index")]
+    TooLarge(u64),
+}
+
+/// Opens the input and maps the options' regions back to thin blocks.
 ///
 /// # Errors
-/// `badly formed region`, `end <= begin`, or the integer parse error.
-pub fn parse_region(s: &str) -> Result<Range<u64>, String> {
-    let parts: Vec<&str> = s.split("..").collect();
-    let [b, e] = parts[..] else {
-        return Err("badly formed region".to_string());
-    };
-    let begin: u64 = b
-        .parse()
-        .map_err(|e: std::num::ParseIntError| e.to_string())?;
-    let end: u64 = e
-        .parse()
-        .map_err(|e: std::num::ParseIntError| e.to_string())?;
-    if end <= begin {
-        return Err("end <= begin".to_string());
-    }
-    Ok(begin..end)
-}
-
-/// Entry point of `thin_rmap`: parses `args` (without argv[0]) and runs the tool.
-#[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
-    run_with::<Args, _>("thin_rmap", args, |a| match run(&a) {
-        Ok(()) => Outcome::Success,
-        Err(e) => report_error(&e, false),
-    })
-}
-
-fn run(a: &Args) -> anyhow::Result<()> {
-    let opened = open_for_reading(&a.input, SnapshotChoice::Live)?;
+/// An [`RmapError`].
+pub fn rmap_input(opts: &RmapOptions) -> Result<Vec<RmapLine>, RmapError> {
+    let opened = open_for_reading(&opts.input, SnapshotChoice::Live)?;
     let roots = device_roots(&opened.dev, opened.chosen.sb.mapping_root)?;
-    let lines = rmap(&opened.dev, &roots, &a.region)?;
-    let mut out = stdout_writer();
-    for l in &lines {
-        writeln!(
-            out,
-            "data {}..{} -> thin({}) {}..{}",
-            l.data_begin,
-            l.data_end,
-            l.dev,
-            l.thin_begin,
-            l.thin_begin + (l.data_end - l.data_begin)
-        )?;
-    }
-    out.flush()?;
-    Ok(())
+    rmap(&opened.dev, &roots, &opts.regions)
 }
 
 /// Data blocks `data_begin..data_end` are mapped by device `dev` from thin
@@ -128,7 +90,7 @@ pub fn rmap(
     dev: &dyn BlockDevice,
     roots: &std::collections::BTreeMap<u64, BlockNr>,
     regions: &[Range<u64>],
-) -> anyhow::Result<Vec<RmapLine>> {
+) -> Result<Vec<RmapLine>, RmapError> {
     let in_regions = |b: u64| regions.iter().any(|r| r.contains(&b));
     let root_list: Vec<BlockNr> = roots.values().copied().collect();
     let mut hits: HashMap<BlockNr, Vec<(u64, u64)>> = HashMap::new();
@@ -151,7 +113,9 @@ pub fn rmap(
         },
     );
     let graph = walker.graph();
-    let mut reported = vec![false; usize::try_from(dev.nr_blocks()).unwrap_or(0)];
+    let nr_blocks = dev.nr_blocks();
+    let size = usize::try_from(nr_blocks).map_err(|_| RmapError::TooLarge(nr_blocks))?;
+    let mut reported = vec![false; size];
     let mut lines = Vec::new();
     let mut cur: Option<RmapLine> = None;
     for (&id, &root) in roots {
@@ -160,7 +124,7 @@ pub fn rmap(
             bad.get_or_insert(NodeError { block, kind });
         });
         if let Some(e) = bad.or_else(|| graph.link_errors.first().copied()) {
-            return Err(anyhow!("{e}")).context(format!("mapping tree of device {id}"));
+            return Err(RmapError::Tree { id, err: e });
         }
         for leaf in leaves {
             let Some(seen) = usize::try_from(leaf).ok().and_then(|i| reported.get_mut(i)) else {
@@ -184,27 +148,4 @@ pub fn rmap(
     lines.extend(cur);
     lines.sort_unstable();
     Ok(lines)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn region_validation_messages() {
-        assert_eq!(parse_region("0..10"), Ok(0..10));
-        assert_eq!(parse_region("+3..5"), Ok(3..5));
-        assert_eq!(parse_region("5"), Err("badly formed region".into()));
-        assert_eq!(parse_region("1..2..3"), Err("badly formed region".into()));
-        assert_eq!(parse_region("5..5"), Err("end <= begin".into()));
-        assert_eq!(parse_region("6..5"), Err("end <= begin".into()));
-        assert_eq!(
-            parse_region("a..5"),
-            Err("invalid digit found in string".into())
-        );
-        assert_eq!(
-            parse_region("..5"),
-            Err("cannot parse integer from empty string".into())
-        );
-    }
 }

@@ -92,7 +92,7 @@ fn run(o: &Opts) -> Result<(), TrimError> {
     } else {
         Verbosity::Quiet
     };
-    precheck(&meta, &o.metadata_dev, verbosity)?;
+    precheck(&meta, verbosity)?;
     let sb = read_live_superblock(&meta).map_err(|_| TrimError::MetadataErrors)?;
     let wanted = sb
         .data_sm_root
@@ -117,9 +117,8 @@ fn run(o: &Opts) -> Result<(), TrimError> {
 
 /// The full check of thin_check, with nothing on stdout; its findings are
 /// shown on stderr only with `-v`.
-fn precheck(meta: &dyn BlockDevice, path: &Path, verbosity: Verbosity) -> Result<(), TrimError> {
+fn precheck(meta: &dyn BlockDevice, verbosity: Verbosity) -> Result<(), TrimError> {
     let opts = CheckOptions {
-        input: path.to_path_buf(),
         depth: Depth::Full,
         repair: Repair::None,
         strictness: Strictness::Strict,
@@ -129,9 +128,10 @@ fn precheck(meta: &dyn BlockDevice, path: &Path, verbosity: Verbosity) -> Result
         override_details_root: None,
         summary: Summary::Suppress,
     };
-    match check(meta, &opts) {
-        Outcome::Success => Ok(()),
-        Outcome::Failure | Outcome::Usage => Err(TrimError::MetadataErrors),
+    if check(meta, &opts).failed() {
+        Err(TrimError::MetadataErrors)
+    } else {
+        Ok(())
     }
 }
 

@@ -50,7 +50,9 @@ pub struct ChosenSuperblock {
     pub warning: Option<String>,
 }
 
-/// Reads the superblock `choice` names (tools.md §2.7).
+/// Reads the superblock `choice` names. An explicit snapshot block that is
+/// not the held one is read anyway, with a warning; a damaged live superblock
+/// is tolerated only then.
 ///
 /// # Errors
 /// An [`OpenSnapError`].
@@ -219,7 +221,7 @@ pub struct Opened {
 /// is not the held one goes to stderr.
 ///
 /// # Errors
-/// The open failure or the superblock failure, worded as tools.md says.
+/// The open failure or the superblock failure.
 pub fn open_for_reading(path: &Path, choice: SnapshotChoice) -> Result<Opened, ReadError> {
     let sharing = match choice {
         SnapshotChoice::Live => Sharing::Exclusive,

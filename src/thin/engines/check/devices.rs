@@ -1,4 +1,4 @@
-//! The device trees of thin_check (steps 8 and 9 of check.md): the top-level
+//! The device trees of thin_check: the top-level
 //! mapping tree and the device details tree of the live superblock and of the
 //! metadata snapshot, walked into shared graphs so that nodes the two
 //! superblocks share are read and counted once.

@@ -1,4 +1,4 @@
-//! The bottom-level mapping trees (steps 12 and 13 of check.md): one walk over
+//! The bottom-level mapping trees: one walk over
 //! every device's root, data reference counts taken on the worker threads,
 //! then per-device totals compared with the details tree.
 

@@ -1,27 +1,25 @@
-//! thin_check: verifies thin-pool metadata (spec/check.md), optionally
-//! repairing leaks and clearing NEEDS_CHECK.
+//! thin_check: verifies thin-pool metadata, optionally repairing leaks and
+//! clearing NEEDS_CHECK.
 //!
-//! The steps of check.md §2 run in order in [`Checker::run`]; every finding
-//! goes to the [`report::Report`] sink and the exit status is computed once at
-//! the end. Submodules: `args` (command line), `devices` (top-level and
-//! details trees), `mappings` (bottom-level trees and data counts),
-//! `space_maps` (comparison and repair), `report` (the sink).
+//! The checks run in a fixed order in [`Checker::run`]: the live superblock,
+//! the metadata-snapshot superblock, the summary lines, the device trees (live
+//! and snapshot), the mapping trees with their data counts, then the space
+//! maps, and last the repair and the superblock rewrite. Every finding goes to
+//! the [`report::Report`] sink and the verdict is computed once at the end.
+//! Submodules: `devices` (top-level and details trees), `mappings`
+//! (bottom-level trees and data counts), `space_maps` (comparison and
+//! repair), `report` (the sink).
 
-pub mod args;
 mod devices;
 mod mappings;
 pub mod report;
 mod space_maps;
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::io::{self, Write};
-use std::path::PathBuf;
 
-use crate::commands::exit::Outcome;
-use crate::commands::run as cli;
 use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::io::{open_metadata, Access, BlockDevice, Sharing};
+use crate::pdata::io::{Access, BlockDevice, Sharing};
 use crate::pdata::space_map::counts::{CountSource, FrozenCounts, RefCounts, SharedCounts};
 use crate::pdata::space_map::read::{read_space_map, DiskSpaceMap, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
@@ -68,8 +66,6 @@ pub enum Summary {
 /// Everything a check run needs.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
-    /// Metadata device or file.
-    pub input: PathBuf,
     /// How far to go.
     pub depth: Depth,
     /// Repair mode.
@@ -88,16 +84,10 @@ pub struct CheckOptions {
     pub summary: Summary,
 }
 
-/// Entry point of `thin_check`: parses `args` (without argv[0]) and runs the tool.
+/// The access a check with these options needs: read-write only when it may
+/// repair, and no exclusive open when it reads a live pool's metadata snapshot.
 #[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
-    let args = cli::glue_optional_short(args, 'm');
-    cli::run_with::<args::Args, _>("thin_check", &args, |a| run(&a.into_options()))
-}
-
-/// Opens the input as the options say and checks it.
-#[must_use]
-pub fn run(opts: &CheckOptions) -> Outcome {
+pub fn open_mode(opts: &CheckOptions) -> (Access, Sharing) {
     let access = if opts.repair == Repair::None {
         Access::ReadOnly
     } else {
@@ -108,31 +98,41 @@ pub fn run(opts: &CheckOptions) -> Outcome {
     } else {
         Sharing::Exclusive
     };
-    match open_metadata(&opts.input, access, sharing) {
-        Ok(dev) => check(&dev, opts),
-        Err(e) => {
-            if opts.verbosity != Verbosity::Quiet {
-                let _ = writeln!(io::stderr().lock(), "{e}");
-            }
-            Outcome::Failure
-        }
+    (access, sharing)
+}
+
+/// How a check ended: the number of findings of each class. Every finding
+/// was printed (at the options' verbosity) as it was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Fatal errors: the metadata cannot be used as it is.
+    pub fatal: u64,
+    /// Non-fatal errors (leaks, underfull nodes).
+    pub non_fatal: u64,
+    /// Warnings: printed, never failing.
+    pub warnings: u64,
+    /// Whether non-fatal errors fail the check.
+    pub strictness: Strictness,
+}
+
+impl Verdict {
+    /// True when the findings fail the check.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        self.fatal > 0 || (self.non_fatal > 0 && self.strictness == Strictness::Strict)
     }
 }
 
-/// Checks the metadata on `dev`.
+/// Checks the metadata on `dev`, repairing it when the options say so.
 #[must_use]
-pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> Outcome {
+pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> Verdict {
     let mut checker = Checker {
         dev,
         opts,
         report: Report::new(opts.verbosity, opts.strictness),
     };
     let _ = checker.run();
-    if checker.report.failed() {
-        Outcome::Failure
-    } else {
-        Outcome::Success
-    }
+    checker.report.verdict()
 }
 
 /// Returned by a step that ends the check early (the reason is in the report).
@@ -146,7 +146,7 @@ enum Snap {
     Absent,
     /// Read and valid.
     Valid(Box<Superblock>),
-    /// Damaged; the message is raised later (check.md step 13).
+    /// Damaged; the message is raised after the mapping trees were checked.
     Failed(String),
 }
 
@@ -300,41 +300,7 @@ impl Checker<'_> {
         data: &FrozenCounts,
         meta: &mut RefCounts,
     ) -> Step<()> {
-        let sb = &live.0;
-        let max_bitmaps = sb.metadata_sm_root.nr_blocks;
-        let differs = |b: u64, c: u32| data.get(b) != c;
-        let (dsm, msm) = rayon::join(
-            || {
-                read_space_map(
-                    self.dev,
-                    SmKind::Data,
-                    sb.data_sm_root,
-                    max_bitmaps,
-                    Some(&differs),
-                )
-            },
-            || {
-                read_space_map(
-                    self.dev,
-                    SmKind::Metadata,
-                    sb.metadata_sm_root,
-                    max_bitmaps,
-                    None,
-                )
-            },
-        );
-        let mut maps = Vec::new();
-        for r in [dsm, msm] {
-            match r {
-                Ok(m) => maps.push(m),
-                Err(errs) => errs.iter().for_each(|e| self.report.fatal(e)),
-            }
-        }
-        if maps.len() < 2 {
-            return Err(Stop);
-        }
-        let msm = maps.pop().unwrap_or_else(|| unreachable!("two maps"));
-        let dsm = maps.pop().unwrap_or_else(|| unreachable!("two maps"));
+        let (dsm, msm) = self.read_space_maps(&live.0, data)?;
         for m in [&dsm, &msm] {
             for &b in &m.metadata_refs {
                 meta.inc(b);
@@ -379,6 +345,46 @@ impl Checker<'_> {
             (space_maps::plan_repair(meta, &msm, &mcmp), &msm),
         ];
         self.repair(live, &plans, &leaky)
+    }
+
+    /// Reads both on-disk space maps (in parallel); a data entry equal to our
+    /// count is not kept.
+    fn read_space_maps(
+        &mut self,
+        sb: &Superblock,
+        data: &FrozenCounts,
+    ) -> Step<(DiskSpaceMap, DiskSpaceMap)> {
+        let max_bitmaps = sb.metadata_sm_root.nr_blocks;
+        let differs = |b: u64, c: u32| data.get(b) != c;
+        let (dsm, msm) = rayon::join(
+            || {
+                read_space_map(
+                    self.dev,
+                    SmKind::Data,
+                    sb.data_sm_root,
+                    max_bitmaps,
+                    Some(&differs),
+                )
+            },
+            || {
+                read_space_map(
+                    self.dev,
+                    SmKind::Metadata,
+                    sb.metadata_sm_root,
+                    max_bitmaps,
+                    None,
+                )
+            },
+        );
+        match (dsm, msm) {
+            (Ok(d), Ok(m)) => Ok((d, m)),
+            (d, m) => {
+                for errs in [d.err(), m.err()].into_iter().flatten() {
+                    errs.iter().for_each(|e| self.report.fatal(e));
+                }
+                Err(Stop)
+            }
+        }
     }
 
     fn repair(
@@ -426,7 +432,8 @@ impl Checker<'_> {
         self.finish_with(live, sb)
     }
 
-    /// Clears NEEDS_CHECK when asked and nothing failed (steps 6, 10, 17).
+    /// Clears NEEDS_CHECK when asked and nothing failed, at whichever depth the
+    /// check stopped.
     fn finish(&mut self, live: &(Superblock, Box<Block>)) -> Step<()> {
         if self.opts.repair == Repair::None || self.report.failed() {
             return Ok(());
@@ -456,7 +463,8 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Step 3: the live superblock.
+    /// The live superblock: checksum, magic, version, and a metadata space map
+    /// that fits the device.
     fn live_superblock(&mut self) -> Step<(Superblock, Box<Block>)> {
         let (sb, block) = match read_superblock(self.dev, 0) {
             Ok(x) => x,
@@ -480,7 +488,9 @@ impl Checker<'_> {
         }
         let n = sb.metadata_sm_root.nr_blocks;
         let dev_blocks = self.dev.nr_blocks();
-        if n > dev_blocks {
+        // Only the trees need the blocks the space map names: a superblock-only
+        // check passes on a copy of the superblock block alone.
+        if n > dev_blocks && self.opts.depth != Depth::SuperblockOnly {
             self.report.fatal(format!(
                 "metadata space map: {n} blocks exceed the device ({dev_blocks} blocks)"
             ));
@@ -518,7 +528,7 @@ impl Checker<'_> {
         }
     }
 
-    /// Step 4: the metadata snapshot superblock.
+    /// The metadata snapshot superblock named by `held_root`, if any.
     fn snapshot_superblock(&mut self, live: &(Superblock, Box<Block>)) -> Step<Snap> {
         let held = live.0.held_root;
         let at = match self.opts.snapshot {
@@ -555,7 +565,7 @@ impl Checker<'_> {
         }
     }
 
-    /// Step 5.
+    /// The `TRANSACTION_ID=` and `METADATA_FREE_BLOCKS=` lines on stdout.
     fn print_summary(&mut self, live: &(Superblock, Box<Block>)) -> Step<()> {
         if self.opts.summary == Summary::Suppress || self.opts.verbosity == Verbosity::Quiet {
             return Ok(());
@@ -577,7 +587,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Step 8: the live trees, with the overrides applied.
+    /// The live device trees, with the root overrides applied.
     fn read_devices(
         &mut self,
         trees: &mut DeviceTrees,
@@ -602,7 +612,7 @@ impl Checker<'_> {
         }
     }
 
-    /// Step 9: the snapshot's trees. Errors come back as one message.
+    /// The snapshot's device trees. Errors come back as one message.
     fn read_snapshot_devices(
         &mut self,
         trees: &mut DeviceTrees,
@@ -625,7 +635,7 @@ impl Checker<'_> {
     }
 }
 
-/// The devices of step 13, in report order.
+/// The devices whose mapping trees are checked, in report order.
 struct Devices {
     list: Vec<DeviceToCheck>,
     exclusive: usize,

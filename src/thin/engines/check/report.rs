@@ -121,7 +121,18 @@ impl Report {
     /// True when the findings so far fail the check.
     #[must_use]
     pub fn failed(&self) -> bool {
-        self.fatal > 0 || (self.non_fatal > 0 && self.strictness == Strictness::Strict)
+        self.verdict().failed()
+    }
+
+    /// The findings so far, by class.
+    #[must_use]
+    pub fn verdict(&self) -> super::Verdict {
+        super::Verdict {
+            fatal: self.fatal,
+            non_fatal: self.non_fatal,
+            warnings: self.warnings,
+            strictness: self.strictness,
+        }
     }
 
     /// The non-fatal policy.

@@ -1,4 +1,4 @@
-//! Space-map comparison and leak repair (steps 14 and 16 of check.md):
+//! Space-map comparison and leak repair:
 //! computed counts against the on-disk bitmaps and ref-count tree, the
 //! statistics the index entries and the root record, and the in-place rewrite
 //! of bitmaps and index entries that repairs leaks.
@@ -50,7 +50,8 @@ fn compress_pairs(x: u64) -> u32 {
     x = (x | (x >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
     x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
     x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
-    u32::try_from((x | (x >> 16)) & 0xFFFF_FFFF).unwrap_or(0)
+    // The masks above leave every result bit in the low 32: truncation is exact.
+    ((x | (x >> 16)) & 0xFFFF_FFFF) as u32
 }
 
 /// One bit per entry of a normalised word whose count is 3.
@@ -102,7 +103,7 @@ pub fn compare(computed: &dyn CountSource, disk: &DiskSpaceMap, report: &mut Rep
                 let b = base + k;
                 let cc = computed.count(b);
                 let dc = if dv != 3 {
-                    u32::try_from(dv).unwrap_or(0)
+                    dv as u32 // two bits: exact
                 } else if !disk.tree.has(b) {
                     0
                 } else if let Some(t) = disk.tree.kept(b) {
@@ -135,7 +136,7 @@ pub fn compare(computed: &dyn CountSource, disk: &DiskSpaceMap, report: &mut Rep
     out
 }
 
-/// A statistic the kernel tolerates being wrong (check.md step 14).
+/// A statistic the kernel tolerates being wrong (reported, never fatal).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StatFinding {
     /// Root `nr_allocated`.
@@ -248,7 +249,7 @@ fn stat_findings(disk: &DiskSpaceMap, bitmaps: &[Block]) -> Vec<StatFinding> {
             while stale != 0 {
                 let k = stale.trailing_zeros();
                 stale &= stale - 1;
-                let count = u32::try_from((d >> (2 * k)) & 3).unwrap_or(0);
+                let count = ((d >> (2 * k)) & 3) as u32; // two bits: exact
                 out.push(StatFinding::Stale {
                     block: base + u64::from(k),
                     count,
@@ -302,7 +303,8 @@ pub fn plan_repair(computed: &dyn CountSource, disk: &DiskSpaceMap, cmp: &Compar
     for &i in &cmp.leaky {
         let mut bm = disk.bitmaps[i].clone();
         let real = entries_in_bitmap(disk.root.nr_blocks, i as u64);
-        for e in 0..usize::try_from(real).unwrap_or(0) {
+        // At most ENTRIES_PER_BITMAP entries: the conversion is exact.
+        for e in 0..real as usize {
             let b = i as u64 * ENTRIES_PER_BITMAP + e as u64;
             if bitmap_get(&bm.0, e) == 1 && computed.count(b) == 0 {
                 bitmap_set(&mut bm.0, e, 0);
@@ -370,8 +372,7 @@ pub fn write_repair(dev: &dyn BlockDevice, disk: &DiskSpaceMap, r: &SmRepair) ->
     for (block, list) in by_block {
         let mut b = Block::zeroed();
         dev.read_at(block, &mut b)?;
-        let max_entries =
-            usize::try_from(u32::from_le_bytes([b[20], b[21], b[22], b[23]])).unwrap_or(0);
+        let max_entries = u32::from_le_bytes([b[20], b[21], b[22], b[23]]) as usize;
         for (slot, e) in list {
             let off = crate::pdata::space_map::read::EntrySlot { block, slot }
                 .offset(r.kind, max_entries);
@@ -431,7 +432,7 @@ fn remove_stale(dev: &dyn BlockDevice, root: BlockNr, stale: &[u64]) -> io::Resu
             b.0[32 + 8 * i..40 + 8 * i].copy_from_slice(&k);
             b.0[vstart + 4 * i..vstart + 4 * i + 4].copy_from_slice(&v);
         }
-        let n = u32::try_from(entries.len()).unwrap_or(0);
+        let n = u32::try_from(entries.len()).expect("a node holds fewer than 2^32 entries");
         b.0[16..20].copy_from_slice(&n.to_le_bytes());
         checksum::write_checksum(&mut b.0, BlockKind::Node);
         dev.write_at(nr, &b)?;
@@ -446,7 +447,7 @@ mod tests {
     #[test]
     fn word_helpers_follow_the_bitmap_bit_order() {
         // On disk the even bit is the high bit: (word >> 2k) & 3 of 1 means
-        // count 2, of 2 means count 1 (format.md §7.2).
+        // count 2, of 2 means count 1.
         let raw: u64 = 0b11_01_10_00;
         let n = normalise(raw);
         assert_eq!(

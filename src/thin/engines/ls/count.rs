@@ -1,4 +1,4 @@
-//! Counting each device's mapped, shared and exclusive blocks (formats.md §5).
+//! Counting each device's mapped, shared and exclusive blocks.
 //!
 //! A mapping is *shared* when its leaf or any node above it is referenced
 //! more than once (one reference per root plus one per child entry of each
@@ -73,11 +73,12 @@ struct Owners {
 }
 
 impl Owners {
-    fn new(nr_blocks: u64) -> Owners {
-        let n = usize::try_from(nr_blocks).unwrap_or(0);
-        Owners {
-            slots: (0..n).map(|_| AtomicU32::new(NO_OWNER)).collect(),
-        }
+    fn new(nr_blocks: u64) -> Result<Owners, LsError> {
+        Ok(Owners {
+            slots: (0..index(nr_blocks)?)
+                .map(|_| AtomicU32::new(NO_OWNER))
+                .collect(),
+        })
     }
 
     /// Records a reference from leaf `tag`; false when `b` is beyond the
@@ -109,18 +110,19 @@ struct DataRefs {
 }
 
 impl DataRefs {
-    fn new(nr_blocks: u64) -> DataRefs {
-        let words = usize::try_from(nr_blocks.div_ceil(64)).unwrap_or(0);
+    fn new(nr_blocks: u64) -> Result<DataRefs, LsError> {
+        let words = index(nr_blocks.div_ceil(64))?;
         let zeros = |n| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
-        DataRefs {
+        Ok(DataRefs {
             seen: zeros(words),
             again: zeros(words),
             nr_blocks,
-        }
+        })
     }
 
     fn slot(&self, b: u64) -> Option<(usize, u64)> {
-        (b < self.nr_blocks).then(|| (usize::try_from(b / 64).unwrap_or(0), 1u64 << (b % 64)))
+        let word = usize::try_from(b / 64).ok()?;
+        (b < self.nr_blocks).then_some((word, 1u64 << (b % 64)))
     }
 
     /// Counts one reference; blocks beyond the space map are not counted
@@ -181,61 +183,28 @@ pub fn count_devices_with(
     how: Counting,
 ) -> Result<Vec<DeviceCounts>, LsError> {
     let mut walker = Walker::new(dev);
-    // Exclusive entries per leaf, indexed by block number.
-    let mut exclusive_in = vec![0u32; usize::try_from(dev.nr_blocks()).unwrap_or(0)];
-    let mut add = |leaf: BlockNr, n: u32| {
-        if let Some(c) = usize::try_from(leaf)
-            .ok()
-            .and_then(|i| exclusive_in.get_mut(i))
-        {
-            *c = c.saturating_add(n);
-        }
-    };
-    let mut refs = None;
-    match how {
+    let mut exclusive = ExclusiveInLeaves::new(dev.nr_blocks())?;
+    let refs = match how {
         Counting::Owners => {
-            let owners = Owners::new(nr_data_blocks);
-            let mut unclaimed: Vec<(BlockNr, u32)> = Vec::new();
-            walker.walk(
-                roots,
-                8,
-                |nr, n: &NodeRef| {
-                    let tag = u32::try_from(nr + 1).unwrap_or(SHARED);
-                    let out = data_blocks(n).filter(|&b| !owners.claim(b, tag)).count();
-                    u32::try_from(out).unwrap_or(u32::MAX)
-                },
-                |nr, out| {
-                    if out > 0 {
-                        unclaimed.push((nr, out));
-                    }
-                },
-            );
-            for slot in &owners.slots {
-                let tag = slot.load(Ordering::Relaxed);
-                if tag != NO_OWNER && tag != SHARED {
-                    add(u64::from(tag - 1), 1);
-                }
-            }
-            for (nr, out) in unclaimed {
-                add(nr, out);
-            }
+            claim_owners(&mut walker, roots, nr_data_blocks, &mut exclusive)?;
+            None
         }
         Counting::Rescan => {
-            let bits = DataRefs::new(nr_data_blocks);
+            let bits = DataRefs::new(nr_data_blocks)?;
             walker.walk(
                 roots,
                 8,
                 |_, n: &NodeRef| data_blocks(n).for_each(|b| bits.inc(b)),
                 |_, ()| {},
             );
-            refs = Some(bits);
+            Some(bits)
         }
-    }
+    };
     let graph = walker.into_graph();
     if damaged(&graph, roots) {
         return Err(LsError::Damaged);
     }
-    let rc = node_ref_counts(&graph, roots, dev.nr_blocks());
+    let rc = node_ref_counts(&graph, roots, dev.nr_blocks())?;
     let totals = graph.subtree_totals();
     let mut excl_leaves: Vec<Vec<BlockNr>> = Vec::with_capacity(roots.len());
     for &root in roots {
@@ -246,26 +215,83 @@ pub fn count_devices_with(
         for l in excl_leaves.iter().flatten() {
             let entries = graph.node(*l).map_or(0, |s| s.nr_entries);
             let shared = shared_in_leaf.get(l).copied().unwrap_or(0);
-            add(*l, entries.saturating_sub(shared));
+            exclusive.add(*l, entries.saturating_sub(shared));
         }
     }
     let mut out = Vec::with_capacity(roots.len());
     for (&root, leaves) in roots.iter().zip(&excl_leaves) {
         let mapped = totals.get(&root).map_or(0, |t| t.entries);
-        let exclusive: u64 = leaves
-            .iter()
-            .map(|&l| {
-                let i = usize::try_from(l).unwrap_or(usize::MAX);
-                u64::from(exclusive_in.get(i).copied().unwrap_or(0))
-            })
-            .sum();
+        let excl: u64 = leaves.iter().map(|&l| exclusive.get(l)).sum();
         out.push(DeviceCounts {
             mapped,
-            shared: mapped - exclusive.min(mapped),
+            shared: mapped - excl.min(mapped),
             highest: highest_key(&graph, root),
         });
     }
     Ok(out)
+}
+
+/// Exclusive entries per leaf, indexed by block number.
+struct ExclusiveInLeaves(Vec<u32>);
+
+impl ExclusiveInLeaves {
+    fn new(nr_blocks: u64) -> Result<Self, LsError> {
+        Ok(ExclusiveInLeaves(vec![0u32; index(nr_blocks)?]))
+    }
+
+    fn add(&mut self, leaf: BlockNr, n: u32) {
+        if let Some(c) = usize::try_from(leaf).ok().and_then(|i| self.0.get_mut(i)) {
+            *c = c.saturating_add(n);
+        }
+    }
+
+    fn get(&self, leaf: BlockNr) -> u64 {
+        usize::try_from(leaf)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map_or(0, |&c| u64::from(c))
+    }
+}
+
+/// A block count as an array length.
+fn index(nr_blocks: u64) -> Result<usize, LsError> {
+    usize::try_from(nr_blocks).map_err(|_| LsError::TooLarge(nr_blocks))
+}
+
+/// The owner-tag counting: each data block remembers the first leaf that
+/// claimed it; a leaf's entries claimed by nobody else are exclusive to it.
+fn claim_owners(
+    walker: &mut Walker,
+    roots: &[BlockNr],
+    nr_data_blocks: u64,
+    exclusive: &mut ExclusiveInLeaves,
+) -> Result<(), LsError> {
+    let owners = Owners::new(nr_data_blocks)?;
+    let mut unclaimed: Vec<(BlockNr, u32)> = Vec::new();
+    walker.walk(
+        roots,
+        8,
+        |nr, n: &NodeRef| {
+            let tag = u32::try_from(nr + 1).unwrap_or(SHARED);
+            let out = data_blocks(n).filter(|&b| !owners.claim(b, tag)).count();
+            u32::try_from(out).unwrap_or(u32::MAX)
+        },
+        |nr, out| {
+            if out > 0 {
+                unclaimed.push((nr, out));
+            }
+        },
+    );
+    for slot in &owners.slots {
+        let tag = slot.load(Ordering::Relaxed);
+        if tag != NO_OWNER && tag != SHARED {
+            exclusive.add(u64::from(tag - 1), 1);
+        }
+    }
+    for (nr, out) in unclaimed {
+        exclusive.add(nr, out);
+    }
+    Ok(())
 }
 
 /// Highest mapped data block + 1, capped, for counting without a live
@@ -293,8 +319,12 @@ fn damaged(graph: &TreeGraph, roots: &[BlockNr]) -> bool {
 
 /// Reference counts of tree nodes, saturating at 2: one per root occurrence,
 /// one per child entry of each distinct internal node.
-fn node_ref_counts(graph: &TreeGraph, roots: &[BlockNr], nr_blocks: u64) -> Vec<u8> {
-    let mut rc = vec![0u8; usize::try_from(nr_blocks).unwrap_or(0)];
+fn node_ref_counts(
+    graph: &TreeGraph,
+    roots: &[BlockNr],
+    nr_blocks: u64,
+) -> Result<Vec<u8>, LsError> {
+    let mut rc = vec![0u8; index(nr_blocks)?];
     let mut inc = |b: BlockNr| {
         if let Some(c) = usize::try_from(b).ok().and_then(|i| rc.get_mut(i)) {
             *c = c.saturating_add(1).min(2);
@@ -306,7 +336,7 @@ fn node_ref_counts(graph: &TreeGraph, roots: &[BlockNr], nr_blocks: u64) -> Vec<
             graph.children(nr).iter().for_each(|&c| inc(c));
         }
     }
-    rc
+    Ok(rc)
 }
 
 fn rc_of(rc: &[u8], b: BlockNr) -> u8 {

@@ -1,4 +1,4 @@
-//! thin_ls: one table row per thin device (formats.md §5).
+//! thin_ls: one table row per thin device.
 
 mod count;
 mod table;
@@ -33,6 +33,9 @@ pub enum LsError {
     /// A mapping tree is damaged.
     #[error("metadata contains errors")]
     Damaged,
+    /// The device has more blocks than this machine can index.
+    #[error("metadata device of {0} blocks is too large to index")]
+    TooLarge(u64),
 }
 
 /// Reads the devices and, when a field needs them, their counts, into the

@@ -141,7 +141,7 @@ impl Field {
     }
 }
 
-/// A byte count as thin_ls prints it: `0b`, `1792KiB`, `8MiB`, ... (formats.md §5).
+/// A byte count as thin_ls prints it: `0b`, `1792KiB`, `8MiB`, ...
 #[must_use]
 pub fn pretty_size(bytes: u64) -> String {
     const UNITS: [&str; 7] = ["b", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];

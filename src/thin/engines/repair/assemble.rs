@@ -307,6 +307,7 @@ pub fn finish(ctx: &Context, a: Assembled, sb: SuperblockInfo) -> RepairedPool {
         sb,
         devices,
         warnings: Vec::new(),
+        misplaced: Vec::new(),
     };
     report_rollback(ctx, &pool);
     if a.lost_subtrees > 0 {
@@ -317,6 +318,24 @@ pub fn finish(ctx: &Context, a: Assembled, sb: SuperblockInfo) -> RepairedPool {
         });
     }
     pool
+}
+
+/// The leaves of `pool` whose block-number field names another block (they
+/// are read leniently when emitting), each named in a warning.
+#[must_use]
+pub fn misplaced_leaves(ctx: &Context, pool: &RepairedPool) -> Vec<BlockNr> {
+    let mut out: Vec<BlockNr> = pool
+        .devices
+        .iter()
+        .flat_map(|d| d.leaves.iter().copied())
+        .filter(|&l| ctx.cls.node(l).is_some_and(|n| n.misplaced))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    for &block in &out {
+        ctx.notes.warn(&Warning::Misplaced { block });
+    }
+    out
 }
 
 fn recorded_details(id: u64, d: &DeviceDetails, mappings: u64, notes: &Notes) -> DeviceInfo {

@@ -86,7 +86,7 @@ pub fn find(cls: &Classifier, snapshot_roots: &BTreeSet<BlockNr>) -> Candidates 
     let mut empty_top = None;
     let mut empty_details = None;
     for n in &table.nodes {
-        if cls.is_referenced(n.nr) {
+        if cls.is_referenced(n.nr) || n.misplaced {
             continue;
         }
         let class = cls.class_of(n.nr);

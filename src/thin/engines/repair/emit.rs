@@ -2,11 +2,12 @@
 //! `<def>`/`<ref>` planning and emitter as thin_dump, into any IR sink (the
 //! XML or human-readable writer, or the metadata writer for thin_repair).
 
-use crate::pdata::block::BlockNr;
-use crate::pdata::btree::node::NodeError;
+use crate::pdata::block::{Block, BlockNr};
+use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodeRef};
 use crate::pdata::io::BlockDevice;
+use crate::thin::engines::repair::scan::LEAF8_VALUE_SIZE;
 use crate::thin::engines::repair::{RepairError, RepairReport, RepairedPool};
-use crate::thin::ir::emit::{emit, DeviceLeaves};
+use crate::thin::ir::emit::{emit, DeviceLeaves, LeafFn, LeafReader};
 use crate::thin::ir::metadata_writer::{Overrides, ThinWriter};
 use crate::thin::ir::sharing_plan::SharingPlan;
 use crate::thin::ir::{ChunkSink, DeviceInfo, RunList};
@@ -47,7 +48,12 @@ pub fn emit_repaired<S: ChunkSink + Send>(
     sink: &mut S,
 ) -> Result<(), RepairError> {
     let (devices, plan) = plan_of(pool, sharing);
-    emit(&pool.sb, &devices, &plan, &DeviceLeaves::new(dev), sink).map_err(|e| {
+    let reader = RepairLeaves {
+        dev,
+        inner: DeviceLeaves::new(dev),
+        misplaced: &pool.misplaced,
+    };
+    emit(&pool.sb, &devices, &plan, &reader, sink).map_err(|e| {
         // Moved out of the sink's error wrapper so that the error keeps its
         // own type: a damaged leaf is told apart, and a broken pipe stays one.
         match e
@@ -73,4 +79,50 @@ pub fn write_repaired(
     let mut w = RunList(ThinWriter::new(out, Overrides::default()));
     emit_repaired(input, pool, LeafSharing::DefRef, &mut w)?;
     Ok(RepairReport::of(pool, w.0.take_warnings()))
+}
+
+/// Reads the leaves of a repaired pool: through [`DeviceLeaves`], except the
+/// misplaced ones, whose block-number field is not checked.
+struct RepairLeaves<'d, 'p> {
+    dev: &'d dyn BlockDevice,
+    inner: DeviceLeaves<'d>,
+    misplaced: &'p [BlockNr],
+}
+
+impl RepairLeaves<'_, '_> {
+    fn read_misplaced(&self, nr: BlockNr, f: &mut LeafFn<'_>) -> Result<(), NodeError> {
+        let err = |kind| NodeError { block: nr, kind };
+        let mut b = Block::zeroed();
+        self.dev
+            .read_at(nr, &mut b)
+            .map_err(|_| err(NodeErrorKind::Io))?;
+        let recorded = u64::from_le_bytes([
+            b.0[8], b.0[9], b.0[10], b.0[11], b.0[12], b.0[13], b.0[14], b.0[15],
+        ]);
+        let n = NodeRef::new(&b.0, recorded, LEAF8_VALUE_SIZE).map_err(|e| err(e.kind))?;
+        if !n.is_leaf() {
+            return Err(err(NodeErrorKind::BadFlags));
+        }
+        f(nr, n.keys(), n.values_u64());
+        Ok(())
+    }
+}
+
+impl LeafReader for RepairLeaves<'_, '_> {
+    fn read_leaves(&self, leaves: &[BlockNr], f: &mut LeafFn<'_>) -> Result<(), NodeError> {
+        if self.misplaced.is_empty() {
+            return self.inner.read_leaves(leaves, f);
+        }
+        let is_misplaced = |l: &BlockNr| self.misplaced.binary_search(l).is_ok();
+        let mut rest = leaves;
+        while !rest.is_empty() {
+            let run = rest.iter().position(is_misplaced).unwrap_or(rest.len());
+            self.inner.read_leaves(&rest[..run], f)?;
+            if let Some(&l) = rest.get(run) {
+                self.read_misplaced(l, f)?;
+            }
+            rest = rest.get(run + 1..).unwrap_or(&[]);
+        }
+        Ok(())
+    }
 }

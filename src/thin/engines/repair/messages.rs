@@ -94,6 +94,8 @@ pub enum Warning {
         mappings: u64,
         subtrees: usize,
     },
+    /// A leaf whose block-number field names another block was used.
+    Misplaced { block: BlockNr },
     /// A device that should have mappings got none.
     KeptEmpty { id: u64 },
     /// No details tree: every device's details were made up.
@@ -142,16 +144,36 @@ pub enum Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_device(self, f)
-            .or_else(|| fmt_pool(self, f))
-            .unwrap_or(Ok(()))
+        use Warning as W;
+        // Every variant is routed here by name, so a new one cannot be
+        // forgotten.
+        match self {
+            W::TopLevelLost { .. }
+            | W::DetailsLost { .. }
+            | W::TreeFromOlderTop { .. }
+            | W::MappingsLost { .. }
+            | W::FilledFromOlderTop { .. }
+            | W::TreeFromOrphan { .. }
+            | W::SubtreesAdopted { .. }
+            | W::Misplaced { .. }
+            | W::KeptEmpty { .. }
+            | W::NoDetailsTree { .. }
+            | W::DetailsRegenerated { .. }
+            | W::MappedBlocksDiffer { .. } => fmt_device(self, f),
+            W::SuperblockLost { .. }
+            | W::TopLevelTreeLost { .. }
+            | W::RolledBack { .. }
+            | W::Resurrected { .. }
+            | W::CountRolledBack { .. }
+            | W::Salvaged { .. } => fmt_pool(self, f),
+        }
     }
 }
 
-/// Wording of the warnings about trees and devices (`None` for the others).
-fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
+/// Wording of the warnings about trees and devices.
+fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     use Warning as W;
-    Some(match w {
+    match w {
         W::TopLevelLost { range, why } => {
             write!(f, "top-level tree: lost devices in {range} ({why})")
         }
@@ -196,6 +218,10 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
                  inside its lost ranges"
         ),
         W::KeptEmpty { id } => write!(f, "device {id}: kept with no mappings"),
+        W::Misplaced { block } => write!(
+            f,
+            "block {block}: leaf with a wrong block number field; its entries are used"
+        ),
         W::NoDetailsTree { devices } => {
             write!(f, "found {devices} mapping trees without device details")
         }
@@ -208,14 +234,15 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
             f,
             "device {id}: mapped_blocks is {recorded} but {recovered} mappings were recovered"
         ),
-        _ => return None,
-    })
+        // Routed to the other group by `Warning::fmt`.
+        _ => Ok(()),
+    }
 }
 
-/// Wording of the warnings about the pool as a whole (`None` for the others).
-fn fmt_pool(w: &Warning, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
+/// Wording of the warnings about the pool as a whole.
+fn fmt_pool(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     use Warning as W;
-    Some(match w {
+    match w {
         W::SuperblockLost {
             roots,
             transaction,
@@ -263,8 +290,9 @@ fn fmt_pool(w: &Warning, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
             f,
             "salvaged {devices} devices, {mappings} mappings; lost {lost} subtrees"
         ),
-        _ => return None,
-    })
+        // Routed to the other group by `Warning::fmt`.
+        _ => Ok(()),
+    }
 }
 
 /// Prints warnings and info lines through a [`Log`] and keeps the warnings.

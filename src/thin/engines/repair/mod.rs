@@ -112,6 +112,8 @@ pub struct RepairedPool {
     pub devices: Vec<RepairedDevice>,
     /// The warnings given while planning, in order (already logged).
     pub warnings: Vec<String>,
+    /// Leaves used whose block-number field names another block, ascending.
+    pub misplaced: Vec<BlockNr>,
 }
 
 impl RepairedPool {
@@ -197,7 +199,8 @@ pub fn plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> Result<RepairedPool,
     };
     let assembled = assemble::assemble(&ctx);
     let sb = values::superblock_values(&chosen, &assembled, reference.as_ref(), &table, opts)?;
-    let pool = assemble::finish(&ctx, assembled, sb);
+    let mut pool = assemble::finish(&ctx, assembled, sb);
+    pool.misplaced = assemble::misplaced_leaves(&ctx, &pool);
     Ok(RepairedPool {
         warnings: notes.into_warnings(),
         ..pool

@@ -26,7 +26,8 @@ fn orphan_roots<'a>(
     cls.table().nodes.iter().filter_map(move |n| {
         // A leaf that reads as a top-level leaf is one: its values name
         // mapping roots, which real mappings almost never do.
-        if cls.is_referenced(n.nr)
+        if n.misplaced
+            || cls.is_referenced(n.nr)
             || cls.is_root_referenced(n.nr)
             || cls.agg(n.nr, Kind::Top).is_some()
         {

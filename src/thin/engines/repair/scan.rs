@@ -46,8 +46,8 @@ pub struct MappingSummary {
     pub max_time: u32,
     /// Every value ≤ the input's block count (upstream's top-level test).
     pub all_small: bool,
-    /// Could be a top-level leaf: keys < 2^24 (device ids), values distinct
-    /// block numbers in 1..nr_blocks.
+    /// Could be a top-level leaf: keys < 2^24 (device ids), values block
+    /// numbers in 1..nr_blocks.
     pub top_shaped: bool,
     /// Start of this leaf's time histogram in [`ScanTable::hist`].
     pub hist_start: u32,
@@ -84,6 +84,10 @@ pub struct ScanNode {
     /// details leaves hold `n` keys then `3n` packed details; other mapping
     /// leaves hold nothing.
     pub arena_start: u32,
+    /// Its block-number field names another block. Such a node is used only
+    /// where a parent or a top-level entry names it, never as a root or an
+    /// orphan on its own.
+    pub misplaced: bool,
     /// Mapping-leaf summary (8-byte leaves).
     pub mapping: MappingSummary,
     /// Details summary (24-byte leaves).
@@ -265,7 +269,12 @@ fn parse_node(nr: BlockNr, blk: &Block, nr_blocks: u64) -> Option<Parsed> {
         (LEAF_NODE, DETAILS_VALUE_SIZE) => Shape::Leaf24,
         _ => return None,
     };
-    let node = NodeRef::parse(&blk.0, nr, raw_vs).ok()?;
+    // A node whose only fault is its block-number field (its checksum, keys
+    // and entries are sound) is kept, marked as misplaced.
+    let recorded = u64::from_le_bytes([
+        blk.0[8], blk.0[9], blk.0[10], blk.0[11], blk.0[12], blk.0[13], blk.0[14], blk.0[15],
+    ]);
+    let node = NodeRef::parse(&blk.0, recorded, raw_vs).ok()?;
     if shape == Shape::Internal && node.is_empty() {
         return None;
     }
@@ -277,6 +286,7 @@ fn parse_node(nr: BlockNr, blk: &Block, nr_blocks: u64) -> Option<Parsed> {
             nr_entries: node.nr_entries(),
             first_key: if n > 0 { node.key(0) } else { 0 },
             last_key: if n > 0 { node.key(n - 1) } else { 0 },
+            misplaced: recorded != nr,
             arena_start: 0,
             mapping: MappingSummary::default(),
             details: DetailsSummary::default(),
@@ -315,13 +325,9 @@ fn summarise_leaf8(node: &NodeRef, nr_blocks: u64, p: &mut Parsed) {
         }
     }
     p.hist.sort_unstable();
-    if m.top_shaped {
-        let keys_ok = node.keys().iter().all(|k| k.get() < TIME_LIMIT);
-        let mut vs: Vec<u64> = values.iter().map(|v| v.get()).collect();
-        vs.sort_unstable();
-        vs.dedup();
-        m.top_shaped = keys_ok && vs.len() == values.len();
-    }
+    // Two devices may name the same mapping root (a snapshot not written
+    // since it was taken), so values need not be distinct.
+    m.top_shaped &= node.keys().iter().all(|k| k.get() < TIME_LIMIT);
     if m.top_shaped {
         p.arena.extend(node.keys().iter().map(|k| k.get()));
         p.arena.extend(values.iter().map(|v| v.get()));

@@ -64,6 +64,7 @@ pub fn healthy_pool(
         sb: info,
         devices,
         warnings: Vec::new(),
+        misplaced: Vec::new(),
     }
 }
 

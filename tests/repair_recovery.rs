@@ -134,3 +134,56 @@ fn a_node_whose_only_damage_is_its_block_number_keeps_its_mappings() {
         r.log
     );
 }
+
+/// Removes entry `i` of the leaf at `nr` (8-byte values) and fixes its checksum.
+fn remove_entry(img: &mut Image, nr: u64, i: usize) {
+    let n = u32_at(img, nr, NR_ENTRIES) as usize;
+    let max = u32_at(img, nr, MAX_ENTRIES) as usize;
+    let b = img.block_mut(nr);
+    for (start, width) in [(KEYS, 8), (KEYS + 8 * max, 8)] {
+        b.copy_within(
+            start + width * (i + 1)..start + width * n,
+            start + width * i,
+        );
+        b[start + width * (n - 1)..start + width * n].fill(0);
+    }
+    b[NR_ENTRIES..NR_ENTRIES + 4].copy_from_slice(&(u32::try_from(n - 1).unwrap()).to_le_bytes());
+    thintools::pdata::checksum::write_checksum(b, BlockKind::Node);
+}
+
+/// A device whose top-level entry is gone while its details and its mapping
+/// tree are intact gets its tree back, whole.
+#[test]
+fn a_device_missing_from_the_top_level_tree_adopts_its_subtree() {
+    for (name, entry) in [
+        ("b-full-thin", 0),
+        ("c-many-thins", 17),
+        ("d-snap-chain", 3),
+    ] {
+        let img0 = fixture(name);
+        let want = crate::repair::repair(&img0);
+        let mut img = Image {
+            bytes: img0.bytes.clone(),
+        };
+        let top = img.mapping_root();
+        assert_eq!(u32_at(&img, top, FLAGS), 2, "{name}: one top-level leaf");
+        // The first device from `entry` on that has mappings.
+        let entry = (entry..u32_at(&img, top, NR_ENTRIES) as usize)
+            .find(|&i| u32_at(&img, value(&img, top, i), NR_ENTRIES) > 0)
+            .unwrap();
+        let id = img.u64_at(top, KEYS + 8 * entry);
+        let root = value(&img, top, entry);
+        remove_entry(&mut img, top, entry);
+        let r = crate::repair::repair(&img);
+        crate::repair::assert_same(r.xml(), want.xml(), name, &r.log);
+        // Found as an orphan, or named by an older top-level tree that
+        // still holds the same, unchanged tree.
+        let orphan = format!("device {id}: mapping tree recovered from unreferenced root {root}");
+        let older = format!("device {id}: mapping tree taken whole from the older top-level tree");
+        assert!(
+            r.log.iter().any(|l| *l == orphan || l.starts_with(&older)),
+            "{name}: {:#?}",
+            r.log
+        );
+    }
+}

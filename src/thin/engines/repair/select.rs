@@ -145,8 +145,8 @@ pub fn orphans_cover(
 
 /// The superblock's own roots when they are (possibly damaged) trees of the
 /// right kinds with compatible device ids: equal id sets and mapping counts
-/// when both are complete, one id set holding the other when either is
-/// damaged.
+/// when both are complete (or the details holding devices the top-level tree
+/// lost), one id set holding the other when either is damaged.
 #[must_use]
 pub fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
     let empty_leaf = |nr: BlockNr, shape: Shape| {
@@ -154,7 +154,17 @@ pub fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
             .is_some_and(|n| n.shape == shape && n.nr_entries == 0)
     };
     let top = cls.top_or_named_leaf(sb.mapping_root);
+    let details = cls.agg(sb.details_root, Kind::Details);
     let empty_top = empty_leaf(sb.mapping_root, Shape::Leaf8);
+    if empty_top && details.is_some_and(|d| d.entries > 0) {
+        // The top-level tree lost every entry while the details still name
+        // devices: their mapping trees are found as orphans.
+        return Some(Chosen::of(
+            sb.mapping_root,
+            Some(sb.details_root),
+            Source::DetailsOnly,
+        ));
+    }
     if empty_top || (top.is_none() && empty_leaf(sb.details_root, Shape::Leaf24)) {
         // A pool with no devices (one of its two empty trees may be lost).
         return Some(Chosen {
@@ -163,11 +173,10 @@ pub fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
         });
     }
     let Some(top) = top else {
-        return cls
-            .agg(sb.details_root, Kind::Details)
+        return details
             .map(|_| Chosen::of(sb.mapping_root, Some(sb.details_root), Source::DetailsOnly));
     };
-    let Some(det) = cls.agg(sb.details_root, Kind::Details) else {
+    let Some(det) = details else {
         return Some(Chosen::of(sb.mapping_root, None, Source::Current));
     };
     let top_ids: BTreeSet<u64> = top_devices(cls, sb.mapping_root)
@@ -181,8 +190,10 @@ pub fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
         .map(|d| d.0)
         .collect();
     let complete = top.status == Status::Complete && det.status == Status::Complete;
+    // Whole trees agree, or the top-level tree lost entries the details
+    // still hold (those devices' trees are found as orphans).
     let ok = if complete {
-        top_ids == det_ids && top.mappings == det.mappings
+        (top_ids == det_ids && top.mappings == det.mappings) || top_ids.is_subset(&det_ids)
     } else {
         top_ids.is_subset(&det_ids) || det_ids.is_subset(&top_ids)
     };
@@ -196,10 +207,12 @@ pub fn current_roots(cls: &Classifier, sb: &Superblock) -> Option<Chosen> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pdata::checksum::{write_checksum, BlockKind};
+    use crate::pdata::io::BlockDevice;
     use crate::pdata::io::MemDevice;
     use crate::thin::engines::repair::candidates;
     use crate::thin::engines::repair::scan::scan;
-    use crate::thin::engines::repair::test_images::{corrupt, pool, superblock, zero};
+    use crate::thin::engines::repair::test_images::{corrupt, pool, read, superblock, zero};
 
     fn chosen(dev: &MemDevice, sb: Option<&Superblock>) -> Option<Chosen> {
         let table = scan(dev);
@@ -262,6 +275,21 @@ mod tests {
         let cands = candidates::find(&cls, &BTreeSet::new());
         assert!(!orphans_cover(&cls, &cands, Some(sb.details_root), None));
         assert_eq!(choose(&cls, &cands, Some(&sb)), None);
+    }
+
+    #[test]
+    fn a_top_level_tree_that_lost_every_entry_leaves_the_details_to_orphans() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let mut b = read(&dev, sb.mapping_root);
+        b.0[16..20].copy_from_slice(&0u32.to_le_bytes());
+        write_checksum(&mut b.0, BlockKind::Node);
+        dev.write_at(sb.mapping_root, &b).unwrap();
+        let c = chosen(&dev, Some(&sb)).unwrap();
+        assert_eq!(
+            c,
+            Chosen::of(sb.mapping_root, Some(sb.details_root), Source::DetailsOnly)
+        );
     }
 
     #[test]

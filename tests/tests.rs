@@ -9,6 +9,7 @@ mod delta;
 mod dump;
 mod kernel_vm;
 mod kernel_vm_e2e;
+mod layers;
 mod ls;
 mod metadata_size;
 mod pack;

@@ -11,7 +11,7 @@ use crate::commands::exit::Outcome;
 use crate::commands::run as cli;
 use crate::pdata::io::{open_metadata, open_output, Access, Sharing};
 use crate::progress::Log;
-use crate::thin::engines::repair::{self, RepairError, RepairOptions};
+use crate::thin::engines::repair::{self, RepairOptions};
 
 /// Repair thin-provisioning metadata and write it to another device or file.
 #[derive(Parser, Debug)]
@@ -59,8 +59,8 @@ fn repair_files(a: &Args) -> anyhow::Result<()> {
         nr_data_blocks: a.overrides.nr_data_blocks,
         log: Log::stderr(a.verbosity.level()),
     };
-    let pool = repair::plan(&input, &opts).map_err(error)?;
-    let report = repair::write_repaired(&input, &pool, &output).map_err(error)?;
+    let pool = repair::plan(&input, &opts)?;
+    let report = repair::write_repaired(&input, &pool, &output)?;
     for w in &report.writer_warnings {
         opts.log.warn(w);
     }
@@ -69,13 +69,4 @@ fn repair_files(a: &Args) -> anyhow::Result<()> {
         report.devices, report.mappings
     ));
     Ok(())
-}
-
-/// The engine's error as the one line printed; a sink's error unchanged (so
-/// a broken pipe is still recognised).
-fn error(e: RepairError) -> anyhow::Error {
-    match e {
-        RepairError::Sink(b) => anyhow::Error::from_boxed(b),
-        e => e.into(),
-    }
 }

@@ -5,12 +5,12 @@
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodeRef};
 use crate::pdata::io::BlockDevice;
-use crate::thin::engines::repair::scan::LEAF8_VALUE_SIZE;
 use crate::thin::engines::repair::{RepairError, RepairReport, RepairedPool};
 use crate::thin::ir::emit::{emit, DeviceLeaves, LeafFn, LeafReader};
 use crate::thin::ir::metadata_writer::{Overrides, ThinWriter};
 use crate::thin::ir::sharing_plan::SharingPlan;
 use crate::thin::ir::{ChunkSink, DeviceInfo, RunList};
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 
 /// How shared leaves are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,17 +53,7 @@ pub fn emit_repaired<S: ChunkSink + Send>(
         inner: DeviceLeaves::new(dev),
         misplaced: &pool.misplaced,
     };
-    emit(&pool.sb, &devices, &plan, &reader, sink).map_err(|e| {
-        // Moved out of the sink's error wrapper so that the error keeps its
-        // own type: a damaged leaf is told apart, and a broken pipe stays one.
-        match e
-            .reallocate_into_boxed_dyn_error_without_backtrace()
-            .downcast::<NodeError>()
-        {
-            Ok(leaf) => RepairError::Leaf(*leaf),
-            Err(other) => RepairError::Sink(other),
-        }
-    })
+    emit::<S, RepairError>(&pool.sb, &devices, &plan, &reader, sink)
 }
 
 /// Writes `pool` as fresh binary metadata on `out` through the metadata
@@ -99,7 +89,7 @@ impl RepairLeaves<'_, '_> {
         let recorded = u64::from_le_bytes([
             b.0[8], b.0[9], b.0[10], b.0[11], b.0[12], b.0[13], b.0[14], b.0[15],
         ]);
-        let n = NodeRef::new(&b.0, recorded, LEAF8_VALUE_SIZE).map_err(|e| err(e.kind))?;
+        let n = NodeRef::new(&b.0, recorded, MAPPING_VALUE_SIZE).map_err(|e| err(e.kind))?;
         if !n.is_leaf() {
             return Err(err(NodeErrorKind::BadFlags));
         }

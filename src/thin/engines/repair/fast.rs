@@ -1,5 +1,5 @@
-//! When block 0 is a valid superblock whose trees are whole and agree with
-//! each other, repair is a plain read of those trees (no scan).
+//! G4.1: when block 0 is a valid superblock whose trees are whole and agree
+//! with each other, repair is a plain read of those trees (no scan).
 
 use std::collections::BTreeMap;
 
@@ -7,8 +7,8 @@ use crate::pdata::block::BlockNr;
 use crate::pdata::btree::node::NodeRef;
 use crate::pdata::btree::walk::{NodeState, Walker};
 use crate::pdata::io::BlockDevice;
-use crate::thin::engines::repair::scan::LEAF8_VALUE_SIZE;
 use crate::thin::model::device_details::DeviceDetails;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::open::{read_details, read_top_level};
 use crate::thin::model::superblock::Superblock;
 
@@ -40,7 +40,7 @@ pub fn healthy_devices(dev: &dyn BlockDevice, sb: &Superblock) -> Option<Vec<Hea
     let mut leaf_entries: BTreeMap<BlockNr, u64> = BTreeMap::new();
     mwalker.walk(
         &roots,
-        LEAF8_VALUE_SIZE,
+        MAPPING_VALUE_SIZE,
         |_, n: &NodeRef| u64::from(n.nr_entries()),
         |nr, k| {
             leaf_entries.insert(nr, k);

@@ -13,9 +13,10 @@ use crate::pdata::btree::node::{NodeErrorKind, NodeRef};
 use crate::pdata::io::BlockDevice;
 use crate::progress::Log;
 use crate::thin::engines::repair::classify::Loss;
-use crate::thin::engines::repair::scan::{ScanTable, LEAF8_VALUE_SIZE};
+use crate::thin::engines::repair::scan::ScanTable;
 use crate::thin::engines::repair::trees::LostRange;
 use crate::thin::model::device_details::DETAILS_VALUE_SIZE;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 
 /// A key range `[begin, end)`; `end` None = unbounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,7 +351,7 @@ fn unreadable_text(dev: &dyn BlockDevice, nr: BlockNr) -> String {
         return NodeErrorKind::Io.to_string();
     }
     let err = |vs| NodeRef::new(&b.0, nr, vs).err().map(|e| e.kind);
-    match (err(LEAF8_VALUE_SIZE), err(DETAILS_VALUE_SIZE)) {
+    match (err(MAPPING_VALUE_SIZE), err(DETAILS_VALUE_SIZE)) {
         (Some(NodeErrorKind::ValueSize), Some(k)) | (Some(k), _) => k.to_string(),
         (None, _) => "not a usable node".to_string(),
     }

@@ -41,7 +41,7 @@ use crate::pdata::io::BlockDevice;
 use crate::progress::{Log, Verbosity};
 use crate::thin::engines::repair::classify::Classifier;
 use crate::thin::engines::repair::messages::Notes;
-use crate::thin::ir::{ChunkSink, DeviceInfo, SuperblockInfo};
+use crate::thin::ir::{ChunkSink, DeviceInfo, IrError, SuperblockInfo};
 use crate::thin::model::superblock::read_superblock;
 
 pub use emit::{emit_repaired, write_repaired, LeafSharing};
@@ -62,10 +62,26 @@ pub enum RepairError {
     /// A mapping leaf chosen by the plan no longer reads as one while emitting.
     #[error(transparent)]
     Leaf(NodeError),
-    /// The sink (document writer or metadata writer) failed; the error is the
-    /// sink's own, unchanged.
+    /// The sink (document writer or metadata writer) failed.
     #[error(transparent)]
-    Sink(Box<dyn std::error::Error + Send + Sync + 'static>),
+    Sink(IrError),
+}
+
+impl From<IrError> for RepairError {
+    fn from(e: IrError) -> Self {
+        match e {
+            IrError::Leaf(leaf) => RepairError::Leaf(leaf),
+            other => RepairError::Sink(other),
+        }
+    }
+}
+
+impl RepairError {
+    /// True when the output was a pipe whose reader went away.
+    #[must_use]
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, RepairError::Sink(e) if e.is_broken_pipe())
+    }
 }
 
 /// Superblock overrides and diagnostics.

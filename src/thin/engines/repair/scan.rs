@@ -15,13 +15,16 @@ use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeRef, INTERNAL_NODE, LEAF_NODE};
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::{BlockDevice, MAX_RUN};
-use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_SIZE};
-use crate::thin::model::mapping::{BlockTime, TIME_LIMIT};
+use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_LEN, DETAILS_VALUE_SIZE};
+use crate::thin::model::mapping::{
+    BlockTime, MAPPING_VALUE_SIZE, TIME_LIMIT, TOP_LEVEL_VALUE_SIZE,
+};
 use crate::thin::model::superblock::Superblock;
 
 /// Value size of top-level and mapping leaves, and of every internal node
 /// (a block number or a packed block/time).
-pub const LEAF8_VALUE_SIZE: u32 = 8;
+pub const LEAF8_VALUE_SIZE: u32 = MAPPING_VALUE_SIZE;
+const _: () = assert!(TOP_LEVEL_VALUE_SIZE == MAPPING_VALUE_SIZE);
 
 /// Blocks classified per parallel window (64 MiB).
 const WINDOW_BLOCKS: u64 = 16384;
@@ -340,7 +343,7 @@ fn summarise_leaf8(node: &NodeRef, nr_blocks: u64, p: &mut Parsed) {
 fn summarise_details(node: &NodeRef, p: &mut Parsed) {
     let mut d = DetailsSummary::default();
     p.arena.extend(node.keys().iter().map(|k| k.get()));
-    for v in node.value_bytes().chunks_exact(DETAILS_VALUE_SIZE as usize) {
+    for v in node.value_bytes().as_chunks::<DETAILS_VALUE_LEN>().0 {
         let dd = DeviceDetails::from_bytes(v);
         d.mapped = d.mapped.saturating_add(dd.mapped_blocks);
         d.max_tid = d.max_tid.max(dd.transaction_id);

@@ -1,7 +1,6 @@
 //! The one integration-test binary: one module per tool plus shared helpers.
 
 mod util;
-mod util_vm;
 
 mod check;
 mod cli_contract;
@@ -17,4 +16,5 @@ mod repair;
 mod repair_recovery;
 mod restore;
 mod rmap;
+mod shrink;
 mod trim;

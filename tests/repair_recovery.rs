@@ -3,7 +3,8 @@
 
 use thintools::pdata::checksum::BlockKind;
 
-use crate::repair::{repair_with, Image};
+use crate::repair::repair_with;
+use crate::util::image::Image;
 
 /// Node header: number of entries, then the capacity.
 const NR_ENTRIES: usize = 16;

@@ -132,6 +132,7 @@ pub const TOOLS: &[(&str, ToolFn)] = &[
     ("thin_metadata_pack", crate::thin::pack::pack_command),
     ("thin_metadata_size", crate::thin::metadata_size::command),
     ("thin_metadata_unpack", crate::thin::pack::unpack_command),
+    ("thin_migrate", crate::commands::migrate::command),
     ("thin_repair", crate::thin::repair::command),
     ("thin_restore", crate::thin::restore::command),
     ("thin_rmap", crate::thin::rmap::command),

@@ -6,3 +6,4 @@ pub mod checksum;
 pub mod io;
 pub mod space_map;
 pub mod writer;
+pub mod sys;

@@ -1,0 +1,3 @@
+//! The command layer: argument parsing, messages and exit codes of each tool.
+
+pub mod migrate;

@@ -1,0 +1,4 @@
+//! One engine per tool.
+
+pub mod copy;
+pub mod migrate;

@@ -11,6 +11,7 @@ mod kernel_vm;
 mod kernel_vm_e2e;
 mod ls;
 mod metadata_size;
+mod migrate;
 mod pack;
 mod repair;
 mod restore;

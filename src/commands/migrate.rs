@@ -144,7 +144,7 @@ fn run(a: &Args, req: &CopyRequest) -> anyhow::Result<Report> {
     let Some(source) = &a.source_dev else {
         return Err(anyhow!("You must specify a source"));
     };
-    live(source, a.force, req, &stop)
+    live(source, a.force, a.quiet, req, &stop)
 }
 
 fn print_report(r: &Report) {
@@ -156,12 +156,18 @@ fn print_report(r: &Report) {
 }
 
 fn live(
-    _source: &std::path::Path,
-    _force: bool,
-    _req: &CopyRequest,
-    _stop: &(dyn Fn() -> Option<i32> + Sync),
+    source: &std::path::Path,
+    force: bool,
+    quiet: bool,
+    req: &CopyRequest,
+    stop: &(dyn Fn() -> Option<i32> + Sync),
 ) -> anyhow::Result<Report> {
-    Err(anyhow!("live migration is not available in this build yet"))
+    let mut note = |m: String| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    Ok(migrate::migrate_live(source, force, req, stop, &mut note)?)
 }
 
 #[cfg(test)]

@@ -240,6 +240,7 @@ fn cstr(bytes: &[u8]) -> String {
 ///
 /// # Errors
 /// Opening `/dev/mapper/control` or the ioctl's error.
+#[allow(clippy::host_endian_bytes)] // struct dm_ioctl is in the host's byte order
 pub fn dm_ioctl(cmd: DmCmd, dev: (u32, u32), flags: u32, payload: &[u8]) -> io::Result<DmReply> {
     let control = File::options()
         .read(true)
@@ -292,6 +293,71 @@ pub fn dm_ioctl(cmd: DmCmd, dev: (u32, u32), flags: u32, payload: &[u8]) -> io::
             data: bytes[start..end].to_vec(),
         });
     }
+}
+
+/// One target of a table or status reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmTarget {
+    /// First sector.
+    pub start: u64,
+    /// Length in sectors.
+    pub length: u64,
+    /// Target type (`thin`, `thin-pool`, `linear`...).
+    pub kind: String,
+    /// The table parameters or the status line.
+    pub params: String,
+}
+
+/// The targets of the table (`table`) or the status of device `dev`.
+///
+/// # Errors
+/// As [`dm_ioctl`].
+#[allow(clippy::host_endian_bytes)] // struct dm_target_spec is in the host's byte order
+pub fn dm_table_status(dev: (u32, u32), table: bool) -> io::Result<Vec<DmTarget>> {
+    let flags = if table { DM_STATUS_TABLE_FLAG } else { 0 };
+    let reply = dm_ioctl(DmCmd::TableStatus, dev, flags, &[])?;
+    let d = &reply.data;
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&d[o..o + 8]);
+        u64::from_ne_bytes(a)
+    };
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    for _ in 0..reply.target_count.min(4096) {
+        // struct dm_target_spec: u64 start, u64 length, i32 status,
+        // u32 next (offset of the next spec from the data start), char[16].
+        if off + 40 > d.len() {
+            break;
+        }
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&d[off + 20..off + 24]);
+        let next = u32::from_ne_bytes(n) as usize;
+        out.push(DmTarget {
+            start: u64_at(off),
+            length: u64_at(off + 8),
+            kind: cstr(&d[off + 24..off + 40]),
+            params: cstr(&d[off + 40..]),
+        });
+        if next <= off {
+            break;
+        }
+        off = next;
+    }
+    Ok(out)
+}
+
+/// Sends `msg` to the target at sector 0 of device `dev` (DM_TARGET_MSG).
+///
+/// # Errors
+/// As [`dm_ioctl`].
+#[allow(clippy::host_endian_bytes)] // struct dm_target_msg is in the host's byte order
+pub fn dm_message(dev: (u32, u32), msg: &str) -> io::Result<()> {
+    let mut payload = Vec::with_capacity(msg.len() + 9);
+    payload.extend_from_slice(&0u64.to_ne_bytes());
+    payload.extend_from_slice(msg.as_bytes());
+    payload.push(0);
+    dm_ioctl(DmCmd::TargetMsg, dev, 0, &payload).map(|_| ())
 }
 
 #[cfg(test)]

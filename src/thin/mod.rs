@@ -10,6 +10,7 @@ pub mod human;
 pub mod input;
 pub mod ir;
 pub mod ir_channel;
+pub mod live;
 pub mod ls;
 pub mod mapping;
 pub mod metadata;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::thin::engines::copy::exec::{self, CopyError, Dest, DestKind, Options, Source, Stats};
 use crate::thin::engines::copy::plan::{Gaps, Plan};
 use crate::thin::engines::copy::source::{SourceError, SourceMetadata};
+use crate::thin::live::resolve::{resolve_thin, ResolveError, Thin};
+use crate::thin::live::snapshot::{Session, SnapError};
 use crate::thin::metadata::SnapshotChoice;
 
 /// Failures of a migration, each naming the device and what was wrong.
@@ -57,6 +59,22 @@ pub enum MigrateError {
     /// A plan option the source cannot honour.
     #[error("{0}")]
     Invalid(String),
+    /// Resolving the live source.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The metadata snapshot.
+    #[error(transparent)]
+    Snap(#[from] SnapError),
+    /// A live source that is writable.
+    #[error("{path} (thin {id} of pool {pool}) is active read-write: make it read-only first (e.g. lvchange -pr, or a table reload with --readonly), or pass --force to copy it anyway (the copy may then not be consistent)")]
+    SourceWritable {
+        /// The source.
+        path: String,
+        /// Its thin id.
+        id: u64,
+        /// Its pool.
+        pool: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> MigrateError + '_ {
@@ -364,4 +382,89 @@ pub fn run_plan(
         planned_bytes: plan.bytes_where(|_| true),
         stats,
     })
+}
+
+/// Refuses a destination that is the live source, a device of its pool, a
+/// thin of the same pool, or its external origin.
+fn refuse_dest_of_live(dest: &Path, thin: &Thin) -> Result<(), MigrateError> {
+    let mut inputs: Vec<(&Path, &str)> = vec![
+        (&thin.path, "the source"),
+        (&thin.dev.path, "the source"),
+        (&thin.pool.dev.path, "the source's pool"),
+        (&thin.pool.metadata.path, "the metadata device of the source's pool"),
+        (&thin.pool.data.path, "the data device of the source's pool"),
+    ];
+    if let Some(o) = &thin.origin {
+        inputs.push((&o.path, "the source's external origin"));
+    }
+    refuse_dest_among(dest, &inputs)?;
+    if identity(dest)?.is_some_and(|i| matches!(i, Identity::Dev(_))) {
+        if let Ok(other) = resolve_thin(dest) {
+            if other.pool.dev.num == thin.pool.dev.num {
+                return Err(MigrateError::DestIsSource {
+                    dest: dest.display().to_string(),
+                    what: format!("thin {} of the source's pool {}", other.thin_id, thin.pool.name),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies a live thin device through the kernel, its mappings read from a
+/// metadata snapshot of its pool (reserved for the copy and released after
+/// it, unless the pool already held one).
+///
+/// # Errors
+/// A [`MigrateError`]; a snapshot reserved here is released in every case.
+pub fn migrate_live(
+    source: &Path,
+    force: bool,
+    req: &CopyRequest,
+    stop: &(dyn Fn() -> Option<i32> + Sync),
+    note: &mut dyn FnMut(String),
+) -> Result<Report, MigrateError> {
+    let thin = resolve_thin(source)?;
+    if !thin.read_only {
+        if !force {
+            return Err(MigrateError::SourceWritable {
+                path: source.display().to_string(),
+                id: thin.thin_id,
+                pool: thin.pool.name.clone(),
+            });
+        }
+        note(format!(
+            "warning: {} is active read-write; the copy may not be consistent",
+            source.display()
+        ));
+    }
+    refuse_dest_of_live(dest_path(&req.dest), &thin)?;
+    let size = thin.size_bytes;
+    let session = Session::open(&thin.pool, note)?;
+    let md = SourceMetadata::open(&thin.pool.metadata.path, SnapshotChoice::At(session.root()))?;
+    if md.block_bytes() != thin.pool.block_sectors * 512 {
+        return Err(MigrateError::Invalid(format!(
+            "metadata of pool {} says {}-byte blocks, its table {}",
+            thin.pool.name,
+            md.block_bytes(),
+            thin.pool.block_sectors * 512
+        )));
+    }
+    md.root_of(thin.thin_id)?;
+    if let Some(base) = req.delta_id {
+        md.root_of(base)?;
+    }
+    let opened = open_dest(&req.dest, size, req.delta_id)?;
+    let has_origin = thin.origin.is_some();
+    let plan = match req.delta_id {
+        Some(base) => md.delta_plan(base, thin.thin_id, size, false, has_origin)?,
+        None => md.full_plan(thin.thin_id, size, gaps(req, opened.created, has_origin))?,
+    };
+    let (src, _) = open_input(&thin.dev.path, true)?;
+    let report = run_plan(&plan, &Source::Thin(&src), &opened, req, stop);
+    drop(md);
+    let released = session.release();
+    let report = report?;
+    released?;
+    Ok(report)
 }

@@ -339,9 +339,8 @@ fn write_all(
                     write_piece(dest, &buf[p.buf_off..p.buf_off + p.len], p.off, &mut stats)?;
                     bar.inc(p.len as u64);
                 }
-                if free.send(buf).is_err() {
-                    break;
-                }
+                // The reader may be done already; the buffer is then dropped.
+                let _ = free.send(buf);
             }
         }
     }

@@ -129,6 +129,7 @@ pub const TOOLS: &[(&str, ToolFn)] = &[
     ("thin_delta", crate::thin::delta::command),
     ("thin_dump", crate::thin::dump::command),
     ("thin_ls", crate::thin::ls::command),
+    ("thin_merge", crate::commands::merge::command),
     ("thin_metadata_pack", crate::thin::pack::pack_command),
     ("thin_metadata_size", crate::thin::metadata_size::command),
     ("thin_metadata_unpack", crate::thin::pack::unpack_command),

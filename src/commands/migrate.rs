@@ -64,7 +64,10 @@ struct Args {
 }
 
 /// Parses a size: a number of bytes, or with a binary unit suffix.
-fn parse_size(s: &str) -> Result<u64, String> {
+///
+/// # Errors
+/// A malformed number or unknown unit.
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {

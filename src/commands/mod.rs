@@ -1,3 +1,4 @@
 //! The command layer: argument parsing, messages and exit codes of each tool.
 
+pub mod merge;
 pub mod migrate;

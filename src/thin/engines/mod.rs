@@ -1,4 +1,5 @@
 //! One engine per tool.
 
 pub mod copy;
+pub mod merge;
 pub mod migrate;

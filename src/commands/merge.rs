@@ -1,0 +1,108 @@
+//! `thin_merge`: merge a thin snapshot back into its external origin (see
+//! man/thin_merge.8). Arguments and messages only; the work is in
+//! `thin::engines::merge`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use crate::cli::{report_error, run_with, usage_error};
+use crate::commands::migrate::parse_size;
+use crate::exit::Outcome;
+use crate::pdata::sys;
+use crate::thin::engines::merge::{merge_offline, MergeRequest};
+
+/// Merge a thin back into its external origin, so the origin reads as the thin.
+#[derive(Parser, Debug)]
+#[command(name = "thin_merge", disable_version_flag = true)]
+struct Args {
+    /// The origin already holds thin ID merged: write only what differs from it
+    #[arg(long = "base-id", value_name = "ID")]
+    base_id: Option<u64>,
+    /// Size of the copy buffers, in megabytes (default 64)
+    #[arg(long = "buffer-size-meg", value_name = "MB", default_value_t = 64)]
+    buffer_size_meg: u64,
+    /// The pool's data device or image (the pool must be inactive)
+    #[arg(long = "data-dev", value_name = "DEVICE")]
+    data_dev: Option<PathBuf>,
+    /// Print the blocks and bytes that would be written, write nothing
+    #[arg(long = "dry-run", action = ArgAction::SetTrue)]
+    dry_run: bool,
+    /// Grow a regular-file origin that is smaller than the thin
+    #[arg(long = "grow", action = ArgAction::SetTrue)]
+    grow: bool,
+    /// The pool's metadata device or image (the pool must be inactive)
+    #[arg(long = "metadata-dev", value_name = "DEVICE")]
+    metadata_dev: Option<PathBuf>,
+    /// The thin's external origin, which receives the merge
+    #[arg(long = "origin", value_name = "DEVICE")]
+    origin: Option<PathBuf>,
+    /// Suppress output messages, return only exit code
+    #[arg(short = 'q', long = "quiet", action = ArgAction::SetTrue)]
+    quiet: bool,
+    /// The thin's size (bytes, or with a k/m/g/t or s(ectors) suffix)
+    #[arg(long = "size", value_name = "SIZE", value_parser = parse_size)]
+    size: Option<u64>,
+    /// The id of the thin to merge
+    #[arg(long = "thin-id", value_name = "ID")]
+    thin_id: Option<u64>,
+}
+
+/// Entry point of `thin_merge`.
+#[must_use]
+pub fn command(args: &[OsString]) -> Outcome {
+    run_with::<Args, _>("thin_merge", args, |a| {
+        let (Some(metadata), Some(data), Some(thin)) =
+            (a.metadata_dev.clone(), a.data_dev.clone(), a.thin_id)
+        else {
+            return usage_error("--metadata-dev, --data-dev and --thin-id are required");
+        };
+        let Some(origin) = a.origin.clone() else {
+            return usage_error("--origin is required");
+        };
+        if a.buffer_size_meg == 0 || a.buffer_size_meg > 64 * 1024 {
+            return usage_error("--buffer-size-meg must be between 1 and 65536");
+        }
+        let req = MergeRequest {
+            metadata,
+            data,
+            thin,
+            origin,
+            base: a.base_id,
+            size: a.size,
+            grow: a.grow,
+            dry_run: a.dry_run,
+            buffer_bytes: usize::try_from(a.buffer_size_meg << 20).unwrap_or(usize::MAX),
+            progress: !a.quiet,
+        };
+        let _ = sys::catch_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE]);
+        let outcome = match merge_offline(&req, &sys::pending_signal) {
+            Ok(r) => {
+                if a.dry_run {
+                    // The product of a dry run: on stdout, even with -q.
+                    println!(
+                        "would write {} blocks ({} bytes) to {}",
+                        r.blocks,
+                        r.bytes,
+                        req.origin.display()
+                    );
+                } else if !a.quiet {
+                    eprintln!(
+                        "merged {} blocks ({} bytes) of thin {} into {}",
+                        r.blocks,
+                        r.bytes,
+                        thin,
+                        req.origin.display()
+                    );
+                }
+                Outcome::Success
+            }
+            Err(e) => report_error(&anyhow::Error::new(e), a.quiet),
+        };
+        if let Some(sig) = sys::pending_signal() {
+            sys::reraise(sig);
+        }
+        outcome
+    })
+}

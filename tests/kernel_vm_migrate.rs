@@ -208,3 +208,80 @@ fn live_thin_migrate_full_delta_refusals_and_signals() {
     assert_eq!(read("term.rc"), "143", "exit status after SIGTERM");
     assert_eq!(read("term.held"), "-", "SIGTERM left the snapshot held");
 }
+
+/// thin_merge on a live pool: thin 1 over an external origin (8 MiB of text
+/// chunks) gets whole-block and partial-block writes; while it, or another
+/// thin over the origin, is active the merge refuses; once they are down
+/// `thin_merge --pool` merges it, and a new thin over the merged origin
+/// reads exactly as thin 1 did.
+const MERGE_SCRIPT: &str = r#"
+. /job/lib.sh
+pool_start 128 0
+ORIG=/dev/disk/origin
+chunks origin 0 0 2048 | qdd of=$ORIG bs=4096 iflag=fullblock conv=notrunc,fsync
+sha256sum < $ORIG | cut -d' ' -f1 > "$OUT/pristine.sha"
+thin_new 1 8 $ORIG
+thin_up 1
+put 1 1 100 50
+put 1 1 1001 1
+put 1 1 2000 3
+sha256sum < /dev/mapper/thin1 | cut -d' ' -f1 > "$OUT/thin1.sha"
+held() { dmsetup status pool | awk '{ print $7 }'; }
+tool() {
+    name=$1
+    shift
+    rc=0
+    "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" || rc=$?
+    echo $rc > "$OUT/$name.rc"
+}
+tool refuse-active thin_merge --source-dev /dev/mapper/thin1 --origin $ORIG
+thin_down 1
+thin_new 2 8 $ORIG
+thin_up 2
+tool refuse-busy thin_merge --pool /dev/mapper/pool --thin-id 1 --origin $ORIG
+thin_down 2
+sha256sum < $ORIG | cut -d' ' -f1 > "$OUT/refused.sha"
+held > "$OUT/refused.held"
+tool dry thin_merge --pool /dev/mapper/pool --thin-id 1 --origin $ORIG --dry-run
+tool merge thin_merge --pool /dev/mapper/pool --thin-id 1 --origin $ORIG
+held > "$OUT/merge.held"
+sha256sum < $ORIG | cut -d' ' -f1 > "$OUT/merged.sha"
+thin_new 3 8 $ORIG
+thin_up 3
+sha256sum < /dev/mapper/thin3 | cut -d' ' -f1 > "$OUT/thin3.sha"
+thin_down 3
+pool_stop
+"#;
+
+#[test]
+fn live_thin_merge_into_external_origin() {
+    if !util_vm::vm_enabled() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut g = Guest::new(MERGE_SCRIPT).tool("thin_merge").timeout(600);
+    for (name, mib) in [("meta", 8), ("data", 64), ("origin", 8)] {
+        let p = work.path().join(format!("{name}.img"));
+        fs::File::create(&p).unwrap().set_len(mib << 20).unwrap();
+        g = g.disk(name, &p);
+    }
+    let run = g.run(work.path());
+    run.expect_ok();
+    let read = |n: &str| run.read(n).trim().to_string();
+    assert_ne!(read("thin1.sha"), read("pristine.sha"), "thin 1 was not written");
+    for (t, msg) in [
+        ("refuse-active", "is active and holds its origin"),
+        ("refuse-busy", "an active thin still uses it as its external origin"),
+    ] {
+        assert_eq!(read(&format!("{t}.rc")), "1", "{t}: {}", read(&format!("{t}.err")));
+        assert!(read(&format!("{t}.err")).contains(msg), "{t}: {}", read(&format!("{t}.err")));
+    }
+    assert_eq!(read("refused.sha"), read("pristine.sha"), "a refused merge wrote");
+    assert_eq!(read("refused.held"), "-");
+    assert_eq!(read("dry.rc"), "0", "{}", read("dry.err"));
+    assert!(read("dry.out").starts_with("would write "), "{}", read("dry.out"));
+    assert_eq!(read("merge.rc"), "0", "{}", read("merge.err"));
+    assert_eq!(read("merge.held"), "-", "the merge left its snapshot held");
+    assert_eq!(read("merged.sha"), read("thin1.sha"), "merged origin differs from thin 1");
+    assert_eq!(read("thin3.sha"), read("thin1.sha"), "a new thin over the merged origin differs");
+}

@@ -11,7 +11,7 @@ use crate::cli::{report_error, run_with, usage_error};
 use crate::commands::migrate::parse_size;
 use crate::exit::Outcome;
 use crate::pdata::sys;
-use crate::thin::engines::merge::{merge_offline, MergeRequest};
+use crate::thin::engines::merge::{merge, MergeRequest, MergeSource};
 
 /// Merge a thin back into its external origin, so the origin reads as the thin.
 #[derive(Parser, Debug)]
@@ -33,8 +33,14 @@ struct Args {
     #[arg(long = "grow", action = ArgAction::SetTrue)]
     grow: bool,
     /// The pool's metadata device or image (the pool must be inactive)
-    #[arg(long = "metadata-dev", value_name = "DEVICE")]
+    #[arg(long = "metadata-dev", value_name = "DEVICE", requires = "data_dev", conflicts_with_all = ["pool", "source_dev"])]
     metadata_dev: Option<PathBuf>,
+    /// A live pool holding the thin (read through a metadata snapshot)
+    #[arg(long = "pool", value_name = "DEVICE", conflicts_with = "source_dev")]
+    pool: Option<PathBuf>,
+    /// A live thin device (refused while it is active: it holds its origin)
+    #[arg(long = "source-dev", value_name = "DEVICE")]
+    source_dev: Option<PathBuf>,
     /// The thin's external origin, which receives the merge
     #[arg(long = "origin", value_name = "DEVICE")]
     origin: Option<PathBuf>,
@@ -53,10 +59,23 @@ struct Args {
 #[must_use]
 pub fn command(args: &[OsString]) -> Outcome {
     run_with::<Args, _>("thin_merge", args, |a| {
-        let (Some(metadata), Some(data), Some(thin)) =
-            (a.metadata_dev.clone(), a.data_dev.clone(), a.thin_id)
-        else {
-            return usage_error("--metadata-dev, --data-dev and --thin-id are required");
+        let source = match (&a.metadata_dev, &a.data_dev, &a.pool, &a.source_dev) {
+            (Some(m), Some(d), _, _) => MergeSource::Offline {
+                metadata: m.clone(),
+                data: d.clone(),
+            },
+            (_, _, Some(p), _) => MergeSource::Pool(p.clone()),
+            (_, _, _, Some(t)) => MergeSource::Thin(t.clone()),
+            _ => {
+                return usage_error(
+                    "You must specify a source: --metadata-dev and --data-dev, --pool, or --source-dev",
+                )
+            }
+        };
+        let thin = match (a.thin_id, &source) {
+            (Some(t), _) => t,
+            (None, MergeSource::Thin(_)) => 0,
+            (None, _) => return usage_error("--thin-id is required"),
         };
         let Some(origin) = a.origin.clone() else {
             return usage_error("--origin is required");
@@ -65,8 +84,7 @@ pub fn command(args: &[OsString]) -> Outcome {
             return usage_error("--buffer-size-meg must be between 1 and 65536");
         }
         let req = MergeRequest {
-            metadata,
-            data,
+            source,
             thin,
             origin,
             base: a.base_id,
@@ -77,7 +95,12 @@ pub fn command(args: &[OsString]) -> Outcome {
             progress: !a.quiet,
         };
         let _ = sys::catch_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE]);
-        let outcome = match merge_offline(&req, &sys::pending_signal) {
+        let mut note = |m: String| {
+            if !a.quiet {
+                eprintln!("{m}");
+            }
+        };
+        let outcome = match merge(&req, &sys::pending_signal, &mut note) {
             Ok(r) => {
                 if a.dry_run {
                     // The product of a dry run: on stdout, even with -q.

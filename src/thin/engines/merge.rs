@@ -22,15 +22,32 @@ use crate::thin::engines::copy::exec::{self, Dest, DestKind, Options, Source};
 use crate::thin::engines::copy::plan::{Action, Gaps};
 use crate::thin::engines::copy::source::SourceMetadata;
 use crate::thin::engines::migrate::{refuse_dest_among, MigrateError, Report};
+use crate::thin::live::resolve::{resolve_pool_path, resolve_thin};
+use crate::thin::live::snapshot::Session;
 use crate::thin::metadata::SnapshotChoice;
+
+/// Where the thin's provisioned blocks are read.
+#[derive(Clone, Debug)]
+pub enum MergeSource {
+    /// An inactive pool's devices, or images.
+    Offline {
+        /// The pool's metadata device or image.
+        metadata: PathBuf,
+        /// The pool's data device or image.
+        data: PathBuf,
+    },
+    /// A live pool: its metadata snapshot and its data device.
+    Pool(PathBuf),
+    /// A live thin device: names the pool, the id and the origin (which the
+    /// active thin holds, so this is refused with the way to proceed).
+    Thin(PathBuf),
+}
 
 /// What to merge.
 #[derive(Clone, Debug)]
 pub struct MergeRequest {
-    /// The pool's metadata device or image.
-    pub metadata: PathBuf,
-    /// The pool's data device or image.
-    pub data: PathBuf,
+    /// Where the thin is read.
+    pub source: MergeSource,
     /// The thin to merge.
     pub thin: u64,
     /// Its external origin (the merge target).
@@ -76,22 +93,73 @@ fn size_of(f: &File) -> io::Result<u64> {
     Ok(end)
 }
 
-/// Merges offline (the pool inactive, or images).
+/// Merges thin `req.thin` into `req.origin`.
 ///
 /// # Errors
 /// A [`MigrateError`]; nothing is written when a check fails.
-pub fn merge_offline(
+pub fn merge(
     req: &MergeRequest,
     stop: &(dyn Fn() -> Option<i32> + Sync),
+    note: &mut dyn FnMut(String),
 ) -> Result<MergeReport, MigrateError> {
-    refuse_dest_among(
-        &req.origin,
-        &[
-            (&req.metadata, "the pool's metadata device"),
-            (&req.data, "the pool's data device"),
-        ],
-    )?;
-    let md = SourceMetadata::open(&req.metadata, SnapshotChoice::Live)?;
+    match &req.source {
+        MergeSource::Offline { metadata, data } => {
+            refuse_dest_among(
+                &req.origin,
+                &[
+                    (metadata, "the pool's metadata device"),
+                    (data, "the pool's data device"),
+                ],
+            )?;
+            let md = SourceMetadata::open(metadata, SnapshotChoice::Live)?;
+            merge_from(req, &md, data, false, stop)
+        }
+        MergeSource::Thin(path) => {
+            let thin = resolve_thin(path)?;
+            let origin = thin.origin.as_ref().map_or_else(
+                || "no external origin".to_string(),
+                |o| o.path.display().to_string(),
+            );
+            Err(MigrateError::Invalid(format!(
+                "{} (thin {} of pool {}, over {origin}) is active and holds its origin: deactivate it and every other thin over {}, then run thin_merge --pool {} --thin-id {} --origin {}",
+                path.display(),
+                thin.thin_id,
+                thin.pool.name,
+                req.origin.display(),
+                thin.pool.dev.path.display(),
+                thin.thin_id,
+                req.origin.display()
+            )))
+        }
+        MergeSource::Pool(path) => {
+            let pool = resolve_pool_path(path)?;
+            refuse_dest_among(
+                &req.origin,
+                &[
+                    (&pool.dev.path, "the pool"),
+                    (&pool.metadata.path, "the pool's metadata device"),
+                    (&pool.data.path, "the pool's data device"),
+                ],
+            )?;
+            let session = Session::open(&pool, note)?;
+            let md = SourceMetadata::open(&pool.metadata.path, SnapshotChoice::At(session.root()))?;
+            let r = merge_from(req, &md, &pool.data.path, true, stop);
+            drop(md);
+            let released = session.release();
+            let r = r?;
+            released?;
+            Ok(r)
+        }
+    }
+}
+
+fn merge_from(
+    req: &MergeRequest,
+    md: &SourceMetadata,
+    data_path: &Path,
+    shared_data: bool,
+    stop: &(dyn Fn() -> Option<i32> + Sync),
+) -> Result<MergeReport, MigrateError> {
     md.root_of(req.thin)?;
     if let Some(b) = req.base {
         md.root_of(b)?;
@@ -168,7 +236,7 @@ pub fn merge_offline(
             copy: None,
         });
     }
-    let (data, _) = open_data(&req.data)?;
+    let (data, _) = open_data(data_path, shared_data)?;
     let dest = Dest {
         file: &origin,
         kind,
@@ -199,12 +267,12 @@ pub fn merge_offline(
     })
 }
 
-fn open_data(path: &Path) -> Result<(File, u64), MigrateError> {
+fn open_data(path: &Path, shared: bool) -> Result<(File, u64), MigrateError> {
     let m = std::fs::metadata(path).map_err(io_err(path))?;
     let mut opts = File::options();
     opts.read(true);
     if m.file_type().is_block_device() {
-        opts.custom_flags(libc::O_EXCL | libc::O_DIRECT);
+        opts.custom_flags(libc::O_DIRECT | if shared { 0 } else { libc::O_EXCL });
     }
     let f = opts.open(path).map_err(io_err(path))?;
     let s = size_of(&f).map_err(io_err(path))?;

@@ -35,6 +35,14 @@ pub enum ResolveError {
         /// Its target type(s).
         kind: String,
     },
+    /// A dm device that is not a pool.
+    #[error("{path}: a {kind} device, not a thin-pool")]
+    NotPool {
+        /// The path.
+        path: String,
+        /// Its target type.
+        kind: String,
+    },
     /// No active table.
     #[error("{0}: has no active table")]
     NoTable(String),
@@ -273,6 +281,26 @@ pub fn resolve_thin(path: &Path) -> Result<Thin, ResolveError> {
         origin,
         pool,
     })
+}
+
+/// Resolves `path` to a live thin-pool device.
+///
+/// # Errors
+/// A [`ResolveError`] naming the device and what it is instead.
+pub fn resolve_pool_path(path: &Path) -> Result<Pool, ResolveError> {
+    let shown = path.display().to_string();
+    let num = block_dev_of(path)?;
+    if dm_name(num).is_none() {
+        return Err(ResolveError::NotDm(shown));
+    }
+    let t = single_target(num, &shown)?;
+    if t.kind != "thin-pool" {
+        return Err(ResolveError::NotPool {
+            path: shown,
+            kind: t.kind,
+        });
+    }
+    resolve_pool(num, &shown)
 }
 
 fn resolve_pool(num: DevNum, thin: &str) -> Result<Pool, ResolveError> {

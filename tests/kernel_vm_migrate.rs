@@ -149,24 +149,49 @@ fn live_thin_migrate_full_delta_refusals_and_signals() {
     let ctx = run.describe();
     let read = |n: &str| run.read(n).trim().to_string();
     let ok = |n: &str| {
-        assert_eq!(read(&format!("{n}.rc")), "0", "{n}: {}\n{ctx}", read(&format!("{n}.err")));
+        assert_eq!(
+            read(&format!("{n}.rc")),
+            "0",
+            "{n}: {}\n{ctx}",
+            read(&format!("{n}.err"))
+        );
     };
-    eprintln!("writer: {} writes; guest {:?} s", read("writer.count"), run.guest_seconds);
+    eprintln!(
+        "writer: {} writes; guest {:?} s",
+        read("writer.count"),
+        run.guest_seconds
+    );
 
     // Full copies while the origin is written, to a file and to a thin of
     // another pool with another block size.
     for t in ["full-file", "full-dev"] {
         ok(t);
-        assert_eq!(read(&format!("{t}.sha")), read("snap2.sha"), "{t} differs\n{ctx}");
+        assert_eq!(
+            read(&format!("{t}.sha")),
+            read("snap2.sha"),
+            "{t} differs\n{ctx}"
+        );
         assert_eq!(read(&format!("{t}.held")), "-", "{t} left a snapshot held");
     }
-    assert_eq!(read("writer-running.txt"), "yes", "the writer stopped too early");
-    assert_ne!(read("snap2.sha"), read("snap3.sha"), "snapshots 2 and 3 are alike");
+    assert_eq!(
+        read("writer-running.txt"),
+        "yes",
+        "the writer stopped too early"
+    );
+    assert_ne!(
+        read("snap2.sha"),
+        read("snap3.sha"),
+        "snapshots 2 and 3 are alike"
+    );
 
     // Incremental copies after writes and discards.
     for t in ["delta-file", "delta-dev"] {
         ok(t);
-        assert_eq!(read(&format!("{t}.sha")), read("snap3.sha"), "{t} differs\n{ctx}");
+        assert_eq!(
+            read(&format!("{t}.sha")),
+            read("snap3.sha"),
+            "{t} differs\n{ctx}"
+        );
     }
 
     // Refusals: exit 1, a message naming the problem.
@@ -179,22 +204,42 @@ fn live_thin_migrate_full_delta_refusals_and_signals() {
         ("refuse-notdm", "not a device-mapper device"),
         ("refuse-busy", "in use"),
     ] {
-        assert_eq!(read(&format!("{t}.rc")), "1", "{t}: {}", read(&format!("{t}.err")));
+        assert_eq!(
+            read(&format!("{t}.rc")),
+            "1",
+            "{t}: {}",
+            read(&format!("{t}.err"))
+        );
         let err = read(&format!("{t}.err"));
         assert!(err.contains(msg), "{t}: want {msg:?}, got {err:?}");
     }
-    assert!(read("never.ls").contains("No such file"), "a refused run created its file");
+    assert!(
+        read("never.ls").contains("No such file"),
+        "a refused run created its file"
+    );
     assert_eq!(read("refuse.held"), "-");
 
     // A snapshot held by someone else: used, said so, left held.
     ok("foreign");
-    assert!(read("foreign.err").contains("already held"), "{}", read("foreign.err"));
-    assert_ne!(read("foreign.held"), "-", "released a snapshot it did not reserve");
+    assert!(
+        read("foreign.err").contains("already held"),
+        "{}",
+        read("foreign.err")
+    );
+    assert_ne!(
+        read("foreign.held"),
+        "-",
+        "released a snapshot it did not reserve"
+    );
     assert_eq!(read("foreign.sha"), read("snap3.sha"));
 
     // SIGKILL leaves the reservation; the rerun releases it, says so, and
     // copies correctly.
-    assert_ne!(read("killed.held"), "-", "the killed run had not reserved yet\n{ctx}");
+    assert_ne!(
+        read("killed.held"),
+        "-",
+        "the killed run had not reserved yet\n{ctx}"
+    );
     ok("rerun");
     assert!(
         read("rerun.err").contains("left reserved by an interrupted run"),
@@ -268,20 +313,52 @@ fn live_thin_merge_into_external_origin() {
     let run = g.run(work.path());
     run.expect_ok();
     let read = |n: &str| run.read(n).trim().to_string();
-    assert_ne!(read("thin1.sha"), read("pristine.sha"), "thin 1 was not written");
+    assert_ne!(
+        read("thin1.sha"),
+        read("pristine.sha"),
+        "thin 1 was not written"
+    );
     for (t, msg) in [
         ("refuse-active", "is active and holds its origin"),
-        ("refuse-busy", "an active thin still uses it as its external origin"),
+        (
+            "refuse-busy",
+            "an active thin still uses it as its external origin",
+        ),
     ] {
-        assert_eq!(read(&format!("{t}.rc")), "1", "{t}: {}", read(&format!("{t}.err")));
-        assert!(read(&format!("{t}.err")).contains(msg), "{t}: {}", read(&format!("{t}.err")));
+        assert_eq!(
+            read(&format!("{t}.rc")),
+            "1",
+            "{t}: {}",
+            read(&format!("{t}.err"))
+        );
+        assert!(
+            read(&format!("{t}.err")).contains(msg),
+            "{t}: {}",
+            read(&format!("{t}.err"))
+        );
     }
-    assert_eq!(read("refused.sha"), read("pristine.sha"), "a refused merge wrote");
+    assert_eq!(
+        read("refused.sha"),
+        read("pristine.sha"),
+        "a refused merge wrote"
+    );
     assert_eq!(read("refused.held"), "-");
     assert_eq!(read("dry.rc"), "0", "{}", read("dry.err"));
-    assert!(read("dry.out").starts_with("would write "), "{}", read("dry.out"));
+    assert!(
+        read("dry.out").starts_with("would write "),
+        "{}",
+        read("dry.out")
+    );
     assert_eq!(read("merge.rc"), "0", "{}", read("merge.err"));
     assert_eq!(read("merge.held"), "-", "the merge left its snapshot held");
-    assert_eq!(read("merged.sha"), read("thin1.sha"), "merged origin differs from thin 1");
-    assert_eq!(read("thin3.sha"), read("thin1.sha"), "a new thin over the merged origin differs");
+    assert_eq!(
+        read("merged.sha"),
+        read("thin1.sha"),
+        "merged origin differs from thin 1"
+    );
+    assert_eq!(
+        read("thin3.sha"),
+        read("thin1.sha"),
+        "a new thin over the merged origin differs"
+    );
 }

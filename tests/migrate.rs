@@ -90,7 +90,11 @@ fn extract_all(name: &str) {
         r.expect_code(0);
         assert!(r.stderr().is_empty(), "-q printed: {}", r.describe());
         assert_eq!(fs::metadata(&out).unwrap().len(), *size, "{name} thin {id}");
-        assert_eq!(&sha256_file(&out), hash, "{name} thin {id}: content differs");
+        assert_eq!(
+            &sha256_file(&out),
+            hash,
+            "{name} thin {id}: content differs"
+        );
     }
 }
 
@@ -137,13 +141,15 @@ fn offline_delta_copies_along_each_fixture_equal_the_newer_thin() {
         let dir = tempfile::tempdir().unwrap();
         let u = unpack(name, dir.path());
         let out = dir.path().join("out");
-        let ids: Vec<(u32, u64, String)> = u
-            .fx
-            .content
-            .iter()
-            .map(|(&id, (s, h))| (id, *s, h.clone()))
-            .collect();
-        for pair in ids.windows(2).chain([[ids[ids.len() - 1].clone(), ids[0].clone()].as_slice()]) {
+        let ids: Vec<(u32, u64, String)> =
+            u.fx.content
+                .iter()
+                .map(|(&id, (s, h))| (id, *s, h.clone()))
+                .collect();
+        for pair in ids
+            .windows(2)
+            .chain([[ids[ids.len() - 1].clone(), ids[0].clone()].as_slice()])
+        {
             let (a, b) = (&pair[0], &pair[1]);
             if a.1 != b.1 || a.0 == b.0 {
                 continue;
@@ -209,21 +215,49 @@ fn offline_refusals_name_the_problem_and_write_nothing() {
     assert_eq!(sha256_file(&u.data), data_hash, "the data image changed");
     let r = run("thin_migrate", &["--dest-file", "x"]);
     r.expect_code(2);
-    assert!(r.stderr().contains("You must specify a source"), "{}", r.describe());
+    assert!(
+        r.stderr().contains("You must specify a source"),
+        "{}",
+        r.describe()
+    );
     let meta = u.meta.display().to_string();
     let data = u.data.display().to_string();
     let r = run(
         "thin_migrate",
-        &["--metadata-dev", &meta, "--data-dev", &data, "--thin-id", "1"],
+        &[
+            "--metadata-dev",
+            &meta,
+            "--data-dev",
+            &data,
+            "--thin-id",
+            "1",
+        ],
     );
     r.expect_code(2);
-    assert!(r.stderr().contains("You must specify a dest"), "{}", r.describe());
+    assert!(
+        r.stderr().contains("You must specify a dest"),
+        "{}",
+        r.describe()
+    );
     let r = run(
         "thin_migrate",
-        &["--metadata-dev", &meta, "--data-dev", &data, "--thin-id", "1", "--dest-dev", &out.display().to_string()],
+        &[
+            "--metadata-dev",
+            &meta,
+            "--data-dev",
+            &data,
+            "--thin-id",
+            "1",
+            "--dest-dev",
+            &out.display().to_string(),
+        ],
     );
     r.expect_code(1);
-    assert!(r.stderr().contains("No such file") || r.stderr().contains("not a block device"), "{}", r.describe());
+    assert!(
+        r.stderr().contains("No such file") || r.stderr().contains("not a block device"),
+        "{}",
+        r.describe()
+    );
 }
 
 /// An existing file that holds other data is overwritten exactly: its

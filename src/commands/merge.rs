@@ -5,11 +5,11 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, Parser};
 
-use crate::cli::{report_error, run_with, usage_error};
+use crate::commands::exit::Outcome;
 use crate::commands::migrate::parse_size;
-use crate::exit::Outcome;
+use crate::commands::run::{report_error, run_with, usage_error};
 use crate::pdata::sys;
 use crate::thin::engines::merge::{merge, MergeRequest, MergeSource};
 
@@ -55,9 +55,15 @@ struct Args {
     thin_id: Option<u64>,
 }
 
-/// Entry point of `thin_merge`.
+/// The command-line definition.
 #[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
+pub fn cli() -> clap::Command {
+    Args::command()
+}
+
+/// Runs `thin_merge` on `args` (without argv[0]).
+#[must_use]
+pub fn run(args: &[OsString]) -> Outcome {
     run_with::<Args, _>("thin_merge", args, |a| {
         let source = match (&a.metadata_dev, &a.data_dev, &a.pool, &a.source_dev) {
             (Some(m), Some(d), _, _) => MergeSource::Offline {
@@ -66,11 +72,9 @@ pub fn command(args: &[OsString]) -> Outcome {
             },
             (_, _, Some(p), _) => MergeSource::Pool(p.clone()),
             (_, _, _, Some(t)) => MergeSource::Thin(t.clone()),
-            _ => {
-                return usage_error(
-                    "You must specify a source: --metadata-dev and --data-dev, --pool, or --source-dev",
-                )
-            }
+            _ => return usage_error(
+                "You must specify a source: --metadata-dev and --data-dev, --pool, or --source-dev",
+            ),
         };
         let thin = match (a.thin_id, &source) {
             (Some(t), _) => t,

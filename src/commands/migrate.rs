@@ -6,10 +6,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, Parser};
 
-use crate::cli::{report_error, run_with, usage_error};
-use crate::exit::Outcome;
+use crate::commands::exit::Outcome;
+use crate::commands::run::{report_error, run_with, usage_error};
 use crate::pdata::sys;
 use crate::thin::engines::migrate::{self, CopyRequest, DestSpec, OfflineSource, Report};
 
@@ -89,9 +89,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size '{s}'"))
 }
 
-/// Entry point of `thin_migrate`.
+/// The command-line definition.
 #[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
+pub fn cli() -> clap::Command {
+    Args::command()
+}
+
+/// Runs `thin_migrate` on `args` (without argv[0]).
+#[must_use]
+pub fn run(args: &[OsString]) -> Outcome {
     run_with::<Args, _>("thin_migrate", args, |a| {
         if a.source_dev.is_none() && a.metadata_dev.is_none() {
             return usage_error("You must specify a source");
@@ -112,7 +118,7 @@ pub fn command(args: &[OsString]) -> Outcome {
             progress: !a.quiet,
         };
         let _ = sys::catch_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE]);
-        let result = run(&a, &req);
+        let result = migrate(&a, &req);
         let outcome = match result {
             Ok(report) => {
                 if !a.quiet {
@@ -129,7 +135,7 @@ pub fn command(args: &[OsString]) -> Outcome {
     })
 }
 
-fn run(a: &Args, req: &CopyRequest) -> anyhow::Result<Report> {
+fn migrate(a: &Args, req: &CopyRequest) -> anyhow::Result<Report> {
     let stop = sys::pending_signal;
     if let Some(meta) = &a.metadata_dev {
         let (Some(data), Some(thin)) = (&a.data_dev, a.thin_id) else {

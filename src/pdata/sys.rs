@@ -253,11 +253,16 @@ pub fn dm_ioctl(cmd: DmCmd, dev: (u32, u32), flags: u32, payload: &[u8]) -> io::
         let mut buf = vec![0u64; size.div_ceil(8)];
         let bytes: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(buf.as_mut_slice());
         let total = bytes.len();
-        let put32 = |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        let put32 =
+            |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
         put32(bytes, 0, 4);
         put32(bytes, 4, 0);
         put32(bytes, 8, 0);
-        put32(bytes, OFF_DATA_SIZE, u32::try_from(total).map_err(io::Error::other)?);
+        put32(
+            bytes,
+            OFF_DATA_SIZE,
+            u32::try_from(total).map_err(io::Error::other)?,
+        );
         put32(bytes, OFF_DATA_START, DM_IOCTL_SIZE as u32);
         put32(bytes, OFF_FLAGS, flags);
         let (major, minor) = (u64::from(dev.0), u64::from(dev.1));

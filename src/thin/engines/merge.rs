@@ -24,7 +24,7 @@ use crate::thin::engines::copy::source::SourceMetadata;
 use crate::thin::engines::migrate::{refuse_dest_among, MigrateError, Report};
 use crate::thin::live::resolve::{resolve_pool_path, resolve_thin};
 use crate::thin::live::snapshot::Session;
-use crate::thin::metadata::SnapshotChoice;
+use crate::thin::model::open::SnapshotChoice;
 
 /// Where the thin's provisioned blocks are read.
 #[derive(Clone, Debug)]

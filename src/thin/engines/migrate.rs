@@ -13,7 +13,7 @@ use crate::thin::engines::copy::plan::{Gaps, Plan};
 use crate::thin::engines::copy::source::{SourceError, SourceMetadata};
 use crate::thin::live::resolve::{resolve_thin, ResolveError, Thin};
 use crate::thin::live::snapshot::{Session, SnapError};
-use crate::thin::metadata::SnapshotChoice;
+use crate::thin::model::open::SnapshotChoice;
 
 /// Failures of a migration, each naming the device and what was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +197,11 @@ pub struct OpenedDest {
 ///
 /// # Errors
 /// A [`MigrateError`]; nothing has been written then.
-pub fn open_dest(spec: &DestSpec, size: u64, delta: Option<u64>) -> Result<OpenedDest, MigrateError> {
+pub fn open_dest(
+    spec: &DestSpec,
+    size: u64,
+    delta: Option<u64>,
+) -> Result<OpenedDest, MigrateError> {
     match spec {
         DestSpec::Device(p) => {
             let m = std::fs::metadata(p).map_err(io_err(p))?;
@@ -365,7 +369,8 @@ pub fn run_plan(
     req: &CopyRequest,
     stop: &(dyn Fn() -> Option<i32> + Sync),
 ) -> Result<Report, MigrateError> {
-    let reads_zero = req.delta_id.is_none() && !req.zero_dest && (dest.created || dest.kind == DestKind::Block);
+    let reads_zero =
+        req.delta_id.is_none() && !req.zero_dest && (dest.created || dest.kind == DestKind::Block);
     let d = Dest {
         file: &dest.file,
         kind: dest.kind,
@@ -391,7 +396,10 @@ fn refuse_dest_of_live(dest: &Path, thin: &Thin) -> Result<(), MigrateError> {
         (&thin.path, "the source"),
         (&thin.dev.path, "the source"),
         (&thin.pool.dev.path, "the source's pool"),
-        (&thin.pool.metadata.path, "the metadata device of the source's pool"),
+        (
+            &thin.pool.metadata.path,
+            "the metadata device of the source's pool",
+        ),
         (&thin.pool.data.path, "the data device of the source's pool"),
     ];
     if let Some(o) = &thin.origin {
@@ -403,7 +411,10 @@ fn refuse_dest_of_live(dest: &Path, thin: &Thin) -> Result<(), MigrateError> {
             if other.pool.dev.num == thin.pool.dev.num {
                 return Err(MigrateError::DestIsSource {
                     dest: dest.display().to_string(),
-                    what: format!("thin {} of the source's pool {}", other.thin_id, thin.pool.name),
+                    what: format!(
+                        "thin {} of the source's pool {}",
+                        other.thin_id, thin.pool.name
+                    ),
                 });
             }
         }

@@ -225,7 +225,10 @@ fn single_target(num: DevNum, shown: &str) -> Result<DmTarget, ResolveError> {
             path: shown.to_string(),
             kind: format!(
                 "multi-target ({})",
-                t.iter().map(|x| x.kind.as_str()).collect::<Vec<_>>().join(", ")
+                t.iter()
+                    .map(|x| x.kind.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
     }
@@ -261,7 +264,9 @@ pub fn resolve_thin(path: &Path) -> Result<Thin, ResolveError> {
         return Err(bad(&t.params));
     };
     let origin = match f.get(2) {
-        Some(s) => Some(BlockDev::from_num(parse_devnum(s).ok_or_else(|| bad(&t.params))?)),
+        Some(s) => Some(BlockDev::from_num(
+            parse_devnum(s).ok_or_else(|| bad(&t.params))?,
+        )),
         None => None,
     };
     let status = dm_ioctl(DmCmd::DevStatus, num, 0, &[]).map_err(|source| ResolveError::Ioctl {

@@ -138,12 +138,7 @@ const ZERO_CHUNK: usize = 4096;
 ///
 /// # Errors
 /// A [`CopyError`]; the destination may then be partly written.
-pub fn execute(
-    plan: &Plan,
-    src: &Source,
-    dest: &Dest,
-    opts: &Options,
-) -> Result<Stats, CopyError> {
+pub fn execute(plan: &Plan, src: &Source, dest: &Dest, opts: &Options) -> Result<Stats, CopyError> {
     let block = usize::try_from(plan.block_bytes).unwrap_or(usize::MAX);
     let half = (opts.buffer_bytes / 2 / block).max(1) * block;
     let total = plan.bytes_where(|_| true);
@@ -159,7 +154,9 @@ pub fn execute(
         // Unblock the reader if the writer stopped early.
         drop(work_rx);
         drop(free_tx);
-        let read = reader.join().unwrap_or(Err(CopyError::Interrupted(0)));
+        let read = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         match (read, written) {
             (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
             (Ok(bytes_read), Ok(mut stats)) => {
@@ -235,7 +232,11 @@ fn read_all(
             // O_DIRECT reads need a length that is a multiple of the
             // alignment; the volume's tail may not be one.
             let read_len = n.div_ceil(512) * 512;
-            let read_len = if *used + read_len <= buf.len() { read_len } else { n };
+            let read_len = if *used + read_len <= buf.len() {
+                read_len
+            } else {
+                n
+            };
             let dst = &mut buf[*used..*used + read_len];
             read_piece(plan, src, e.action, e.begin, vol_off, dst, n)?;
             pieces.push(Piece {
@@ -267,14 +268,17 @@ fn read_piece(
     dst: &mut [u8],
     n: usize,
 ) -> Result<(), CopyError> {
-    let fail = |what, offset| move |source| CopyError::Read {
-        what,
-        offset,
-        source,
+    let fail = |what, offset| {
+        move |source| CopyError::Read {
+            what,
+            offset,
+            source,
+        }
     };
     match (src, action) {
-        (Source::Thin(f), _) => read_exact_or_short(f, dst, n, vol_off)
-            .map_err(fail("the thin device", vol_off)),
+        (Source::Thin(f), _) => {
+            read_exact_or_short(f, dst, n, vol_off).map_err(fail("the thin device", vol_off))
+        }
         (Source::Offline { data, .. }, Action::Mapped { data: Some(d) }) => {
             let off = d * plan.block_bytes + (vol_off - begin * plan.block_bytes);
             data.read_exact_at(&mut dst[..n], off)
@@ -375,19 +379,6 @@ fn write_piece(dest: &Dest, bytes: &[u8], off: u64, stats: &mut Stats) -> Result
 fn write_exact(dest: &Dest, bytes: &[u8], at: u64) -> Result<(), CopyError> {
     dest.file
         .write_all_at(bytes, at)
-        .or_else(|e| {
-            // An O_DIRECT write of an unaligned tail: retry through a copy
-            // padded to the alignment is not possible past the device end, so
-            // report anything else as it is.
-            if e.raw_os_error() == Some(libc::EINVAL) && bytes.len() % 512 != 0 {
-                Err(io::Error::new(
-                    e.kind(),
-                    format!("{e} (length {} is not a multiple of 512)", bytes.len()),
-                ))
-            } else {
-                Err(e)
-            }
-        })
         .map_err(|source| CopyError::Write { offset: at, source })
 }
 

@@ -13,8 +13,8 @@ use crate::pdata::block::BlockNr;
 use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
-use crate::thin::delta::{Delta, Kind, Run};
-use crate::thin::mapping::BlockTime;
+use crate::thin::engines::delta::{Delta, Kind, Run};
+use crate::thin::model::mapping::BlockTime;
 
 /// Failures building a plan.
 #[derive(Debug, thiserror::Error)]
@@ -305,7 +305,13 @@ mod tests {
         };
         assert_eq!(
             full_plan(&runs, 14, Gaps::Zero),
-            vec![z(0, 2), mapped(2, 3, 100), z(5, 3), mapped(8, 4, 7), z(12, 2)]
+            vec![
+                z(0, 2),
+                mapped(2, 3, 100),
+                z(5, 3),
+                mapped(8, 4, 7),
+                z(12, 2)
+            ]
         );
         assert_eq!(full_plan(&runs, 1, Gaps::Skip), vec![]);
     }

@@ -9,12 +9,10 @@ use crate::pdata::block::BlockNr;
 use crate::pdata::btree::node::NodeError;
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::{open_metadata, Access, FileDevice, OpenError, Sharing};
-use crate::thin::delta::diff;
-use crate::thin::engines::copy::plan::{
-    delta_plan, full_plan, mapped_runs, Gaps, Plan, PlanError,
-};
-use crate::thin::metadata::{choose_superblock, read_top_level, OpenSnapError, SnapshotChoice};
-use crate::thin::superblock::Superblock;
+use crate::thin::engines::copy::plan::{delta_plan, full_plan, mapped_runs, Gaps, Plan, PlanError};
+use crate::thin::engines::delta::diff;
+use crate::thin::model::open::{choose_superblock, read_top_level, OpenSnapError, SnapshotChoice};
+use crate::thin::model::superblock::Superblock;
 
 /// Failures opening the source metadata or finding a thin in it.
 #[derive(Debug, thiserror::Error)]
@@ -81,20 +79,23 @@ impl SourceMetadata {
         } else {
             Sharing::LiveSnapshot
         };
-        let dev = open_metadata(path, Access::ReadOnly, sharing).map_err(|source| {
-            SourceError::Open {
+        let dev =
+            open_metadata(path, Access::ReadOnly, sharing).map_err(|source| SourceError::Open {
                 path: shown.clone(),
                 source,
-            }
-        })?;
+            })?;
         let chosen = choose_superblock(&dev, choice).map_err(|source| SourceError::Superblock {
             path: shown.clone(),
             source,
         })?;
         let sb = chosen.sb;
         let mut walker = Walker::new(&dev);
-        let roots = read_top_level(&mut walker, sb.mapping_root)
-            .map_err(|source| SourceError::Devices { path: shown, source })?;
+        let roots = read_top_level(&mut walker, sb.mapping_root).map_err(|source| {
+            SourceError::Devices {
+                path: shown,
+                source,
+            }
+        })?;
         drop(walker);
         Ok(SourceMetadata {
             dev,
@@ -115,17 +116,14 @@ impl SourceMetadata {
     /// # Errors
     /// `NoSuchThin`.
     pub fn root_of(&self, id: u64) -> Result<BlockNr, SourceError> {
-        self.roots
-            .get(&id)
-            .copied()
-            .ok_or(SourceError::NoSuchThin {
-                id,
-                where_: if self.snapshot {
-                    "metadata snapshot"
-                } else {
-                    "metadata"
-                },
-            })
+        self.roots.get(&id).copied().ok_or(SourceError::NoSuchThin {
+            id,
+            where_: if self.snapshot {
+                "metadata snapshot"
+            } else {
+                "metadata"
+            },
+        })
     }
 
     /// Bytes up to the end of the last mapped block of thin `id` (the size
@@ -135,7 +133,9 @@ impl SourceMetadata {
     /// As [`SourceMetadata::full_plan`].
     pub fn mapped_end(&self, id: u64) -> Result<u64, SourceError> {
         let runs = mapped_runs(&self.dev, id, self.root_of(id)?)?;
-        Ok(runs.last().map_or(0, |r| (r.thin + r.len) * self.block_bytes()))
+        Ok(runs
+            .last()
+            .map_or(0, |r| (r.thin + r.len) * self.block_bytes()))
     }
 
     /// The plan copying thin `id` whole into a volume of `size_bytes`.

@@ -94,6 +94,11 @@ pool_msg reserve_metadata_snap
 tool foreign thin_migrate --source-dev /dev/mapper/snap3 --dest-file /tmp/g.img
 held > "$OUT/foreign.held"
 sha256sum < /tmp/g.img | cut -d' ' -f1 > "$OUT/foreign.sha"
+thin_new 4 8
+show dmsetup create thin4 --readonly --table "0 16384 thin /dev/mapper/pool 4"
+tool refuse-absent thin_migrate --source-dev /dev/mapper/thin4 --dest-file /tmp/never2.img
+ls /tmp/never2.img > "$OUT/never2.ls" 2>&1 || true
+show dmsetup remove thin4
 pool_msg release_metadata_snap
 rm -f /tmp/g.img
 
@@ -232,6 +237,17 @@ fn live_thin_migrate_full_delta_refusals_and_signals() {
         "released a snapshot it did not reserve"
     );
     assert_eq!(read("foreign.sha"), read("snap3.sha"));
+    // A thin created after the held snapshot is not in it.
+    assert_eq!(read("refuse-absent.rc"), "1");
+    assert!(
+        read("refuse-absent.err").contains("thin device 4 is not in the metadata snapshot"),
+        "{}",
+        read("refuse-absent.err")
+    );
+    assert!(
+        read("never2.ls").contains("No such file"),
+        "the refused run created its file"
+    );
 
     // SIGKILL leaves the reservation; the rerun releases it, says so, and
     // copies correctly.

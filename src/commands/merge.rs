@@ -35,21 +35,21 @@ struct Args {
     /// The pool's metadata device or image (the pool must be inactive)
     #[arg(long = "metadata-dev", value_name = "DEVICE", requires = "data_dev", conflicts_with_all = ["pool", "source_dev"])]
     metadata_dev: Option<PathBuf>,
-    /// A live pool holding the thin (read through a metadata snapshot)
-    #[arg(long = "pool", value_name = "DEVICE", conflicts_with = "source_dev")]
-    pool: Option<PathBuf>,
-    /// A live thin device (refused while it is active: it holds its origin)
-    #[arg(long = "source-dev", value_name = "DEVICE")]
-    source_dev: Option<PathBuf>,
     /// The thin's external origin, which receives the merge
     #[arg(long = "origin", value_name = "DEVICE")]
     origin: Option<PathBuf>,
+    /// A live pool holding the thin (read through a metadata snapshot)
+    #[arg(long = "pool", value_name = "DEVICE", conflicts_with = "source_dev")]
+    pool: Option<PathBuf>,
     /// Suppress output messages, return only exit code
     #[arg(short = 'q', long = "quiet", action = ArgAction::SetTrue)]
     quiet: bool,
     /// The thin's size (bytes, or with a k/m/g/t or s(ectors) suffix)
     #[arg(long = "size", value_name = "SIZE", value_parser = parse_size)]
     size: Option<u64>,
+    /// A live thin device (refused while it is active: it holds its origin)
+    #[arg(long = "source-dev", value_name = "DEVICE")]
+    source_dev: Option<PathBuf>,
     /// The id of the thin to merge
     #[arg(long = "thin-id", value_name = "ID")]
     thin_id: Option<u64>,

@@ -20,6 +20,9 @@ struct Args {
     /// Size of the copy buffers, in megabytes (default 64)
     #[arg(long = "buffer-size-meg", value_name = "MB", default_value_t = 64)]
     buffer_size_meg: u64,
+    /// Offline: the pool's data device or image
+    #[arg(long = "data-dev", value_name = "DEVICE", requires = "metadata_dev")]
+    data_dev: Option<PathBuf>,
     /// The destination already holds thin ID: write only the difference
     #[arg(long = "delta-id", value_name = "ID")]
     delta_id: Option<u64>,
@@ -29,9 +32,6 @@ struct Args {
     /// Destination file (created, or resized to the source's size)
     #[arg(long = "dest-file", value_name = "FILE")]
     dest_file: Option<PathBuf>,
-    /// Offline: the pool's data device or image
-    #[arg(long = "data-dev", value_name = "DEVICE", requires = "metadata_dev")]
-    data_dev: Option<PathBuf>,
     /// Copy a writable active source anyway (the copy may be inconsistent)
     #[arg(long = "force", action = ArgAction::SetTrue)]
     force: bool,

@@ -20,7 +20,7 @@ struct Args {
     /// The origin already holds thin ID merged: write only what differs from it
     #[arg(long = "base-id", value_name = "ID")]
     base_id: Option<u64>,
-    /// Size of the copy buffers, in megabytes (default 64)
+    /// Total size of the copy buffers, in megabytes
     #[arg(long = "buffer-size-meg", value_name = "MB", default_value_t = 64)]
     buffer_size_meg: u64,
     /// The pool's data device or image (the pool must be inactive)

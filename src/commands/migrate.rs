@@ -17,7 +17,7 @@ use crate::thin::engines::migrate::{self, CopyRequest, DestSpec, OfflineSource, 
 #[derive(Parser, Debug)]
 #[command(name = "thin_migrate", disable_version_flag = true)]
 struct Args {
-    /// Size of the copy buffers, in megabytes (default 64)
+    /// Total size of the copy buffers, in megabytes
     #[arg(long = "buffer-size-meg", value_name = "MB", default_value_t = 64)]
     buffer_size_meg: u64,
     /// Offline: the pool's data device or image

@@ -10,11 +10,14 @@
 # snapshot of it with 1 % of its blocks remapped to blocks past thin 0's
 # (the incremental case). dd copies data.img with the same block size as one
 # of thin_migrate's two buffers; both flush the destination at the end.
+# Destinations go to $DEST_DIR (default /dev/shm), so that the figures are
+# those of the copy path rather than of the disk behind the file system.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GIB=${1:-4}
 BENCH_DIR=${BENCH_DIR:-/tmp/bench-migrate}
 RUNS=${RUNS:-5}
+DEST_DIR=${DEST_DIR:-/dev/shm}
 mkdir -p "$BENCH_DIR"
 cargo build --release --bins -q
 ours=$PWD/target/release
@@ -64,22 +67,22 @@ truncate -s 256M meta.img
 size=$((blocks * 65536))
 cat data.img > /dev/null
 hyperfine -w 1 -r "$RUNS" --export-markdown full.md \
-    -p "rm -f out.img" \
-    -n "thin_migrate full" "$ours/thin_migrate -q --metadata-dev meta.img --data-dev data.img --thin-id 0 --size $size --dest-file out.img" \
-    -n "dd same bytes" "dd if=data.img of=out.img bs=32M count=$((size / 33554432)) conv=fdatasync status=none"
-"$ours/thin_migrate" -q --metadata-dev meta.img --data-dev data.img --thin-id 0 --size $size --dest-file base.img
+    -p "rm -f $DEST_DIR/out.img" \
+    -n "thin_migrate full" "$ours/thin_migrate -q --metadata-dev meta.img --data-dev data.img --thin-id 0 --size $size --dest-file $DEST_DIR/out.img" \
+    -n "dd same bytes" "dd if=data.img of=$DEST_DIR/out.img bs=32M count=$((size / 33554432)) conv=fdatasync status=none"
+"$ours/thin_migrate" -q --metadata-dev meta.img --data-dev data.img --thin-id 0 --size $size --dest-file $DEST_DIR/base.img
 hyperfine -w 1 -r "$RUNS" --export-markdown delta.md \
-    -p "cp --reflink=auto base.img out.img" \
-    -n "thin_migrate --delta-id (1 % changed)" "$ours/thin_migrate -q --metadata-dev meta.img --data-dev data.img --thin-id 1 --delta-id 0 --size $size --dest-file out.img"
-rm -f out.img
+    -p "cp --reflink=auto $DEST_DIR/base.img $DEST_DIR/out.img" \
+    -n "thin_migrate --delta-id (1 % changed)" "$ours/thin_migrate -q --metadata-dev meta.img --data-dev data.img --thin-id 1 --delta-id 0 --size $size --dest-file $DEST_DIR/out.img"
+rm -f $DEST_DIR/out.img
 rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk '/Maximum resident/ {printf "%.0f MB", $6 / 1024}'; }
-echo "peak RSS full copy: $(rss "$ours/thin_migrate" -q --metadata-dev meta.img --data-dev data.img --thin-id 0 --size $size --dest-file out.img)"
-rm -f out.img
-echo "peak RSS 1 GiB slice: $(rss "$ours/thin_migrate" -q --metadata-dev meta.img --data-dev data.img --thin-id 0 --size 1g --dest-file out.img)"
+echo "peak RSS full copy: $(rss "$ours/thin_migrate" -q --metadata-dev meta.img --data-dev data.img --thin-id 0 --size $size --dest-file $DEST_DIR/out.img)"
+rm -f $DEST_DIR/out.img
+echo "peak RSS 1 GiB slice: $(rss "$ours/thin_migrate" -q --metadata-dev meta.img --data-dev data.img --thin-id 0 --size 1g --dest-file $DEST_DIR/out.img)"
 # The incremental result equals a full copy of thin 1; its report gives the bytes read.
-cp base.img out.img
-"$ours/thin_migrate" --metadata-dev meta.img --data-dev data.img --thin-id 1 --delta-id 0 --size $size --dest-file out.img
-"$ours/thin_migrate" -q --metadata-dev meta.img --data-dev data.img --thin-id 1 --size $size --dest-file full1.img
-cmp out.img full1.img && echo "incremental result equals the full copy of thin 1"
-rm -f out.img base.img full1.img
+cp $DEST_DIR/base.img $DEST_DIR/out.img
+"$ours/thin_migrate" --metadata-dev meta.img --data-dev data.img --thin-id 1 --delta-id 0 --size $size --dest-file $DEST_DIR/out.img
+"$ours/thin_migrate" -q --metadata-dev meta.img --data-dev data.img --thin-id 1 --size $size --dest-file $DEST_DIR/full1.img
+cmp $DEST_DIR/out.img $DEST_DIR/full1.img && echo "incremental result equals the full copy of thin 1"
+rm -f $DEST_DIR/out.img $DEST_DIR/base.img $DEST_DIR/full1.img
 cat full.md delta.md

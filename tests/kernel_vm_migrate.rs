@@ -8,7 +8,7 @@
 
 use std::fs;
 
-use crate::util_vm::{self, Guest};
+use crate::util::vm::{self as util_vm, Guest};
 
 /// Pool 1 (`pool`, 64 KiB blocks) holds thin 1 (48 MiB), written by a
 /// background writer for the whole run; snapshot 2 of it is activated

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::util::{run, sha256_file, Run};
-use crate::util_vm::Fixture;
+use crate::util::vm::Fixture;
 
 fn merge(meta: &Path, data: &Path, origin: &Path, extra: &[&str]) -> Run {
     let (m, d, o) = (

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::util::{run, sha256_file};
-use crate::util_vm::Fixture;
+use crate::util::vm::Fixture;
 
 const FIXTURES: &[&str] = &[
     "b-full-thin",

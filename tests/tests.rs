@@ -1,7 +1,6 @@
 //! The one integration-test binary: one module per tool plus shared helpers.
 
 mod util;
-mod util_vm;
 
 mod check;
 mod cli_contract;
@@ -10,6 +9,7 @@ mod dump;
 mod kernel_vm;
 mod kernel_vm_e2e;
 mod kernel_vm_migrate;
+mod layers;
 mod ls;
 mod merge;
 mod metadata_size;
@@ -18,4 +18,5 @@ mod pack;
 mod repair;
 mod restore;
 mod rmap;
+mod shrink;
 mod trim;

@@ -25,6 +25,7 @@ pub mod pack;
 pub mod repair;
 pub mod restore;
 pub mod rmap;
+pub mod shrink;
 pub mod trim;
 
 use exit::{exit_code, Outcome};
@@ -103,6 +104,11 @@ pub const TOOLS: &[Tool] = &[
         name: "thin_rmap",
         run: rmap::run,
         cli: rmap::cli,
+    },
+    Tool {
+        name: "thin_shrink",
+        run: shrink::run,
+        cli: shrink::cli,
     },
     Tool {
         name: "thin_trim",

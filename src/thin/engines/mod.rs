@@ -14,4 +14,5 @@ pub mod pack;
 pub mod repair;
 pub mod restore;
 pub mod rmap;
+pub mod shrink;
 pub mod trim;

@@ -6,8 +6,8 @@
 use std::fs;
 use std::path::Path;
 
-use crate::util::{run, sha256_file, Run};
 use crate::util::vm::Fixture;
+use crate::util::{run, sha256_file, Run};
 
 fn merge(meta: &Path, data: &Path, origin: &Path, extra: &[&str]) -> Run {
     let (m, d, o) = (

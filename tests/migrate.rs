@@ -7,8 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::util::{run, sha256_file};
 use crate::util::vm::Fixture;
+use crate::util::{run, sha256_file};
 
 const FIXTURES: &[&str] = &[
     "b-full-thin",

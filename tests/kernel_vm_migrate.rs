@@ -4,7 +4,7 @@
 //! with `--delta-id` after more writes and discards, a copy killed with
 //! SIGKILL and rerun, one stopped by SIGTERM, and each live refusal. Every
 //! destination must hash like the snapshot read through the kernel, and no
-//! metadata snapshot may stay reserved. Skipped only with THINTOOLS_SKIP_VM=1.
+//! metadata snapshot may stay reserved. Run with THINTOOLS_VM_TESTS=1.
 
 use std::fs;
 

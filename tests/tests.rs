@@ -16,6 +16,7 @@ mod metadata_size;
 mod migrate;
 mod pack;
 mod repair;
+mod repair_recovery;
 mod restore;
 mod rmap;
 mod shrink;

@@ -18,7 +18,9 @@ pub mod check;
 pub mod delta;
 pub mod dump;
 pub mod ls;
+pub mod merge;
 pub mod metadata_size;
+pub mod migrate;
 pub mod pack;
 pub mod repair;
 pub mod restore;
@@ -64,6 +66,11 @@ pub const TOOLS: &[Tool] = &[
         cli: ls::cli,
     },
     Tool {
+        name: "thin_merge",
+        run: merge::run,
+        cli: merge::cli,
+    },
+    Tool {
         name: "thin_metadata_pack",
         run: pack::run_pack,
         cli: pack::cli_pack,
@@ -77,6 +84,11 @@ pub const TOOLS: &[Tool] = &[
         name: "thin_metadata_unpack",
         run: pack::run_unpack,
         cli: pack::cli_unpack,
+    },
+    Tool {
+        name: "thin_migrate",
+        run: migrate::run,
+        cli: migrate::cli,
     },
     Tool {
         name: "thin_repair",

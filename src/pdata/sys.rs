@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE, BLOCK_SIZE_U64};
 
@@ -51,6 +52,18 @@ fn range_ioctl(file: &File, request: libc::c_ulong, offset: u64, len: u64) -> io
 /// on a regular file, `EINVAL` for a misaligned or out-of-range span).
 pub fn blk_discard(file: &File, offset: u64, len: u64) -> io::Result<()> {
     range_ioctl(file, BLKDISCARD, offset, len)
+}
+
+/// `BLKZEROOUT` = `_IO(0x12, 127)`.
+const BLKZEROOUT: libc::c_ulong = 0x127f;
+
+/// Zeroes `len` bytes at `offset` of a block device (`BLKZEROOUT`: the device
+/// unmaps or writes zeroes, and the range reads back as zeroes).
+///
+/// # Errors
+/// The ioctl's error.
+pub fn blk_zeroout(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    range_ioctl(file, BLKZEROOUT, offset, len)
 }
 
 // ---------------------------------------------------------------------------
@@ -179,6 +192,309 @@ impl Drop for MappedBlocks {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Aligned buffers
+
+/// A heap buffer whose usable part starts at a 4096-byte boundary, as
+/// `O_DIRECT` needs. Built from a plain `Vec` (over-allocated by one
+/// alignment unit), so it needs no unsafe code.
+pub struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+/// Alignment of [`AlignedBuf`].
+pub const DIRECT_ALIGN: usize = 4096;
+
+impl AlignedBuf {
+    /// A zero-filled buffer of `len` bytes.
+    #[must_use]
+    pub fn new(len: usize) -> AlignedBuf {
+        let raw = vec![0u8; len + DIRECT_ALIGN];
+        let start = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        AlignedBuf { raw, start, len }
+    }
+
+    /// Usable length.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the buffer holds nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note_signal(sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// Catches `signals`: from now on each only records itself, to be seen by
+/// [`pending_signal`] at the next check of a long operation (which then
+/// unwinds through its clean-up and calls [`reraise`]).
+///
+/// # Errors
+/// The sigaction error.
+pub fn catch_signals(signals: &[libc::c_int]) -> io::Result<()> {
+    for &sig in signals {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
+        // the handler is an extern "C" fn that only stores into an atomic.
+        let r = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        check(r)?;
+    }
+    Ok(())
+}
+
+/// The last caught signal not yet handled, if any.
+#[must_use]
+pub fn pending_signal() -> Option<i32> {
+    match PENDING_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Restores the default action of `sig` and raises it, so the process ends
+/// the way the signal's sender expects (after every clean-up has run).
+pub fn reraise(sig: i32) {
+    // SAFETY: signal and raise take plain integers.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// Name of a signal for messages.
+#[must_use]
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => "a signal",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Device-mapper ioctls (linux/dm-ioctl.h, interface version 4)
+
+/// Size of `struct dm_ioctl`.
+const DM_IOCTL_SIZE: usize = 312;
+const DM_NAME_LEN: usize = 128;
+const DM_UUID_LEN: usize = 129;
+const OFF_DATA_SIZE: usize = 12;
+const OFF_DATA_START: usize = 16;
+const OFF_TARGET_COUNT: usize = 20;
+const OFF_OPEN_COUNT: usize = 24;
+const OFF_FLAGS: usize = 28;
+const OFF_DEV: usize = 40;
+const OFF_NAME: usize = 48;
+const OFF_UUID: usize = OFF_NAME + DM_NAME_LEN;
+
+/// `DM_READONLY_FLAG`.
+pub const DM_READONLY_FLAG: u32 = 1 << 0;
+/// `DM_SUSPEND_FLAG`.
+pub const DM_SUSPEND_FLAG: u32 = 1 << 1;
+/// `DM_STATUS_TABLE_FLAG`: table status returns the table, not the status.
+pub const DM_STATUS_TABLE_FLAG: u32 = 1 << 4;
+/// `DM_ACTIVE_PRESENT_FLAG`.
+pub const DM_ACTIVE_PRESENT_FLAG: u32 = 1 << 5;
+const DM_BUFFER_FULL_FLAG: u32 = 1 << 8;
+
+/// The device-mapper commands used here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmCmd {
+    /// `DM_DEV_STATUS`.
+    DevStatus = 7,
+    /// `DM_TABLE_STATUS`.
+    TableStatus = 12,
+    /// `DM_TARGET_MSG`.
+    TargetMsg = 14,
+}
+
+/// What a device-mapper ioctl returned.
+#[derive(Clone, Debug)]
+pub struct DmReply {
+    /// `flags` out.
+    pub flags: u32,
+    /// `target_count` out.
+    pub target_count: u32,
+    /// `open_count` out.
+    pub open_count: i32,
+    /// Device name.
+    pub name: String,
+    /// Device uuid.
+    pub uuid: String,
+    /// The data area after `data_start`, as far as the kernel filled it.
+    pub data: Vec<u8>,
+}
+
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Issues device-mapper command `cmd` on the device `dev` (a `(major, minor)`
+/// pair) with `flags` and `payload` in the data area; grows the buffer and
+/// retries while the kernel says it was too small.
+///
+/// # Errors
+/// Opening `/dev/mapper/control` or the ioctl's error.
+#[allow(clippy::host_endian_bytes)] // struct dm_ioctl is in the host's byte order
+pub fn dm_ioctl(cmd: DmCmd, dev: (u32, u32), flags: u32, payload: &[u8]) -> io::Result<DmReply> {
+    let control = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/mapper/control")
+        .map_err(|e| io::Error::new(e.kind(), format!("/dev/mapper/control: {e}")))?;
+    let mut size = 16 * 1024 + payload.len();
+    loop {
+        // u64 elements keep the structure 8-byte aligned.
+        let mut buf = vec![0u64; size.div_ceil(8)];
+        let bytes: &mut [u8] = zerocopy::IntoBytes::as_mut_bytes(buf.as_mut_slice());
+        let total = bytes.len();
+        let put32 =
+            |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        put32(bytes, 0, 4);
+        put32(bytes, 4, 0);
+        put32(bytes, 8, 0);
+        put32(
+            bytes,
+            OFF_DATA_SIZE,
+            u32::try_from(total).map_err(io::Error::other)?,
+        );
+        put32(bytes, OFF_DATA_START, DM_IOCTL_SIZE as u32);
+        put32(bytes, OFF_FLAGS, flags);
+        let (major, minor) = (u64::from(dev.0), u64::from(dev.1));
+        let encoded = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+        bytes[OFF_DEV..OFF_DEV + 8].copy_from_slice(&encoded.to_ne_bytes());
+        bytes[DM_IOCTL_SIZE..DM_IOCTL_SIZE + payload.len()].copy_from_slice(payload);
+        // _IOWR(0xfd, nr, struct dm_ioctl)
+        let req: libc::c_ulong = (3 << 30)
+            | ((DM_IOCTL_SIZE as libc::c_ulong) << 16)
+            | (0xfd << 8)
+            | (cmd as libc::c_ulong);
+        // SAFETY: the kernel reads and writes at most `data_size` bytes of the
+        // buffer, which is exactly the live allocation's length; the fd is open.
+        check(unsafe { libc::ioctl(control.as_raw_fd(), req, bytes.as_mut_ptr()) })?;
+        let get32 = |off: usize| {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&bytes[off..off + 4]);
+            u32::from_ne_bytes(a)
+        };
+        let out_flags = get32(OFF_FLAGS);
+        if out_flags & DM_BUFFER_FULL_FLAG != 0 && size < (64 << 20) {
+            size *= 4;
+            continue;
+        }
+        let start = (get32(OFF_DATA_START) as usize).min(total);
+        let end = (get32(OFF_DATA_SIZE) as usize).clamp(start, total);
+        return Ok(DmReply {
+            flags: out_flags,
+            target_count: get32(OFF_TARGET_COUNT),
+            open_count: i32::from_ne_bytes(get32(OFF_OPEN_COUNT).to_ne_bytes()),
+            name: cstr(&bytes[OFF_NAME..OFF_NAME + DM_NAME_LEN]),
+            uuid: cstr(&bytes[OFF_UUID..OFF_UUID + DM_UUID_LEN]),
+            data: bytes[start..end].to_vec(),
+        });
+    }
+}
+
+/// One target of a table or status reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmTarget {
+    /// First sector.
+    pub start: u64,
+    /// Length in sectors.
+    pub length: u64,
+    /// Target type (`thin`, `thin-pool`, `linear`...).
+    pub kind: String,
+    /// The table parameters or the status line.
+    pub params: String,
+}
+
+/// The targets of the table (`table`) or the status of device `dev`.
+///
+/// # Errors
+/// As [`dm_ioctl`].
+#[allow(clippy::host_endian_bytes)] // struct dm_target_spec is in the host's byte order
+pub fn dm_table_status(dev: (u32, u32), table: bool) -> io::Result<Vec<DmTarget>> {
+    let flags = if table { DM_STATUS_TABLE_FLAG } else { 0 };
+    let reply = dm_ioctl(DmCmd::TableStatus, dev, flags, &[])?;
+    let d = &reply.data;
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&d[o..o + 8]);
+        u64::from_ne_bytes(a)
+    };
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    for _ in 0..reply.target_count.min(4096) {
+        // struct dm_target_spec: u64 start, u64 length, i32 status,
+        // u32 next (offset of the next spec from the data start), char[16].
+        if off + 40 > d.len() {
+            break;
+        }
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&d[off + 20..off + 24]);
+        let next = u32::from_ne_bytes(n) as usize;
+        out.push(DmTarget {
+            start: u64_at(off),
+            length: u64_at(off + 8),
+            kind: cstr(&d[off + 24..off + 40]),
+            params: cstr(&d[off + 40..]),
+        });
+        if next <= off {
+            break;
+        }
+        off = next;
+    }
+    Ok(out)
+}
+
+/// Sends `msg` to the target at sector 0 of device `dev` (DM_TARGET_MSG).
+///
+/// # Errors
+/// As [`dm_ioctl`].
+#[allow(clippy::host_endian_bytes)] // struct dm_target_msg is in the host's byte order
+pub fn dm_message(dev: (u32, u32), msg: &str) -> io::Result<()> {
+    let mut payload = Vec::with_capacity(msg.len() + 9);
+    payload.extend_from_slice(&0u64.to_ne_bytes());
+    payload.extend_from_slice(msg.as_bytes());
+    payload.push(0);
+    dm_ioctl(DmCmd::TargetMsg, dev, 0, &payload).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +541,30 @@ mod tests {
         assert_eq!(m.blocks().len(), 1);
         assert!(m.blocks()[0].0.iter().all(|&b| b == 9));
         assert!(MappedBlocks::map(&f, 0, 0).is_err());
+    }
+
+    #[test]
+    fn aligned_buffer_is_aligned_and_sized() {
+        for len in [0, 1, 4096, 65536 + 17] {
+            let mut b = AlignedBuf::new(len);
+            assert_eq!(b.len(), len);
+            assert_eq!(b.as_ptr() as usize % DIRECT_ALIGN, 0);
+            b.iter_mut().for_each(|x| *x = 7);
+            assert!(b.iter().all(|&x| x == 7));
+        }
+    }
+
+    #[test]
+    fn punch_hole_reads_back_zero() {
+        use std::os::unix::fs::FileExt;
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(&[0xaa; 65536], 0).unwrap();
+        punch_hole(&f, 4096, 8192).unwrap();
+        let mut b = vec![0u8; 65536];
+        f.read_exact_at(&mut b, 0).unwrap();
+        assert!(b[..4096].iter().all(|&x| x == 0xaa));
+        assert!(b[4096..12288].iter().all(|&x| x == 0));
+        assert!(b[12288..].iter().all(|&x| x == 0xaa));
+        assert_eq!(f.metadata().unwrap().len(), 65536);
     }
 }

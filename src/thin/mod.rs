@@ -11,4 +11,5 @@
 
 pub mod engines;
 pub mod ir;
+pub mod live;
 pub mod model;

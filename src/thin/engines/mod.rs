@@ -3,10 +3,13 @@
 //! exit code.
 
 pub mod check;
+pub mod copy;
 pub mod delta;
 pub mod dump;
 pub mod ls;
+pub mod merge;
 pub mod metadata_size;
+pub mod migrate;
 pub mod pack;
 pub mod repair;
 pub mod restore;

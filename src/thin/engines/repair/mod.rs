@@ -38,7 +38,7 @@ use std::collections::BTreeSet;
 use crate::pdata::block::BlockNr;
 use crate::pdata::btree::node::NodeError;
 use crate::pdata::io::BlockDevice;
-use crate::progress::{Log, Verbosity};
+use crate::progress::{Log, Progress, Unit, Verbosity};
 use crate::thin::engines::repair::classify::Classifier;
 use crate::thin::engines::repair::messages::Notes;
 use crate::thin::ir::{ChunkSink, DeviceInfo, IrError, SuperblockInfo};
@@ -193,7 +193,12 @@ pub fn plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> Result<RepairedPool,
             return Ok(values::healthy_pool(sb, devs, opts));
         }
     }
-    let table = scan::scan(dev);
+    let table = {
+        let progress = Progress::new(opts.log.verbosity().display());
+        let total = Some(dev.nr_blocks());
+        let counter = progress.counter("Scanning", total, Unit::Items("blocks"));
+        scan::scan_counted(dev, &counter)
+    };
     let cls = Classifier::new(&table);
     let snapshot_roots: BTreeSet<BlockNr> = table
         .snapshots

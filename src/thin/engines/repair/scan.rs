@@ -15,6 +15,7 @@ use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeRef, INTERNAL_NODE, LEAF_NODE};
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::{BlockDevice, MAX_RUN};
+use crate::progress::Counter;
 use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_LEN, DETAILS_VALUE_SIZE};
 use crate::thin::model::mapping::{
     BlockTime, MAPPING_VALUE_SIZE, TIME_LIMIT, TOP_LEVEL_VALUE_SIZE,
@@ -184,6 +185,12 @@ enum Found {
 /// Reads every block of `dev` and summarises the btree nodes.
 #[must_use]
 pub fn scan(dev: &dyn BlockDevice) -> ScanTable {
+    scan_counted(dev, &Counter::hidden())
+}
+
+/// As [`scan`], counting the blocks read on `counter`.
+#[must_use]
+pub fn scan_counted(dev: &dyn BlockDevice, counter: &Counter) -> ScanTable {
     let nr_blocks = dev.nr_blocks();
     let mut table = ScanTable {
         nr_blocks,
@@ -199,7 +206,11 @@ pub fn scan(dev: &dyn BlockDevice) -> ScanTable {
         let found: Vec<Vec<Found>> = runs
             .par_iter()
             .with_max_len(1)
-            .map(|&(a, b)| scan_run(dev, a, b, nr_blocks))
+            .map(|&(a, b)| {
+                let found = scan_run(dev, a, b, nr_blocks);
+                counter.add(b - a);
+                found
+            })
             .collect();
         for f in found.into_iter().flatten() {
             table.absorb(f);

@@ -5,4 +5,5 @@ pub mod btree;
 pub mod checksum;
 pub mod io;
 pub mod space_map;
+pub mod sys;
 pub mod writer;

@@ -5,6 +5,7 @@ pub mod delta;
 pub mod device_details;
 pub mod dump;
 pub mod emit;
+pub mod engines;
 pub mod human;
 pub mod input;
 pub mod ir;

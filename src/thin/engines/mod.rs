@@ -1,0 +1,3 @@
+//! One engine per tool.
+
+pub mod send_recv;

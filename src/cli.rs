@@ -134,7 +134,10 @@ pub const TOOLS: &[(&str, ToolFn)] = &[
     ("thin_metadata_unpack", crate::thin::pack::unpack_command),
     ("thin_repair", crate::thin::repair::command),
     ("thin_restore", crate::thin::restore::command),
+    ("thin_recv", crate::commands::recv::command),
     ("thin_rmap", crate::thin::rmap::command),
+    ("thin_send", crate::commands::send::command),
+    ("thin_send_recv", crate::commands::send_recv::command),
     ("thin_trim", crate::thin::trim::command),
 ];
 

@@ -5,6 +5,7 @@
 //! tool; `cli` and `exit` hold what every binary shares.
 
 pub mod cli;
+pub mod commands;
 pub mod exit;
 pub mod pdata;
 pub mod progress;

@@ -15,4 +15,5 @@ mod pack;
 mod repair;
 mod restore;
 mod rmap;
+mod send_recv;
 mod trim;

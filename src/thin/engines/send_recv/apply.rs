@@ -57,18 +57,18 @@ pub struct Applied {
 #[derive(Debug, thiserror::Error)]
 pub enum RecvError {
     /// The stream is damaged or incomplete.
-    #[error("{source}{}", resume_hint(.resume))]
+    #[error("{error}{}", resume_hint(.resume))]
     Stream {
         /// What was wrong.
-        source: Box<StreamError>,
+        error: Box<StreamError>,
         /// Where a resumed stream may start, when known.
         resume: Option<Unfinished>,
     },
     /// The target failed.
-    #[error("{source}{}", resume_hint(.resume))]
+    #[error("{error}{}", resume_hint(.resume))]
     Target {
         /// What failed.
-        source: Box<TargetError>,
+        error: Box<TargetError>,
         /// Where a resumed stream may start, when known.
         resume: Option<Unfinished>,
     },
@@ -178,9 +178,9 @@ struct Session<'t> {
 }
 
 impl Session<'_> {
-    fn target_err(&self, source: TargetError) -> RecvError {
+    fn target_err(&self, e: TargetError) -> RecvError {
         RecvError::Target {
-            source: Box::new(source),
+            error: Box::new(e),
             resume: self.pending,
         }
     }
@@ -277,13 +277,13 @@ pub fn apply(
     let result = run(&mut r, &mut s, opts);
     match result {
         Ok(()) => {}
-        Err(RecvError::Stream { source, .. }) => {
+        Err(RecvError::Stream { error, .. }) => {
             let resume = s.salvage();
-            return Err(RecvError::Stream { source, resume });
+            return Err(RecvError::Stream { error, resume });
         }
-        Err(RecvError::Target { source, .. }) => {
+        Err(RecvError::Target { error, .. }) => {
             let resume = s.salvage();
-            return Err(RecvError::Target { source, resume });
+            return Err(RecvError::Target { error, resume });
         }
         Err(e) => return Err(e),
     }
@@ -306,8 +306,8 @@ fn run<R: Read>(
     s: &mut Session,
     opts: &ApplyOptions,
 ) -> Result<(), RecvError> {
-    let stream_err = |source| RecvError::Stream {
-        source: Box::new(source),
+    let stream_err = |e| RecvError::Stream {
+        error: Box::new(e),
         resume: None,
     };
     while let Some(ev) = r.next_event().map_err(stream_err)? {

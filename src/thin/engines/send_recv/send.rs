@@ -42,18 +42,18 @@ pub struct Sent {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// Reading the data device failed.
-    #[error("data device: read of {len} bytes at {offset}: {source}")]
+    #[error("data device: read of {len} bytes at {offset}: {cause}")]
     Read {
         /// Data device offset.
         offset: u64,
         /// Length.
         len: u64,
         /// The error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Writing the stream failed.
     #[error("writing the stream: {0}")]
-    Write(#[from] io::Error),
+    Write(io::Error),
     /// A resume offset beyond the volume.
     #[error("resume offset {from} is beyond the volume size {size}")]
     ResumeBeyond {
@@ -62,6 +62,12 @@ pub enum SendError {
         /// The volume size.
         size: u64,
     },
+}
+
+impl From<io::Error> for SendError {
+    fn from(e: io::Error) -> Self {
+        SendError::Write(e)
+    }
 }
 
 /// One buffer of volume data read from the data device.
@@ -93,10 +99,10 @@ fn read_pieces(
             buf.resize(n, 0);
             let r = data
                 .read_exact_at(&mut buf, at + done)
-                .map_err(|source| SendError::Read {
+                .map_err(|cause| SendError::Read {
                     offset: at + done,
                     len: n as u64,
-                    source,
+                    cause,
                 });
             let failed = r.is_err();
             if full

@@ -72,12 +72,12 @@ pub struct TargetState {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// I/O on the file.
-    #[error("state file {path}: {source}")]
+    #[error("state file {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Content that is not a state file.
     #[error("state file {path}: line {line}: not a thintools receiver state")]
@@ -97,10 +97,10 @@ pub fn load(path: &Path) -> Result<TargetState, StateError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TargetState::default()),
-        Err(source) => {
+        Err(cause) => {
             return Err(StateError::Io {
                 path: path.to_owned(),
-                source,
+                cause,
             })
         }
     };
@@ -151,9 +151,9 @@ fn render(st: &TargetState) -> String {
 /// # Errors
 /// Any I/O error on the file or its directory.
 pub fn save(path: &Path, st: &TargetState) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
+    let io = |cause| StateError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");

@@ -31,12 +31,12 @@ pub enum TargetKind {
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     /// Opening, sizing or creating it failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Open {
         /// The target.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Neither a regular file nor a block device.
     #[error("{0}: not a regular file or block device")]
@@ -64,7 +64,7 @@ pub enum TargetError {
         size: u64,
     },
     /// A write, discard, zeroing or sync that failed.
-    #[error("{path}: {what} at {offset}+{len}: {source}")]
+    #[error("{path}: {what} at {offset}+{len}: {cause}")]
     Io {
         /// The target.
         path: PathBuf,
@@ -75,7 +75,7 @@ pub enum TargetError {
         /// Length.
         len: u64,
         /// The error.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -105,9 +105,9 @@ impl Target {
     /// # Errors
     /// The open failure, or a path that is neither a file nor a block device.
     pub fn open(path: &Path) -> Result<Target, TargetError> {
-        let open_err = |source| TargetError::Open {
+        let open_err = |cause| TargetError::Open {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let kind = match std::fs::metadata(path) {
             Ok(m) if m.file_type().is_block_device() => TargetKind::BlockDevice,
@@ -168,9 +168,9 @@ impl Target {
                 if self.size != volume {
                     self.file
                         .set_len(volume)
-                        .map_err(|source| TargetError::Open {
+                        .map_err(|cause| TargetError::Open {
                             path: self.path.clone(),
-                            source,
+                            cause,
                         })?;
                     self.size = volume;
                 }
@@ -179,13 +179,13 @@ impl Target {
         }
     }
 
-    fn io_err(&self, what: &'static str, offset: u64, len: u64, source: io::Error) -> TargetError {
+    fn io_err(&self, what: &'static str, offset: u64, len: u64, cause: io::Error) -> TargetError {
         TargetError::Io {
             path: self.path.clone(),
             what,
             offset,
             len,
-            source,
+            cause,
         }
     }
 
@@ -233,7 +233,7 @@ impl Target {
                     what: "write zeros",
                     offset: at,
                     len: n,
-                    source: e,
+                    cause: e,
                 })?;
             done += n;
         }

@@ -176,7 +176,7 @@ pub struct StreamError {
 pub enum StreamErrorKind {
     /// Reading the input failed.
     #[error("read error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// No input at all where it is not accepted.
     #[error("empty input, but only format {0} is accepted")]
     EmptyRefused(Format),

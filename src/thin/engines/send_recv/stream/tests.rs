@@ -326,3 +326,31 @@ fn v2_ranges_outside_the_volume_or_backwards_are_refused() {
         "{e}"
     );
 }
+
+/// The worked example of docs/stream-format.md, byte for byte.
+#[test]
+fn v2_docs_example_is_the_documented_bytes() {
+    let mut source = [0u8; 16];
+    for (i, b) in source.iter_mut().enumerate() {
+        *b = 0x10 + i as u8;
+    }
+    let h = StreamHeader {
+        volume_size: 131_072,
+        granularity: 65536,
+        source: Identity(source),
+        base: None,
+        resume_from: 0,
+    };
+    let mut w = StreamWriter::new(Vec::new(), Format::V2, Some(&h), Compression::None).unwrap();
+    w.data(0, b"thintools stream").unwrap();
+    w.zero(16, 65520).unwrap();
+    w.unmap(65536, 65536).unwrap();
+    let bytes = w.finish().unwrap().0;
+    assert_eq!(bytes.len(), 344);
+    assert_eq!(
+        sha256_hex(&bytes),
+        "47e256d119d5e8dbe0924e0e92b2275576c1afe23f33dd798a5f5475ca2c0b8d"
+    );
+    assert_eq!(&bytes[0x8c..0x90], &[0xa3, 0xd3, 0x10, 0xc7]);
+    assert_eq!(read_all(&bytes, Accept::Auto).unwrap().len(), 5);
+}

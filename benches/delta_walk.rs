@@ -20,9 +20,9 @@ use thintools::pdata::block::{Block, BlockNr, BLOCK_SIZE};
 use thintools::pdata::btree::node::{NodeRef, NODE_HEADER_SIZE};
 use thintools::pdata::checksum::{write_checksum, BlockKind};
 use thintools::pdata::io::{open_metadata, Access, BlockDevice, FileDevice, Sharing};
-use thintools::thin::delta::{diff_walking, Walk};
-use thintools::thin::input::device_roots;
-use thintools::thin::superblock::read_live_superblock;
+use thintools::thin::engines::delta::{diff_walking, Walk};
+use thintools::thin::model::open::device_roots;
+use thintools::thin::model::superblock::read_live_superblock;
 
 /// Counts the blocks read through it.
 struct Counting<'a> {

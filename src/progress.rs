@@ -1,4 +1,6 @@
-//! Progress display for long phases.
+//! What a tool shows on stderr besides its product: how verbose it is
+//! ([`Verbosity`]), a sink for its warnings and information lines ([`Log`]),
+//! and the progress display of long phases ([`Progress`]).
 //!
 //! When stderr is a terminal (and the tool is not quiet) a phase shows one
 //! self-rewriting line: a spinner, the phase title and the elapsed time, and
@@ -9,6 +11,116 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// How much a tool prints on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// `-q`: nothing at all.
+    Quiet,
+    /// Titles, errors and warnings.
+    Normal,
+    /// `-v`: also information lines.
+    Info,
+    /// `-vv`: also debug lines.
+    Debug,
+}
+
+impl Verbosity {
+    /// The level of `-q` and a count of `-v`.
+    #[must_use]
+    pub fn from_flags(quiet: bool, verbose: u8) -> Verbosity {
+        match (quiet, verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, 0) => Verbosity::Normal,
+            (_, 1) => Verbosity::Info,
+            _ => Verbosity::Debug,
+        }
+    }
+
+    /// Whether progress titles and bars are shown.
+    #[must_use]
+    pub fn display(self) -> Display {
+        if self == Verbosity::Quiet {
+            Display::Quiet
+        } else {
+            Display::Shown
+        }
+    }
+}
+
+/// Where an engine's warnings and information lines go: stderr, or memory
+/// (so that tests can read them), filtered by a [`Verbosity`].
+#[derive(Debug)]
+pub struct Log {
+    verbosity: Verbosity,
+    captured: Option<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Log {
+    /// Lines go to stderr.
+    #[must_use]
+    pub fn stderr(verbosity: Verbosity) -> Self {
+        Log {
+            verbosity,
+            captured: None,
+        }
+    }
+
+    /// Lines are kept in memory.
+    #[must_use]
+    pub fn capture(verbosity: Verbosity) -> Self {
+        Log {
+            verbosity,
+            captured: Some(std::sync::Mutex::new(Vec::new())),
+        }
+    }
+
+    /// The level lines are filtered by.
+    #[must_use]
+    pub fn verbosity(&self) -> Verbosity {
+        self.verbosity
+    }
+
+    /// The lines captured so far.
+    #[must_use]
+    pub fn lines(&self) -> Vec<String> {
+        self.captured
+            .as_ref()
+            .map(|c| c.lock().map(|l| l.clone()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn emit(&self, level: Verbosity, line: &dyn std::fmt::Display) {
+        if self.verbosity < level || self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        match &self.captured {
+            Some(c) => {
+                if let Ok(mut l) = c.lock() {
+                    l.push(line.to_string());
+                }
+            }
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+        }
+    }
+
+    /// A warning or error line (shown unless quiet).
+    pub fn warn(&self, line: impl std::fmt::Display) {
+        self.emit(Verbosity::Normal, &line);
+    }
+
+    /// An information line (shown with `-v`).
+    pub fn info(&self, line: impl std::fmt::Display) {
+        self.emit(Verbosity::Info, &line);
+    }
+
+    /// A debug line (shown with `-vv`).
+    pub fn debug(&self, line: impl std::fmt::Display) {
+        self.emit(Verbosity::Debug, &line);
+    }
+}
 
 /// Where phase titles go.
 pub struct Progress {

@@ -10,7 +10,7 @@ use thintools::pdata::btree::node::NodeRef;
 use thintools::pdata::checksum::{write_checksum, BlockKind};
 use thintools::pdata::space_map::disk::{bitmap_get, bitmap_set, IndexEntry};
 use thintools::pdata::space_map::ENTRIES_PER_BITMAP;
-use thintools::thin::superblock::Superblock;
+use thintools::thin::model::superblock::Superblock;
 
 use crate::util::{corpus_dir, run, sha256_file, unpack_fixture, Run};
 
@@ -946,4 +946,25 @@ fn ref_count_tree_entries_stale_valid_and_missing() {
         b[16..20].copy_from_slice(&0u32.to_le_bytes())
     });
     assert_run(&img.check(&[]), 1, &bad);
+}
+
+#[test]
+fn superblock_only_passes_on_a_copy_of_the_superblock_block_alone() {
+    let img = Img::fixture("b-full-thin");
+    let dir = TempDir::new().unwrap();
+    let one = dir.path().join("sb.img");
+    std::fs::write(&one, img.block(0)).unwrap();
+    let one = one.to_str().unwrap();
+    let r = run("thin_check", &["--super-block-only", one]);
+    assert_run(&r, 0, "");
+    assert_eq!(r.stdout(), summary(&img));
+    // The trees need the blocks the space map names.
+    let r = run("thin_check", &["--skip-mappings", one]);
+    assert_eq!(r.code(), 1, "{}", r.describe());
+    assert!(
+        r.stderr()
+            .contains("metadata space map: 1024 blocks exceed the device (1 blocks)"),
+        "{}",
+        r.describe()
+    );
 }

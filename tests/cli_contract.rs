@@ -469,7 +469,7 @@ fn pdata_tools_dispatches_by_name() {
 
     // Installed as a symlink named after the tool.
     let dir = tempfile::tempdir().unwrap();
-    for (name, _) in thintools::cli::TOOLS {
+    for name in thintools::commands::TOOLS.iter().map(|t| t.name) {
         let link = dir.path().join(name);
         std::os::unix::fs::symlink(bin("pdata_tools"), &link).unwrap();
         for args in [&["-V"][..], &["--help"], &["--no-such-flag"]] {
@@ -485,7 +485,7 @@ fn pdata_tools_dispatches_by_name() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
 
     // Every tool is dispatched, and messages never depend on argv[0].
-    for (name, _) in thintools::cli::TOOLS {
+    for name in thintools::commands::TOOLS.iter().map(|t| t.name) {
         let direct = run(name, &["--no-such-flag"]);
         let multi = run("pdata_tools", &[name, "--no-such-flag"]);
         assert_eq!(direct.code(), multi.code(), "{name}");

@@ -418,8 +418,8 @@ fn roots_given_directly_give_the_same_deltas_as_ids() {
         thintools::pdata::io::Sharing::Exclusive,
     )
     .unwrap();
-    let sb = thintools::thin::superblock::read_live_superblock(&dev).unwrap();
-    let roots = thintools::thin::input::device_roots(&dev, sb.mapping_root).unwrap();
+    let sb = thintools::thin::model::superblock::read_live_superblock(&dev).unwrap();
+    let roots = thintools::thin::model::open::device_roots(&dev, sb.mapping_root).unwrap();
     let img = img.to_str().unwrap();
     let (r3, r7) = (roots[&3].to_string(), roots[&7].to_string());
     let by_id = run("thin_delta", &["--thin1", "3", "--thin2", "7", img]);

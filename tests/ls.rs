@@ -200,8 +200,8 @@ fn a_damaged_mapping_tree_is_reported() {
             thintools::pdata::io::Sharing::Exclusive,
         )
         .unwrap();
-        let sb = thintools::thin::superblock::read_live_superblock(&dev).unwrap();
-        thintools::thin::input::device_roots(&dev, sb.mapping_root).unwrap()[&1]
+        let sb = thintools::thin::model::superblock::read_live_superblock(&dev).unwrap();
+        thintools::thin::model::open::device_roots(&dev, sb.mapping_root).unwrap()[&1]
     };
     let mut bytes = std::fs::read(&img).unwrap();
     bytes[usize::try_from(root).unwrap() * 4096 + 100] ^= 0xff;
@@ -252,7 +252,7 @@ fn an_explicit_snapshot_is_read_even_when_the_live_superblock_is_damaged() {
 #[test]
 fn owner_table_and_rescan_counting_agree_on_every_fixture() {
     use thintools::pdata::io::{open_metadata, Access, Sharing};
-    use thintools::thin::ls::{count_devices_with, Counting};
+    use thintools::thin::engines::ls::{count_devices_with, Counting};
     let tmp = tempfile::tempdir().unwrap();
     let dir = crate::util::fixtures_dir();
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -266,8 +266,8 @@ fn owner_table_and_rescan_counting_agree_on_every_fixture() {
         }
         let img = fixture_image(&name, tmp.path()).unwrap();
         let dev = open_metadata(&img, Access::ReadOnly, Sharing::Exclusive).unwrap();
-        let sb = thintools::thin::superblock::read_live_superblock(&dev).unwrap();
-        let roots: Vec<u64> = thintools::thin::input::device_roots(&dev, sb.mapping_root)
+        let sb = thintools::thin::model::superblock::read_live_superblock(&dev).unwrap();
+        let roots: Vec<u64> = thintools::thin::model::open::device_roots(&dev, sb.mapping_root)
             .unwrap()
             .into_values()
             .collect();

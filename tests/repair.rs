@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use thintools::pdata::block::BLOCK_SIZE;
 use thintools::pdata::checksum::{self, BlockKind};
 use thintools::pdata::io::MemDevice;
-use thintools::thin::repair::{dump_repaired, Log, RepairOptions, Verbosity};
-use thintools::thin::xml::write::XmlWriter;
+use thintools::thin::engines::repair::{dump_repaired, Log, RepairOptions, Verbosity};
+use thintools::thin::ir::xml::write::XmlWriter;
 
 use crate::util::{corpus_dir, fixtures_dir};
 
@@ -241,7 +241,7 @@ pub struct Layout {
 
 pub fn layout(img: &Image) -> Layout {
     use thintools::pdata::btree::walk::{NodeState, Walker};
-    use thintools::thin::metadata::read_top_level;
+    use thintools::thin::model::open::read_top_level;
     let dev = MemDevice::from_bytes(img.bytes.clone());
     let mut w = Walker::new(&dev);
     let top = read_top_level(&mut w, img.mapping_root()).expect("healthy top-level tree");

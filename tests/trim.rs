@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use thintools::pdata::io::{BlockDevice, MemDevice};
-use thintools::thin::superblock::read_live_superblock;
+use thintools::thin::model::superblock::read_live_superblock;
 
 use crate::util::{corpus_dir, fixtures_dir, run, sha256_file, unpack_fixture};
 

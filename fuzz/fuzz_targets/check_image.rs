@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use thintools::pdata::io::MemDevice;
-use thintools::thin::check::{check, CheckOptions, Depth, Repair, Summary};
-use thintools::thin::check::report::{Strictness, Verbosity};
+use thintools::thin::engines::check::{check, CheckOptions, Depth, Repair, Summary};
+use thintools::thin::engines::check::report::{Strictness, Verbosity};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4096 || data.len() > (1 << 22) {
@@ -13,7 +13,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let dev = MemDevice::from_bytes(data.to_vec());
     let opts = CheckOptions {
-        input: "fuzz".into(),
         depth: Depth::Full,
         repair: Repair::AutoRepair,
         strictness: Strictness::Strict,

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use thintools::thin::superblock::Superblock;
+use thintools::thin::model::superblock::Superblock;
 
 fuzz_target!(|data: &[u8]| {
     let mut block = [0u8; 4096];

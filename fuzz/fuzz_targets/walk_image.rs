@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use thintools::pdata::btree::walk::Walker;
 use thintools::pdata::io::MemDevice;
-use thintools::thin::metadata::{choose_superblock, read_details, read_top_level, SnapshotChoice};
+use thintools::thin::model::open::{choose_superblock, read_details, read_top_level, SnapshotChoice};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4096 || data.len() > (1 << 22) {

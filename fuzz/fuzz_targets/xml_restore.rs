@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use thintools::pdata::io::MemDevice;
-use thintools::thin::writer::{Overrides, ThinWriter};
-use thintools::thin::xml::read::read_xml;
+use thintools::thin::ir::metadata_writer::{Overrides, ThinWriter};
+use thintools::thin::ir::xml::read::read_xml;
 
 fuzz_target!(|data: &[u8]| {
     let dev = MemDevice::new(256);

@@ -1,5 +1,5 @@
 //! `thin_delta`: see man/thin_delta.8.
 
 fn main() -> std::process::ExitCode {
-    thintools::cli::tool_main(thintools::thin::delta::command)
+    thintools::commands::tool_main("thin_delta")
 }

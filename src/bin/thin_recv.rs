@@ -1,5 +1,5 @@
-//! `thin_recv`: see man/thin_recv.8.
+//! `thin_recv`: see man/thin_send.8 and man/thin_recv.8.
 
 fn main() -> std::process::ExitCode {
-    thintools::cli::tool_main(thintools::commands::recv::command)
+    thintools::commands::tool_main("thin_recv")
 }

@@ -1,5 +1,5 @@
-//! `thin_send_recv`: the one program behind thin_send and thin_recv (man/thin_send.8).
+//! `thin_send_recv`: see man/thin_send.8 and man/thin_recv.8.
 
 fn main() -> std::process::ExitCode {
-    thintools::cli::tool_main(thintools::commands::send_recv::command)
+    thintools::commands::tool_main("thin_send_recv")
 }

@@ -4,11 +4,11 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use super::send_recv::{parse_format, pick_mode, Mode};
-use crate::cli::{report_error, run_with, usage_error};
-use crate::exit::Outcome;
+use crate::commands::exit::Outcome;
+use crate::commands::run::{report_error, run_with, usage_error};
 use crate::thin::engines::send_recv::apply::{apply, ApplyOptions, BaseCheck};
 use crate::thin::engines::send_recv::stream::Accept;
 use crate::thin::engines::send_recv::target::{Target, TargetKind};
@@ -39,6 +39,12 @@ struct Args {
     /// The target: a block device, or a regular file (created when missing)
     #[arg(value_name = "TARGET")]
     targets: Vec<PathBuf>,
+}
+
+/// The command-line definition.
+#[must_use]
+pub fn cli() -> clap::Command {
+    Args::command()
 }
 
 /// Entry point of `thin_recv`.

@@ -6,17 +6,17 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use super::send_recv::{parse_format, pick_mode, Mode};
-use crate::cli::{report_error, run_with, usage_error};
-use crate::exit::Outcome;
+use crate::commands::args::MetadataSnap;
+use crate::commands::exit::Outcome;
+use crate::commands::run::{glue_optional_short, report_error, run_with, stdout_writer, usage_error};
 use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource};
 use crate::thin::engines::send_recv::send::{send, SendOptions};
 use crate::thin::engines::send_recv::state::Unfinished;
 use crate::thin::engines::send_recv::stream::writer::Compression;
 use crate::thin::engines::send_recv::stream::Format;
-use crate::thin::input::snapshot_choice;
 
 /// Write a thin volume, or the difference between two, as a stream on stdout.
 #[derive(Parser, Debug)]
@@ -49,9 +49,8 @@ struct Args {
     /// Send only the difference from this thin device (offline incremental send)
     #[arg(long = "base-id", value_name = "ID")]
     base_id: Option<u64>,
-    /// Read the metadata snapshot (at the held root, or at BLOCKNR)
-    #[arg(short = 'm', long = "metadata-snap", value_name = "BLOCKNR", num_args = 0..=1, require_equals = true)]
-    metadata_snap: Option<Option<u64>>,
+    #[command(flatten)]
+    metadata_snap: MetadataSnap,
     /// Volume size in bytes (offline send; default: up to the last mapped block)
     #[arg(long = "size", value_name = "BYTES")]
     size: Option<u64>,
@@ -61,6 +60,12 @@ struct Args {
     /// VOL, or SNAP1 SNAP2 (LVM names; not yet supported, see the man page)
     #[arg(value_name = "VOLUME")]
     volumes: Vec<OsString>,
+}
+
+/// The command-line definition.
+#[must_use]
+pub fn cli() -> clap::Command {
+    Args::command()
 }
 
 /// Entry point of `thin_send`.
@@ -76,7 +81,7 @@ pub fn command(args: &[OsString]) -> Outcome {
 /// Runs the send mode on `args` (mode flags removed).
 #[must_use]
 pub fn run_args(args: &[OsString]) -> Outcome {
-    let args = crate::cli::glue_optional_short(args, 'm');
+    let args = glue_optional_short(args, 'm');
     run_with::<Args, _>("thin_send", &args, |a| {
         if let Some(f) = &a.accept_stream_format {
             if f != "auto" && parse_format(f).is_none() {
@@ -123,7 +128,7 @@ fn run(a: &Args, format: Format) -> anyhow::Result<()> {
     };
     let src = OfflineSource {
         metadata,
-        snapshot: snapshot_choice(a.metadata_snap),
+        snapshot: a.metadata_snap.choice(),
         thin_id,
         base_id: a.base_id,
         volume_size: a.size,
@@ -157,7 +162,7 @@ fn run(a: &Args, format: Format) -> anyhow::Result<()> {
         compression: a.compress.map_or(Compression::None, Compression::Zstd),
         resume_from,
     };
-    let out = crate::cli::stdout_writer();
+    let out = stdout_writer();
     let (_, sent) = send(&plan, &data, out, &opts)?;
     if !a.quiet && std::io::stderr().is_terminal() {
         eprintln!(

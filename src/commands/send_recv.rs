@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 
-use crate::exit::Outcome;
+use crate::commands::exit::Outcome;
 
 /// The mode the program runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub fn about() {
          Send a thin volume, or the difference between two snapshots, as a stream; apply it elsewhere.\n\
          Reads and writes the stream formats of LINBIT thin-send-recv (1.0, 1.1) and its own (2).\n\
          License: GPLv3 or later",
-        crate::cli::VERSION
+        crate::commands::VERSION
     );
 }
 
@@ -52,7 +52,7 @@ pub fn pick_mode(
             Some("-s" | "--send") => send = true,
             Some("-r" | "--receive") => recv = true,
             Some("-v") => {
-                println!("{}", crate::cli::VERSION);
+                println!("{}", crate::commands::VERSION);
                 return Err(Outcome::Success);
             }
             Some("-a" | "--about") => {
@@ -66,7 +66,7 @@ pub fn pick_mode(
         (true, false, _) => Mode::Send,
         (false, true, _) => Mode::Receive,
         (false, false, Some(m)) => m,
-        _ => return Err(crate::cli::usage_error("use --send or --receive")),
+        _ => return Err(crate::commands::run::usage_error("use --send or --receive")),
     };
     Ok((mode, rest))
 }

@@ -14,7 +14,7 @@ use crate::pdata::btree::build::NodeStore;
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::count_map::CountMap;
-use crate::thin::superblock::MAX_METADATA_BLOCKS;
+use crate::thin::model::superblock::MAX_METADATA_BLOCKS;
 
 /// Blocks buffered before one large write (1 MiB).
 const BUFFER_BLOCKS: usize = 256;

@@ -1,25 +1,14 @@
-//! The thin-pool metadata model and each tool's logic.
+//! The thin-pool metadata layer, in three kinds of module:
+//!
+//! - [`model`]: the on-disk format (superblock, device details, mapping
+//!   values) and opening metadata for reading;
+//! - [`ir`]: the intermediate representation shared by dump, restore and
+//!   repair, with its sources and sinks (XML, human-readable text, the binary
+//!   metadata writer, the def/ref sharing planner, the two-thread channel);
+//! - [`engines`]: one engine per tool. An engine takes an options struct and
+//!   returns a typed result; it knows nothing of argument parsing or exit
+//!   codes, which belong to [`crate::commands`].
 
-pub mod check;
-pub mod delta;
-pub mod device_details;
-pub mod dump;
-pub mod emit;
 pub mod engines;
-pub mod human;
-pub mod input;
 pub mod ir;
-pub mod ir_channel;
-pub mod ls;
-pub mod mapping;
-pub mod metadata;
-pub mod metadata_size;
-pub mod pack;
-pub mod repair;
-pub mod restore;
-pub mod rmap;
-pub mod shared_runs;
-pub mod superblock;
-pub mod trim;
-pub mod writer;
-pub mod xml;
+pub mod model;

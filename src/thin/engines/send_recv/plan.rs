@@ -10,10 +10,9 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::stream::Identity;
-use crate::thin::delta::{diff_runs, Kind};
-use crate::thin::device_details::DeviceDetails;
-use crate::thin::input::{devices, open_for_reading, DeviceEntry};
-use crate::thin::metadata::SnapshotChoice;
+use crate::thin::engines::delta::{diff_runs, DeltaError, Kind};
+use crate::thin::model::device_details::DeviceDetails;
+use crate::thin::model::open::{devices, open_for_reading, DeviceEntry, ReadError, SnapshotChoice};
 
 /// One piece of the volume, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,8 +109,11 @@ pub enum Holes {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The metadata could not be read.
-    #[error("{0:#}")]
-    Metadata(anyhow::Error),
+    #[error("{0}")]
+    Metadata(ReadError),
+    /// A mapping tree could not be read.
+    #[error("{0}")]
+    Mappings(DeltaError),
     /// No such thin device.
     #[error("no thin device with id {0} in the metadata")]
     NoDevice(u64),
@@ -180,7 +182,7 @@ pub fn plan_offline(src: &OfflineSource, holes: Holes) -> Result<Plan, PlanError
     let bs = u64::from(sb.data_block_size) * 512;
     let gran = u32::try_from(bs).map_err(|_| PlanError::Overflow(bs))?;
     let left = base.map_or(thin.root, |b| b.root);
-    let deltas = diff_runs(&opened.dev, left, thin.root).map_err(PlanError::Metadata)?;
+    let deltas = diff_runs(&opened.dev, left, thin.root).map_err(PlanError::Mappings)?;
     let bytes = |b: u64| b.checked_mul(bs).ok_or(PlanError::Overflow(b));
     let mut pieces = Vec::new();
     for d in &deltas {

@@ -1,0 +1,19 @@
+//! `thin_restore`: the command line, on the engine in [`crate::thin::engines::restore`].
+
+use std::ffi::OsString;
+
+use clap::CommandFactory;
+
+use crate::commands::exit::Outcome;
+
+/// Runs the tool on `args` (without argv[0]).
+#[must_use]
+pub fn run(args: &[OsString]) -> Outcome {
+    crate::thin::engines::restore::command(args)
+}
+
+/// The command-line definition.
+#[must_use]
+pub fn cli() -> clap::Command {
+    crate::thin::engines::restore::RestoreArgs::command()
+}

@@ -1,0 +1,577 @@
+//! thin_delta: the differences between two thin devices' mappings, as the
+//! XML thin_delta prints (simple or `--verbose`).
+//!
+//! Both bottom-level trees are read by one walk of the shared walker, so a
+//! subtree the two sides share (same block number, as after a snapshot) is
+//! read and decoded once, not once per side. Its leaves still have to be read:
+//! the `same` elements of the output follow the gaps between mapped keys, and
+//! only the leaves know them. Each side is then reduced to runs (consecutive
+//! thin blocks on consecutive data blocks), the two run lists are merged and
+//! neighbouring deltas of one kind are joined.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use crate::pdata::block::BlockNr;
+use crate::pdata::btree::node::{NodeError, NodeRef};
+use crate::pdata::btree::walk::Walker;
+use crate::pdata::io::BlockDevice;
+use crate::thin::model::mapping::BlockTime;
+use crate::thin::model::open::{devices, open_for_reading, ReadError, SnapshotChoice};
+use crate::thin::model::superblock::Superblock;
+
+/// One side of the comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// A device id, looked up in the top-level mapping tree.
+    Thin(u64),
+    /// A bottom-level tree root given directly.
+    Root(BlockNr),
+}
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct DeltaOptions {
+    /// Metadata device or file.
+    pub input: PathBuf,
+    /// Live trees or a metadata snapshot.
+    pub snapshot: SnapshotChoice,
+    /// The left side.
+    pub left: Side,
+    /// The right side.
+    pub right: Side,
+}
+
+/// The comparison: the superblock it was read from and the deltas.
+pub struct DeltaReport {
+    /// The superblock whose trees were compared.
+    pub sb: Superblock,
+    /// Coalesced deltas in thin-block order.
+    pub deltas: Vec<Delta>,
+}
+
+/// Why thin_delta could not compare.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    /// Opening the input or reading its device trees failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A side names a device the metadata does not hold.
+    #[error("Unable to find mapping tree for {side} ({id})")]
+    NoSuchDevice {
+        /// `snap1` or `snap2`.
+        side: &'static str,
+        /// The device id asked for.
+        id: u64,
+    },
+    /// A damaged node in a compared tree.
+    #[error("mapping tree at block {root}: {err}")]
+    Tree {
+        /// Root of the damaged tree.
+        root: BlockNr,
+        /// The first bad node.
+        err: NodeError,
+    },
+}
+
+/// Opens the input and compares the two sides.
+///
+/// # Errors
+/// A [`DeltaError`].
+pub fn delta(opts: &DeltaOptions) -> Result<DeltaReport, DeltaError> {
+    let opened = open_for_reading(&opts.input, opts.snapshot)?;
+    let dev = &opened.dev;
+    let sb = opened.chosen.sb;
+    let devs = devices(dev, sb.mapping_root, sb.details_root)?;
+    let root_of = |s: Side, side: &'static str| match s {
+        Side::Root(b) => Ok(b),
+        Side::Thin(id) => devs
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.root)
+            .ok_or(DeltaError::NoSuchDevice { side, id }),
+    };
+    let root1 = root_of(opts.left, "snap1")?;
+    let root2 = root_of(opts.right, "snap2")?;
+    let deltas = diff(dev, root1, root2)?;
+    Ok(DeltaReport { sb, deltas })
+}
+
+/// `len` consecutive thin blocks from `thin` mapped to consecutive data blocks
+/// from `data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// First thin block.
+    pub thin: u64,
+    /// First data block.
+    pub data: u64,
+    /// Number of blocks.
+    pub len: u64,
+}
+
+impl Run {
+    /// Extends the run by one mapping when it continues it (thin and data both
+    /// advance by one); false otherwise.
+    fn extend(&mut self, thin: u64, data: u64) -> bool {
+        let continues = self.thin.checked_add(self.len) == Some(thin)
+            && self.data.checked_add(self.len) == Some(data);
+        if continues {
+            self.len += 1;
+        }
+        continues
+    }
+}
+
+/// What a delta says about a range of thin blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Mapped on the left only.
+    LeftOnly,
+    /// Mapped on the right only.
+    RightOnly,
+    /// Mapped on both sides to different data blocks.
+    Different,
+    /// Mapped on both sides to the same data blocks.
+    Same,
+}
+
+impl Kind {
+    fn tag(self) -> &'static str {
+        match self {
+            Kind::LeftOnly => "left_only",
+            Kind::RightOnly => "right_only",
+            Kind::Different => "different",
+            Kind::Same => "same",
+        }
+    }
+}
+
+/// One difference: `len` thin blocks from `begin`. `data` is the data begin of
+/// the side that has the mapping (the left one for `same` and `different`),
+/// `right_data` the right side's for `different`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delta {
+    /// Kind of difference.
+    pub kind: Kind,
+    /// First thin block.
+    pub begin: u64,
+    /// Number of thin blocks.
+    pub len: u64,
+    /// Data begin (left side when both have it).
+    pub data: u64,
+    /// Right data begin for `different`, else equal to `data`.
+    pub right_data: u64,
+}
+
+/// How the two trees are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// One walk over both roots: a node the two trees share is read once.
+    Together,
+    /// Each tree read completely on its own, as thin-provisioning-tools does
+    /// (the baseline of the benchmark in benches/delta_walk.rs).
+    PerSide,
+}
+
+/// Computes the coalesced deltas between the trees rooted at `root1` and
+/// `root2`: runs per side, merged, then joined.
+///
+/// # Errors
+/// A damaged node in either tree.
+pub fn diff(
+    dev: &dyn BlockDevice,
+    root1: BlockNr,
+    root2: BlockNr,
+) -> Result<Vec<Delta>, DeltaError> {
+    diff_walking(dev, root1, root2, Walk::Together)
+}
+
+/// As [`diff`], reading the trees as `walk` says.
+///
+/// # Errors
+/// A damaged node in either tree.
+pub fn diff_walking(
+    dev: &dyn BlockDevice,
+    root1: BlockNr,
+    root2: BlockNr,
+    walk: Walk,
+) -> Result<Vec<Delta>, DeltaError> {
+    let (left, right) = match walk {
+        Walk::Together => {
+            let (walker, runs) = read_leaf_runs(dev, &[root1, root2]);
+            (
+                side_runs(&walker, &runs, root1)?,
+                side_runs(&walker, &runs, root2)?,
+            )
+        }
+        Walk::PerSide => {
+            let (walker, runs) = read_leaf_runs(dev, &[root1]);
+            let left = side_runs(&walker, &runs, root1)?;
+            let (walker, runs) = read_leaf_runs(dev, &[root2]);
+            (left, side_runs(&walker, &runs, root2)?)
+        }
+    };
+    let mut out = Vec::new();
+    let mut co = Coalescer::default();
+    merge(&left, &right, |d| co.push(d, &mut out));
+    co.finish(&mut out);
+    Ok(out)
+}
+
+/// As [`diff`], but without joining touching deltas of one kind (step 3), so
+/// that every delta's data begins hold for the whole of it, as a tool that
+/// copies the data needs (thin_send).
+///
+/// # Errors
+/// A damaged node in either tree.
+pub fn diff_runs(
+    dev: &dyn BlockDevice,
+    root1: BlockNr,
+    root2: BlockNr,
+) -> Result<Vec<Delta>, DeltaError> {
+    let (walker, runs) = read_leaf_runs(dev, &[root1, root2]);
+    let left = side_runs(&walker, &runs, root1)?;
+    let right = side_runs(&walker, &runs, root2)?;
+    let mut out = Vec::new();
+    merge(&left, &right, |d| out.push(d));
+    Ok(out)
+}
+
+/// Walks the trees under `roots`, keeping each distinct leaf's runs.
+fn read_leaf_runs<'d>(
+    dev: &'d dyn BlockDevice,
+    roots: &[BlockNr],
+) -> (Walker<'d>, HashMap<BlockNr, Vec<Run>>) {
+    let mut walker = Walker::new(dev);
+    let mut leaf_runs: HashMap<BlockNr, Vec<Run>> = HashMap::new();
+    walker.walk(
+        roots,
+        8,
+        |_, n: &NodeRef| runs_of_leaf(n),
+        |nr, runs| {
+            leaf_runs.insert(nr, runs);
+        },
+    );
+    (walker, leaf_runs)
+}
+
+/// Runs of one leaf, in key order.
+fn runs_of_leaf(n: &NodeRef) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for (k, v) in n.keys().iter().zip(n.values_u64()) {
+        let thin = k.get();
+        let data = BlockTime::unpack(v.get()).block;
+        if !runs.last_mut().is_some_and(|r| r.extend(thin, data)) {
+            runs.push(Run { thin, data, len: 1 });
+        }
+    }
+    runs
+}
+
+/// All runs of the tree under `root`, joining runs across leaf boundaries.
+fn side_runs(
+    walker: &Walker,
+    leaf_runs: &HashMap<BlockNr, Vec<Run>>,
+    root: BlockNr,
+) -> Result<Vec<Run>, DeltaError> {
+    let graph = walker.graph();
+    let mut bad = None;
+    let leaves = graph.leaves_of(root, |block, kind| {
+        bad.get_or_insert(NodeError { block, kind });
+    });
+    if let Some(e) = bad.or_else(|| graph.link_errors.first().copied()) {
+        return Err(DeltaError::Tree { root, err: e });
+    }
+    let mut out: Vec<Run> = Vec::new();
+    for leaf in leaves {
+        for r in leaf_runs.get(&leaf).map_or(&[][..], Vec::as_slice) {
+            match out.last_mut() {
+                Some(last)
+                    if last.thin.checked_add(last.len) == Some(r.thin)
+                        && last.data.checked_add(last.len) == Some(r.data) =>
+                {
+                    last.len += r.len;
+                }
+                _ => out.push(*r),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A run list being consumed from the front.
+struct Stream<'a> {
+    rest: &'a [Run],
+    cur: Option<Run>,
+}
+
+impl<'a> Stream<'a> {
+    fn new(runs: &'a [Run]) -> Self {
+        let (cur, rest) = match runs.split_first() {
+            Some((c, r)) => (Some(*c), r),
+            None => (None, runs),
+        };
+        Stream { rest, cur }
+    }
+
+    /// Drops `len` blocks from the current run (at most its length).
+    fn consume(&mut self, len: u64) {
+        if let Some(c) = &mut self.cur {
+            if len >= c.len {
+                *self = Stream::new(self.rest);
+            } else {
+                c.thin += len;
+                c.data += len;
+                c.len -= len;
+            }
+        }
+    }
+}
+
+/// Merges two sorted run lists into deltas.
+fn merge(left: &[Run], right: &[Run], mut emit: impl FnMut(Delta)) {
+    let mut l = Stream::new(left);
+    let mut r = Stream::new(right);
+    while let (Some(lr), Some(rr)) = (l.cur, r.cur) {
+        let one = |kind, run: Run, len| Delta {
+            kind,
+            begin: run.thin,
+            len,
+            data: run.data,
+            right_data: run.data,
+        };
+        if lr.thin < rr.thin {
+            let len = lr.len.min(rr.thin - lr.thin);
+            emit(one(Kind::LeftOnly, lr, len));
+            l.consume(len);
+        } else if rr.thin < lr.thin {
+            let len = rr.len.min(lr.thin - rr.thin);
+            emit(one(Kind::RightOnly, rr, len));
+            r.consume(len);
+        } else {
+            let len = lr.len.min(rr.len);
+            let kind = if lr.data == rr.data {
+                Kind::Same
+            } else {
+                Kind::Different
+            };
+            emit(Delta {
+                kind,
+                begin: lr.thin,
+                len,
+                data: lr.data,
+                right_data: rr.data,
+            });
+            l.consume(len);
+            r.consume(len);
+        }
+    }
+    for (s, kind) in [(l, Kind::LeftOnly), (r, Kind::RightOnly)] {
+        let mut s = s;
+        while let Some(c) = s.cur {
+            emit(Delta {
+                kind,
+                begin: c.thin,
+                len: c.len,
+                data: c.data,
+                right_data: c.data,
+            });
+            s.consume(c.len);
+        }
+    }
+}
+
+/// Joins consecutive deltas of one kind whose thin ranges touch; the
+/// joined delta keeps the data begins of its first piece.
+#[derive(Default)]
+struct Coalescer {
+    cur: Option<Delta>,
+}
+
+impl Coalescer {
+    fn push(&mut self, d: Delta, out: &mut Vec<Delta>) {
+        if let Some(c) = &mut self.cur {
+            if c.kind == d.kind && c.begin.checked_add(c.len) == Some(d.begin) {
+                c.len += d.len;
+                return;
+            }
+            out.push(*c);
+        }
+        self.cur = Some(d);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Delta>) {
+        if let Some(c) = self.cur.take() {
+            out.push(c);
+        }
+    }
+}
+
+/// Output flavour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// One self-closing element per delta.
+    Simple,
+    /// Grouped `<range>` elements with data block numbers.
+    Verbose,
+}
+
+/// Writes the whole document, without a trailing newline.
+///
+/// # Errors
+/// Write failures.
+pub fn write_xml(
+    w: &mut dyn Write,
+    sb: &Superblock,
+    sides: (Side, Side),
+    deltas: &[Delta],
+    style: Style,
+) -> io::Result<()> {
+    write!(
+        w,
+        "<superblock uuid=\"\" time=\"{}\" transaction=\"{}\"",
+        sb.time, sb.trans_id
+    )?;
+    if sb.needs_check() {
+        w.write_all(b" flags=\"1\"")?;
+    }
+    writeln!(
+        w,
+        " data_block_size=\"{}\" nr_data_blocks=\"{}\">",
+        sb.data_block_size, sb.data_sm_root.nr_blocks
+    )?;
+    let side_attr = |s: Side, name: &str| match s {
+        Side::Thin(id) => format!("{name}=\"{id}\""),
+        Side::Root(b) => format!("{name}_root=\"{b}\""),
+    };
+    writeln!(
+        w,
+        "  <diff {} {}>",
+        side_attr(sides.0, "left"),
+        side_attr(sides.1, "right")
+    )?;
+    match style {
+        Style::Simple => {
+            for d in deltas {
+                writeln!(
+                    w,
+                    "    <{} begin=\"{}\" length=\"{}\"/>",
+                    d.kind.tag(),
+                    d.begin,
+                    d.len
+                )?;
+            }
+        }
+        Style::Verbose => write_verbose(w, deltas)?,
+    }
+    w.write_all(b"  </diff>\n</superblock>")
+}
+
+fn write_verbose(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {
+    let mut group: Option<Kind> = None;
+    for d in deltas {
+        if group != Some(d.kind) {
+            if let Some(g) = group {
+                writeln!(w, "    </{}>", g.tag())?;
+            }
+            writeln!(w, "    <{}>", d.kind.tag())?;
+            group = Some(d.kind);
+        }
+        if d.kind == Kind::Different {
+            writeln!(
+                w,
+                "      <range begin=\"{}\" left_data_begin=\"{}\" right_data_begin=\"{}\" length=\"{}\"/>",
+                d.begin, d.data, d.right_data, d.len
+            )?;
+        } else {
+            writeln!(
+                w,
+                "      <range begin=\"{}\" data_begin=\"{}\" length=\"{}\"/>",
+                d.begin, d.data, d.len
+            )?;
+        }
+    }
+    if let Some(g) = group {
+        writeln!(w, "    </{}>", g.tag())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(thin: u64, data: u64, len: u64) -> Run {
+        Run { thin, data, len }
+    }
+
+    fn deltas(left: &[Run], right: &[Run]) -> Vec<(Kind, u64, u64)> {
+        let mut out = Vec::new();
+        let mut co = Coalescer::default();
+        merge(left, right, |d| co.push(d, &mut out));
+        co.finish(&mut out);
+        out.iter().map(|d| (d.kind, d.begin, d.len)).collect()
+    }
+
+    #[test]
+    fn overlapping_runs_split_into_left_only_same_and_right_only() {
+        let got = deltas(&[r(0, 10, 6)], &[r(4, 14, 6)]);
+        assert_eq!(
+            got,
+            vec![
+                (Kind::LeftOnly, 0, 4),
+                (Kind::Same, 4, 2),
+                (Kind::RightOnly, 6, 4)
+            ]
+        );
+    }
+
+    #[test]
+    fn same_pieces_with_different_data_runs_coalesce_by_thin_block() {
+        // Left: 0..2 -> 10.., 2..4 -> 50..; right identical: two runs, one `same`.
+        let got = deltas(&[r(0, 10, 2), r(2, 50, 2)], &[r(0, 10, 2), r(2, 50, 2)]);
+        assert_eq!(got, vec![(Kind::Same, 0, 4)]);
+        // A gap in thin blocks keeps them apart.
+        let got = deltas(&[r(0, 10, 2), r(3, 50, 2)], &[r(0, 10, 2), r(3, 50, 2)]);
+        assert_eq!(got, vec![(Kind::Same, 0, 2), (Kind::Same, 3, 2)]);
+    }
+
+    #[test]
+    fn different_data_is_different() {
+        let got = deltas(&[r(0, 32, 32)], &[r(0, 38, 4)]);
+        assert_eq!(got, vec![(Kind::Different, 0, 4), (Kind::LeftOnly, 4, 28)]);
+    }
+
+    #[test]
+    fn verbose_groups_reopen_when_the_kind_changes() {
+        let sb = Superblock::fresh(1, 2, 128);
+        let ds = [
+            Delta {
+                kind: Kind::LeftOnly,
+                begin: 0,
+                len: 2,
+                data: 10,
+                right_data: 10,
+            },
+            Delta {
+                kind: Kind::Different,
+                begin: 2,
+                len: 1,
+                data: 3,
+                right_data: 7,
+            },
+        ];
+        let mut out = Vec::new();
+        write_xml(
+            &mut out,
+            &sb,
+            (Side::Thin(1), Side::Root(9)),
+            &ds,
+            Style::Verbose,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("  <diff left=\"1\" right_root=\"9\">\n    <left_only>\n      <range begin=\"0\" data_begin=\"10\" length=\"2\"/>\n    </left_only>\n    <different>\n      <range begin=\"2\" left_data_begin=\"3\" right_data_begin=\"7\" length=\"1\"/>\n    </different>\n  </diff>\n</superblock>"), "{text}");
+    }
+}

@@ -11,7 +11,9 @@ use clap::{CommandFactory, Parser};
 use super::send_recv::{parse_format, pick_mode, Mode};
 use crate::commands::args::MetadataSnap;
 use crate::commands::exit::Outcome;
-use crate::commands::run::{glue_optional_short, report_error, run_with, stdout_writer, usage_error};
+use crate::commands::run::{
+    glue_optional_short, report_error, run_with, stdout_writer, usage_error,
+};
 use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource};
 use crate::thin::engines::send_recv::send::{send, SendOptions};
 use crate::thin::engines::send_recv::state::Unfinished;

@@ -343,3 +343,65 @@ fn run<R: Read>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(base: Option<Identity>, resume_from: u64) -> StreamHeader {
+        StreamHeader {
+            volume_size: 1 << 20,
+            granularity: 65536,
+            source: Identity([2; 16]),
+            base,
+            resume_from,
+        }
+    }
+
+    #[test]
+    fn base_and_resume_rules() {
+        let a = Identity([1; 16]);
+        let b = Identity([9; 16]);
+        let holds_a = TargetState {
+            holds: Some(a),
+            pending: None,
+        };
+        let req = BaseCheck::Require;
+        // Full streams go anywhere; incremental ones need their base.
+        check_header(&header(None, 0), &TargetState::default(), req, false).unwrap();
+        check_header(&header(Some(a), 0), &holds_a, req, true).unwrap();
+        let e = check_header(&header(Some(b), 0), &holds_a, req, true).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the stream is incremental against 09090909090909090909090909090909, but the target \
+             holds 01010101010101010101010101010101; refusing to apply it"
+        );
+        assert!(matches!(
+            check_header(&header(Some(a), 0), &holds_a, req, false),
+            Err(RecvError::NoState(_))
+        ));
+        check_header(&header(Some(b), 0), &holds_a, BaseCheck::Ignore, false).unwrap();
+        // An unfinished stream: the same stream may restart or resume up to
+        // where it got; another incremental stream is refused.
+        let pending = TargetState {
+            holds: Some(a),
+            pending: Some(Unfinished {
+                source: Identity([2; 16]),
+                base: Some(a),
+                applied: 4096,
+            }),
+        };
+        check_header(&header(Some(a), 0), &pending, req, true).unwrap();
+        check_header(&header(Some(a), 4096), &pending, req, true).unwrap();
+        let e = check_header(&header(Some(a), 8192), &pending, req, true).unwrap_err();
+        assert!(e.to_string().ends_with("applied up to offset 4096"), "{e}");
+        let other = StreamHeader {
+            source: Identity([3; 16]),
+            ..header(Some(a), 0)
+        };
+        assert!(matches!(
+            check_header(&other, &pending, req, true),
+            Err(RecvError::OtherUnfinished { .. })
+        ));
+    }
+}

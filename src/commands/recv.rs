@@ -9,7 +9,7 @@ use clap::{CommandFactory, Parser};
 use super::send_recv::{parse_format, pick_mode, Mode};
 use crate::commands::exit::Outcome;
 use crate::commands::run::{report_error, run_with, usage_error};
-use crate::thin::engines::send_recv::apply::{apply, ApplyOptions, BaseCheck};
+use crate::thin::engines::send_recv::apply::{apply, ApplyOptions, BaseCheck, Notices};
 use crate::thin::engines::send_recv::stream::Accept;
 use crate::thin::engines::send_recv::target::{Target, TargetKind};
 
@@ -102,6 +102,11 @@ fn run(a: &Args, path: &std::path::Path, accept: Accept) -> anyhow::Result<()> {
             BaseCheck::Ignore
         } else {
             BaseCheck::Require
+        },
+        notices: if a.quiet {
+            Notices::Suppress
+        } else {
+            Notices::Print
         },
     };
     let stdin = std::io::stdin().lock();

@@ -29,6 +29,16 @@ pub enum BaseCheck {
     Ignore,
 }
 
+/// Whether notices about fallbacks (zeros written where a discard or hole
+/// punch was not supported) go to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notices {
+    /// Print them.
+    Print,
+    /// Keep quiet (`-q`).
+    Suppress,
+}
+
 /// How to receive.
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -38,6 +48,8 @@ pub struct ApplyOptions {
     pub state: Option<PathBuf>,
     /// Base checking.
     pub base_check: BaseCheck,
+    /// Fallback notices.
+    pub notices: Notices,
 }
 
 /// What a successful receive did.
@@ -335,7 +347,9 @@ fn run<R: Read>(
             Event::End => None,
         };
         for n in s.target.take_notices() {
-            eprintln!("{n}");
+            if opts.notices == Notices::Print {
+                eprintln!("{n}");
+            }
         }
         if let Some((offset, len)) = done {
             s.advance(offset + len, len)?;

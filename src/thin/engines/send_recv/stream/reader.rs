@@ -426,10 +426,20 @@ impl<R: Read> StreamReader<R> {
 
     fn v2_next(&mut self) -> Result<Option<Ev>, StreamError> {
         self.record_start = self.pos;
-        if !self.exact("record header", Buffer::Data, 8)? {
-            return Err(self.err(K::MissingEnd));
+        let got = fill(&mut self.input, &mut self.buf[..8]).map_err(|e| StreamError {
+            offset: self.pos,
+            kind: K::Io(e),
+        })?;
+        self.pos += got as u64;
+        match got {
+            0 => Err(self.err(K::MissingEnd)),
+            8 => self.v2_record(false),
+            _ => Err(self.err(K::Truncated {
+                what: "record header",
+                expected: v2::RECORD_HEADER_SIZE as u64,
+                got: got as u64,
+            })),
         }
-        self.v2_record(false)
     }
 
     /// Reads the rest of a format 2 record whose first 8 bytes are in `buf`.

@@ -354,3 +354,23 @@ fn v2_docs_example_is_the_documented_bytes() {
     assert_eq!(&bytes[0x8c..0x90], &[0xa3, 0xd3, 0x10, 0xc7]);
     assert_eq!(read_all(&bytes, Accept::Auto).unwrap().len(), 5);
 }
+
+#[test]
+fn v2_truncation_messages_name_the_record() {
+    let s = v2_sample(Compression::None);
+    let e = read_all(&s[..104 + 3], Accept::Auto).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "stream offset 104: truncated input: record header needs 40 bytes, got 3"
+    );
+    let e = read_all(&s[..104 + 40 + 10], Accept::Auto).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "stream offset 104: truncated input: record payload needs 65536 bytes, got 10"
+    );
+    let e = read_all(&s[..104], Accept::Auto).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "stream offset 104: input ends without an end record"
+    );
+}

@@ -11,8 +11,11 @@
 //!
 //! [`progress`] is a leaf utility every layer may use. Nothing in `pdata`
 //! names `thin` or `commands`; nothing in `thin` names `commands`, clap or an
-//! exit code (`tests/layers.rs` fails when a lower layer names a higher one).
+//! exit code (the `layers` integration test fails when a lower layer names a
+//! higher one).
 //! `unsafe` code lives in [`pdata::sys`] only.
+
+#![deny(unsafe_code)]
 
 pub mod commands;
 pub mod pdata;

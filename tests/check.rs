@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 use thintools::pdata::btree::node::NodeRef;
-use thintools::pdata::checksum::{write_checksum, BlockKind};
+use thintools::pdata::checksum::BlockKind;
 use thintools::pdata::space_map::disk::{bitmap_get, bitmap_set, IndexEntry};
 use thintools::pdata::space_map::ENTRIES_PER_BITMAP;
 use thintools::thin::model::superblock::Superblock;
 
+use crate::util::image::{patch_block, read_block};
+use crate::util::man;
 use crate::util::{corpus_dir, run, sha256_file, unpack_fixture, Run};
 
 const TITLES: &str = "Checking thin metadata\ndevice details tree\nmapping tree\n";
@@ -39,23 +41,13 @@ impl Img {
     }
 
     fn block(&self, nr: u64) -> [u8; BS] {
-        let bytes = std::fs::read(&self.path).unwrap();
-        let off = usize::try_from(nr).unwrap() * BS;
-        bytes[off..off + BS].try_into().unwrap()
+        read_block(&self.path, nr)
     }
 
     /// Rewrites block `nr` through `f`, then re-checksums it as `kind`
     /// (`None` leaves the old checksum: "bad checksum" damage).
     fn patch(&self, nr: u64, kind: Option<BlockKind>, f: impl FnOnce(&mut [u8; BS])) {
-        let mut bytes = std::fs::read(&self.path).unwrap();
-        let off = usize::try_from(nr).unwrap() * BS;
-        let mut b: [u8; BS] = bytes[off..off + BS].try_into().unwrap();
-        f(&mut b);
-        if let Some(k) = kind {
-            write_checksum(&mut b, k);
-        }
-        bytes[off..off + BS].copy_from_slice(&b);
-        std::fs::write(&self.path, bytes).unwrap();
+        patch_block(&self.path, nr, kind, f);
     }
 
     fn sb(&self) -> Superblock {
@@ -812,10 +804,12 @@ fn override_roots_are_used() {
 
 #[test]
 fn man_page_lists_every_long_option() {
-    let man =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/thin_check.8"))
-            .unwrap()
-            .replace("\\-", "-");
+    let man = man::page("thin_check").unwrap();
+    let flags = man::long_flags("thin_check").unwrap();
+    for flag in &flags {
+        assert!(man.contains(flag.as_str()), "{flag} missing from man page");
+    }
+    // The options of the contract are among clap's (and so in the man page).
     for opt in [
         "quiet",
         "super-block-only",
@@ -827,6 +821,10 @@ fn man_page_lists_every_long_option() {
         "override-mapping-root",
         "override-details-root",
     ] {
+        assert!(
+            flags.contains(&format!("--{opt}")),
+            "{opt} missing from thin_check's options"
+        );
         assert!(
             man.contains(&format!("--{opt}")),
             "{opt} missing from man page"

@@ -1,13 +1,11 @@
 //! The command-line contract every tool shares (spec/tools.md §1–2, §4), as
 //! one plain table: each row is a rule, run over every tool it applies to.
-//!
-//! A row's `pending` list names tools whose implementation is not on main
-//! yet; their failures are reported but tolerated, and a pending tool that
-//! passes is reported so the list can shrink.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::util::fixtures::unzstd;
+use crate::util::man;
 use crate::util::{bin, corpus_dir, fixtures_dir, run, sha256_file, Run};
 
 /// How a tool takes its input, which decides the argument template.
@@ -99,15 +97,11 @@ const TOOLS: &[Tool] = &[
     },
 ];
 
-/// Tools whose man page has not reached main yet.
-const NO_MAN_PAGE: &[&str] = &[];
-
 /// One rule of the contract.
 struct Row {
     name: &'static str,
     applies: fn(&Tool) -> bool,
     check: fn(&Tool, &Scratch) -> Result<(), String>,
-    pending: &'static [&'static str],
 }
 
 const ROWS: &[Row] = &[
@@ -115,13 +109,11 @@ const ROWS: &[Row] = &[
         name: "--help",
         applies: |_| true,
         check: help,
-        pending: &[],
     },
     Row {
         name: "-V",
         applies: |_| true,
         check: version,
-        pending: &[],
     },
     // pdata_tools answers an unknown first argument with its usage text
     // (pdata_tools_dispatches_by_name).
@@ -129,43 +121,37 @@ const ROWS: &[Row] = &[
         name: "bad option",
         applies: |t| t.input != Input::MultiCall,
         check: bad_option,
-        pending: &[],
     },
     Row {
         name: "missing input",
         applies: has_input,
         check: missing_input,
-        pending: &[],
     },
     Row {
         name: "directory input",
         applies: has_input,
         check: directory_input,
-        pending: &[],
     },
     Row {
         name: "tiny input",
         applies: binary_input,
         check: tiny_input,
-        pending: &[],
     },
     Row {
         name: "XML given for binary",
         applies: binary_input,
         check: xml_input,
-        pending: &[],
     },
     Row {
         name: "input unchanged",
         applies: |t| t.read_only,
         check: input_unchanged,
-        pending: &[],
     },
     Row {
+        // pdata_tools has no options of its own beyond -h and -V.
         name: "long flags in man page",
-        applies: |_| true,
+        applies: |t| t.input != Input::MultiCall,
         check: man_page,
-        pending: NO_MAN_PAGE,
     },
 ];
 
@@ -354,14 +340,7 @@ fn valid_images(s: &Scratch) -> Vec<PathBuf> {
         .enumerate()
         .map(|(i, z)| {
             let dst = s.path(&format!("valid{i}"));
-            let st = Command::new("zstd")
-                .args(["-q", "-d", "-f", "-o"])
-                .arg(&dst)
-                .arg(z)
-                .status()
-                .unwrap();
-            assert!(st.success());
-            dst
+            unzstd(z, &dst)
         })
         .collect()
 }
@@ -386,43 +365,17 @@ fn input_unchanged(t: &Tool, s: &Scratch) -> Result<(), String> {
     Ok(())
 }
 
-/// Long flags of the help text (without the generic --help/--version).
-fn long_flags(help: &str) -> Vec<String> {
-    let mut flags = Vec::new();
-    for word in help.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=') {
-        if let Some(rest) = word.strip_prefix("--") {
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect();
-            if !name.is_empty() && name != "help" && name != "version" {
-                flags.push(format!("--{name}"));
-            }
-        }
-    }
-    flags.sort();
-    flags.dedup();
-    flags
-}
-
+/// Every long option clap defines for the tool is in its man page.
 fn man_page(t: &Tool, _: &Scratch) -> Result<(), String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("man/{}.8", t.name));
-    let page = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    // roff escapes hyphens as `\-`.
-    let page = page.replace("\\-", "-");
-    let r = run(t.name, &["--help"]);
-    let flags = long_flags(&r.stdout());
-    if flags.is_empty() && has_input(t) {
-        return Err(format!("no long flags found in --help\n{}", r.describe()));
+    let flags = man::long_flags(t.name).ok_or(format!("{} is not in commands::TOOLS", t.name))?;
+    if flags.is_empty() {
+        return Err("clap defines no long options".to_string());
     }
-    let missing: Vec<&String> = flags
-        .iter()
-        .filter(|f| !page.contains(f.as_str()))
-        .collect();
+    let missing = man::missing_from_page(t.name)?;
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} does not mention {missing:?}", path.display()))
+        Err(format!("man/{}.8 does not mention {missing:?}", t.name))
     }
 }
 
@@ -432,15 +385,8 @@ fn every_tool_follows_the_common_contract() {
     let mut failures = Vec::new();
     for row in ROWS {
         for t in TOOLS.iter().filter(|t| (row.applies)(t)) {
-            let pending = row.pending.contains(&t.name);
-            match ((row.check)(t, &s), pending) {
-                (Ok(()), false) => {}
-                (Ok(()), true) => eprintln!(
-                    "[{}] {}: passes now, remove it from `pending`",
-                    row.name, t.name
-                ),
-                (Err(e), false) => failures.push(format!("[{}] {}: {e}", row.name, t.name)),
-                (Err(_), true) => eprintln!("[{}] {}: pending", row.name, t.name),
+            if let Err(e) = (row.check)(t, &s) {
+                failures.push(format!("[{}] {}: {e}", row.name, t.name));
             }
         }
     }

@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use thintools::pdata::block::BLOCK_SIZE;
-use thintools::pdata::checksum::{write_checksum, BlockKind};
+use thintools::pdata::checksum::BlockKind;
 
+use crate::util::fixtures::unzstd;
+use crate::util::image::{le_u64, patch_block, read_block};
+use crate::util::man;
 use crate::util::{corpus_dir, fixtures_dir, run, unpack_fixture, Run};
 
 const SAMPLES: &[&str] = &[
@@ -19,17 +22,6 @@ const SAMPLES: &[&str] = &[
     "e3-discard-ignore",
     "f-held-metasnap",
 ];
-
-fn unzstd(src: &Path, dst: &Path) {
-    let ok = Command::new("zstd")
-        .args(["-q", "-d", "-f", "-o"])
-        .arg(dst)
-        .arg(src)
-        .status()
-        .expect("run zstd")
-        .success();
-    assert!(ok, "zstd -d {}", src.display());
-}
 
 /// Unpacks a corpus sample's metadata (and data) image into `dir`.
 fn corpus_sample(name: &str, dir: &Path, with_data: bool) -> Option<(PathBuf, PathBuf)> {
@@ -521,9 +513,8 @@ fn metadata_snap_options() {
     // A valid snapshot that is not the held one: warning, then the dump.
     let other = tmp.path().join("unheld.meta");
     fs::copy(&meta, &other).unwrap();
-    patch_block(&other, 0, |b| {
+    patch_block(&other, 0, Some(BlockKind::Superblock), |b| {
         b[56..64].copy_from_slice(&0u64.to_le_bytes()); // held_root
-        write_checksum(b, BlockKind::Superblock);
     });
     let r = dump(&["-m=36", p(&other)]);
     r.expect_code(0);
@@ -536,24 +527,6 @@ fn metadata_snap_options() {
     assert_eq!(r.stderr(), "");
 }
 
-fn patch_block(path: &Path, nr: u64, f: impl FnOnce(&mut [u8; BLOCK_SIZE])) {
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8; BLOCK_SIZE];
-    file.seek(SeekFrom::Start(nr * BLOCK_SIZE as u64)).unwrap();
-    file.read_exact(&mut b).unwrap();
-    f(&mut b);
-    file.seek(SeekFrom::Start(nr * BLOCK_SIZE as u64)).unwrap();
-    file.write_all(&b).unwrap();
-}
-
-fn le_u64(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
-}
-
 /// A damaged leaf in a dumped tree is fatal and named; a dump that does not
 /// include that tree is unaffected.
 #[test]
@@ -563,7 +536,7 @@ fn a_damaged_leaf_is_fatal_and_named() {
         return;
     };
     // Def 29 of this sample is a leaf shared by devices 0 and 1 (formats.md §1.5).
-    patch_block(&meta, 29, |b| b[2000] ^= 0x55);
+    patch_block(&meta, 29, None, |b| b[2000] ^= 0x55);
     let r = dump(&[p(&meta)]);
     r.expect_code(1);
     assert_eq!(r.stderr(), "checksum failed for node 29\n");
@@ -582,17 +555,15 @@ fn devices_are_paired_by_id() {
     let Some(meta) = f_sample(tmp.path()) else {
         return;
     };
-    let mut sb = [0u8; BLOCK_SIZE];
-    fs::File::open(&meta).unwrap().read_exact(&mut sb).unwrap();
+    let sb = read_block(&meta, 0);
     let details_root = le_u64(&sb, 328);
     // The details tree of this small pool is one leaf with ids 0, 1, 2:
     // renumber device 2 as 5.
-    patch_block(&meta, details_root, |b| {
+    patch_block(&meta, details_root, Some(BlockKind::Node), |b| {
         assert_eq!(le_u64(b, 4) & 0xffff_ffff, 2, "a leaf");
         assert_eq!(le_u64(b, 16) & 0xffff_ffff, 3, "three devices");
         assert_eq!(le_u64(b, 32 + 16), 2);
         b[48..56].copy_from_slice(&5u64.to_le_bytes());
-        write_checksum(b, BlockKind::Node);
     });
     let r = dump(&[p(&meta)]);
     r.expect_code(1);
@@ -707,19 +678,11 @@ fn every_long_option_is_in_the_man_page() {
     let man =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/thin_dump.8")).unwrap();
     let mut seen = 0;
-    for word in help.stdout().split_whitespace() {
-        let Some(opt) = word.strip_prefix("--") else {
-            continue;
-        };
-        let name: String = opt
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        if name.is_empty() {
-            continue;
-        }
+    for flag in man::long_flags("thin_dump").unwrap() {
+        let name = flag.trim_start_matches("--");
         let roff = format!("\\-\\-{}", name.replace('-', "\\-"));
         assert!(man.contains(&roff), "--{name} is not in man/thin_dump.8");
+        assert!(help.stdout().contains(&flag), "{flag} is not in --help");
         seen += 1;
     }
     assert!(seen >= 14, "{}", help.stdout());

@@ -1,14 +1,15 @@
 //! Tests that boot the real kernel (Debian's linux-image under qemu, TCG) and
-//! run our tools against a live dm-thin pool. Harness: tests/util_vm.rs and
-//! scripts/kernel-vm/. Skipped only with THINTOOLS_SKIP_VM=1; without qemu
-//! they fail with instructions.
+//! run our tools against a live dm-thin pool. Harness: tests/util/vm.rs and
+//! scripts/kernel-vm/. They run only with THINTOOLS_VM_TESTS=1 (scripts/test.sh
+//! and CI set it) and are skipped, saying so, without it; with the switch and
+//! without qemu they fail with instructions.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 
 use crate::util;
-use crate::util_vm::{self, parse_dump, Guest};
+use crate::util::vm::{self, parse_dump, Guest};
 
 /// Our tool, or the same-named tool in `$THINTOOLS_VM_TOOL_DIR` (used to
 /// check the harness itself against another implementation).
@@ -96,13 +97,13 @@ pool_stop
 note "pool down at $(elapsed) s"
 "#;
 
-fn keys(m: &util_vm::Mappings) -> BTreeSet<u64> {
+fn keys(m: &vm::Mappings) -> BTreeSet<u64> {
     m.keys().copied().collect()
 }
 
 #[test]
 fn live_pool_metadata_snapshot() {
-    if !util_vm::vm_enabled() {
+    if !vm::vm_enabled() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -243,13 +244,13 @@ fn live_pool_metadata_snapshot() {
 /// and a write to the snapshot; after the clean shutdown thin_check must
 /// pass and thin_dump must show the new state. This is the end-to-end check
 /// for metadata our tools write (e.g. thin_restore of the fixture's dump).
-pub fn reactivate_and_check(fx: &util_vm::Fixture, meta: &std::path::Path, work: &std::path::Path) {
+pub fn reactivate_and_check(fx: &vm::Fixture, meta: &std::path::Path, work: &std::path::Path) {
     let first = fx.thins.first().expect("fixture with thins").id;
     let new_id = fx.thins.iter().map(|t| t.id).max().unwrap() + 1;
     let after = format!(
         "put {first} 77 0 64\nsnap_new {new_id} {first}\nthin_up {new_id}\nput {new_id} 78 64 64\n"
     );
-    let res = util_vm::PoolBoot::from_fixture(fx, meta, work)
+    let res = vm::PoolBoot::from_fixture(fx, meta, work)
         .then(&after)
         .run(work);
     eprintln!("{}: guest time {:?} s", fx.name, res.run.guest_seconds);
@@ -283,11 +284,11 @@ pub fn reactivate_and_check(fx: &util_vm::Fixture, meta: &std::path::Path, work:
 
 #[test]
 fn fixture_pool_reactivates_d_snap_chain() {
-    if !util_vm::vm_enabled() {
+    if !vm::vm_enabled() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let fx = util_vm::Fixture::load("d-snap-chain");
+    let fx = vm::Fixture::load("d-snap-chain");
     let meta = fx.unpack("meta", work.path());
     reactivate_and_check(&fx, &meta, work.path());
 }
@@ -296,11 +297,11 @@ fn fixture_pool_reactivates_d_snap_chain() {
 /// kernel-written metadata, our thin_restore into a fresh zeroed metadata
 /// image of the same size, then [`reactivate_and_check`] on the result.
 fn restored_pool_reactivates(name: &str) {
-    if !util_vm::vm_enabled() {
+    if !vm::vm_enabled() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let fx = util_vm::Fixture::load(name);
+    let fx = vm::Fixture::load(name);
     let orig = fx.unpack("meta", work.path());
     let dump = run_tool("thin_dump", &orig);
     dump.expect_code(0);
@@ -367,7 +368,7 @@ fn fixture_info_matches_metadata() {
     names.sort();
     assert!(names.len() >= 12, "fixtures: {names:?}");
     for name in names {
-        let fx = util_vm::Fixture::load(&name);
+        let fx = vm::Fixture::load(&name);
         let meta = fx.unpack("meta", work.path());
         assert_eq!(
             fs::metadata(&meta).unwrap().len(),

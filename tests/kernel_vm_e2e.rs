@@ -1,7 +1,7 @@
-//! End-to-end tests that boot the real kernel (harness: tests/util_vm.rs,
+//! End-to-end tests that boot the real kernel (harness: tests/util/vm.rs,
 //! scripts/kernel-vm/): our thin_delta and thin_ls on the held metadata
 //! snapshot of a live pool under writes, and the kernel's acceptance of
-//! metadata rebuilt by our thin_repair. Skipped only with THINTOOLS_SKIP_VM=1.
+//! metadata rebuilt by our thin_repair. They run only with THINTOOLS_VM_TESTS=1.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::kernel_vm::reactivate_and_check;
 use crate::util;
-use crate::util_vm::{self, parse_dump, Guest, Mappings};
+use crate::util::vm::{self, parse_dump, Guest, Mappings};
 
 /// Debian's thin-provisioning-tools 0.9.0 (installed by scripts/setup.sh).
 const DEBIAN_CHECK: &str = "/usr/sbin/thin_check";
@@ -144,7 +144,7 @@ fn status_fields(text: &str) -> Vec<String> {
 
 #[test]
 fn live_delta_and_ls_on_metadata_snapshot() {
-    if !util_vm::vm_enabled() {
+    if !vm::vm_enabled() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -332,7 +332,7 @@ fn live_delta_and_ls_on_metadata_snapshot() {
 /// finally Debian's thin_check must accept it too.
 #[test]
 fn repaired_pool_reactivates_d_snap_chain() {
-    if !util_vm::vm_enabled() {
+    if !vm::vm_enabled() {
         return;
     }
     assert!(
@@ -340,7 +340,7 @@ fn repaired_pool_reactivates_d_snap_chain() {
         "{DEBIAN_CHECK} is missing: install thin-provisioning-tools (scripts/setup.sh)"
     );
     let work = tempfile::tempdir().expect("tempdir");
-    let fx = util_vm::Fixture::load("d-snap-chain");
+    let fx = vm::Fixture::load("d-snap-chain");
     let orig = fx.unpack("meta", work.path());
     let size = fs::metadata(&orig).unwrap().len();
 

@@ -1,8 +1,10 @@
 //! Tests for thin_ls: byte identity with 1.3.3 on the corpus, counts derived
 //! from the fixture scenarios, layout, fields and bad input.
 
-use crate::delta::{assert_corpus_identical, fixture_image, snap_chain_model};
+use crate::util::corpus::assert_corpus_identical;
+use crate::util::fixtures::{fixture_image, fixture_info};
 use crate::util::run;
+use crate::util::scenario::snap_chain_model;
 
 const COUNTS: &str = "DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS,HIGHEST_BLOCK";
 
@@ -225,7 +227,7 @@ fn an_explicit_snapshot_is_read_even_when_the_live_superblock_is_damaged() {
     let Some(img) = fixture_image("f-held-metasnap", tmp.path()) else {
         return;
     };
-    let held = crate::delta::fixture_info("f-held-metasnap")["held_root"].clone();
+    let held = fixture_info("f-held-metasnap")["held_root"].clone();
     let mut bytes = std::fs::read(&img).unwrap();
     bytes[100] ^= 0xff; // live superblock checksum now wrong
     std::fs::write(&img, &bytes).unwrap();

@@ -8,19 +8,8 @@ use std::process::{Command, Stdio};
 
 use thintools::pdata::checksum::{write_checksum, BlockKind};
 
+use crate::util::fixtures::{shared, unzstd};
 use crate::util::{bin, corpus_dir, fixtures_dir, run, sha256_file, unpack_fixture, Run};
-
-/// A shared reference folder (`../shared/<name>` beside the repository, or
-/// beside the worktree's parent), when present.
-fn shared(name: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        root.join("../shared").join(name),
-        root.join("../../shared").join(name),
-    ]
-    .into_iter()
-    .find(|p| p.is_dir())
-}
 
 /// Runs a tool with `input` on stdin.
 fn run_stdin(tool: &str, args: &[&str], input: &str) -> Run {
@@ -162,7 +151,7 @@ fn fixture_images_round_trip_byte_identical() {
 /// The shared corpus too, when present.
 #[test]
 fn kernel_images_round_trip_byte_identical() {
-    let Some(corpus) = corpus_dir().or_else(|| shared("corpus-sample")) else {
+    let Some(corpus) = corpus_dir() else {
         eprintln!("skipped: no corpus");
         return;
     };
@@ -175,11 +164,7 @@ fn kernel_images_round_trip_byte_identical() {
         }
         let name = sample.file_name().unwrap().to_str().unwrap().to_string();
         let img = dir.path().join(format!("{name}.img"));
-        let st = Command::new("zstd")
-            .args(["-q", "-d", "-f", "-o", s(&img), s(&zst)])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        unzstd(&zst, &img);
         let out = round_trip(dir.path(), &img);
         assert_eq!(sha256_file(&out), sha256_file(&img), "{name}");
     }

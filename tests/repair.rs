@@ -10,79 +10,9 @@ use thintools::pdata::io::MemDevice;
 use thintools::thin::engines::repair::{dump_repaired, Log, RepairOptions, Verbosity};
 use thintools::thin::ir::xml::write::XmlWriter;
 
+use crate::util::fixtures::fixture_names;
+use crate::util::image::Image;
 use crate::util::{corpus_dir, fixtures_dir};
-
-/// Every kernel-written fixture of the repository.
-pub fn fixture_names() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures/")
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("meta.img.zst").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// An image in memory, to damage and repair.
-pub struct Image {
-    pub bytes: Vec<u8>,
-}
-
-impl Image {
-    pub fn load_zst(path: &Path) -> Image {
-        let out = std::process::Command::new("zstd")
-            .args(["-q", "-d", "-c"])
-            .arg(path)
-            .output()
-            .expect("run zstd");
-        assert!(out.status.success(), "zstd -d {}", path.display());
-        Image { bytes: out.stdout }
-    }
-
-    pub fn block_mut(&mut self, nr: u64) -> &mut [u8; BLOCK_SIZE] {
-        let off = usize::try_from(nr).unwrap() * BLOCK_SIZE;
-        (&mut self.bytes[off..off + BLOCK_SIZE]).try_into().unwrap()
-    }
-
-    pub fn block(&self, nr: u64) -> &[u8; BLOCK_SIZE] {
-        let off = usize::try_from(nr).unwrap() * BLOCK_SIZE;
-        (&self.bytes[off..off + BLOCK_SIZE]).try_into().unwrap()
-    }
-
-    pub fn nr_blocks(&self) -> u64 {
-        (self.bytes.len() / BLOCK_SIZE) as u64
-    }
-
-    /// Zeroes a block.
-    pub fn zero(&mut self, nr: u64) {
-        self.block_mut(nr).fill(0);
-    }
-
-    /// Flips a byte so the checksum fails.
-    pub fn corrupt(&mut self, nr: u64) {
-        self.block_mut(nr)[100] ^= 0x5a;
-    }
-
-    /// Patches a little-endian u64 in a block and fixes its checksum.
-    pub fn patch_u64(&mut self, nr: u64, off: usize, v: u64, kind: BlockKind) {
-        let b = self.block_mut(nr);
-        b[off..off + 8].copy_from_slice(&v.to_le_bytes());
-        checksum::write_checksum(b, kind);
-    }
-
-    pub fn u64_at(&self, nr: u64, off: usize) -> u64 {
-        u64::from_le_bytes(self.block(nr)[off..off + 8].try_into().unwrap())
-    }
-
-    pub fn mapping_root(&self) -> u64 {
-        self.u64_at(0, 320)
-    }
-
-    pub fn details_root(&self) -> u64 {
-        self.u64_at(0, 328)
-    }
-}
 
 /// Result of one in-process repair.
 pub struct Repaired {

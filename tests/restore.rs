@@ -9,6 +9,7 @@ use std::process::Command;
 use proptest::prelude::*;
 use tempfile::TempDir;
 
+use crate::util::fixtures::unzstd;
 use crate::util::{corpus_dir, run, Run};
 
 const DEBIAN_CHECK: &str = "/usr/sbin/thin_check";
@@ -318,13 +319,7 @@ fn corpus_dumps_restore_to_equivalent_metadata() {
             continue;
         }
         let orig = d.path().join("orig.img");
-        let st = Command::new("zstd")
-            .args(["-q", "-d", "-f", "-o"])
-            .arg(&orig)
-            .arg(&img)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        unzstd(&img, &orig);
         let out = output(d.path(), 8 << 20);
         run(
             "thin_restore",

@@ -1,7 +1,8 @@
 //! Tests for thin_rmap: byte identity with 1.3.3 on the corpus, answers
 //! derived from the fixture scenarios, and region validation.
 
-use crate::delta::{assert_corpus_identical, fixture_image};
+use crate::util::corpus::assert_corpus_identical;
+use crate::util::fixtures::fixture_image;
 use crate::util::run;
 
 #[test]

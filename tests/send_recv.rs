@@ -504,3 +504,11 @@ fn block_device_target_through_a_loop_device() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn man_pages_name_every_option() {
+    for tool in ["thin_send", "thin_recv", "thin_send_recv"] {
+        let missing = crate::util::man::missing_from_page(tool).unwrap();
+        assert!(missing.is_empty(), "man/{tool}.8 lacks {missing:?}");
+    }
+}

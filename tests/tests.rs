@@ -1,7 +1,6 @@
 //! The one integration-test binary: one module per tool plus shared helpers.
 
 mod util;
-mod util_vm;
 
 mod check;
 mod cli_contract;
@@ -9,6 +8,7 @@ mod delta;
 mod dump;
 mod kernel_vm;
 mod kernel_vm_e2e;
+mod layers;
 mod ls;
 mod metadata_size;
 mod pack;

@@ -10,23 +10,10 @@ use std::process::Command;
 use thintools::pdata::io::{BlockDevice, MemDevice};
 use thintools::thin::model::superblock::read_live_superblock;
 
+use crate::util::fixtures::unzstd;
 use crate::util::{corpus_dir, fixtures_dir, run, sha256_file, unpack_fixture};
 
 const PATTERN: u8 = 0xa5;
-
-fn shared(name: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        root.join("../shared").join(name),
-        root.join("../../shared").join(name),
-    ]
-    .into_iter()
-    .find(|p| p.is_dir())
-}
-
-fn corpus() -> Option<PathBuf> {
-    corpus_dir().or_else(|| shared("corpus-sample"))
-}
 
 fn attr(line: &str, name: &str) -> Option<u64> {
     let key = format!(" {name}=\"");
@@ -51,16 +38,6 @@ fn dump_facts(xml: &str) -> (u64, u64, HashSet<u64>) {
     (bs, nr, used)
 }
 
-fn unzstd(src: &Path, dst: &Path) {
-    let st = Command::new("zstd")
-        .args(["-q", "-d", "-f", "-o"])
-        .arg(dst)
-        .arg(src)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -70,7 +47,7 @@ fn s(p: &Path) -> &str {
 /// block is discarded.
 #[test]
 fn corpus_blocks_unmapped_in_upstream_dump_are_discarded() {
-    let Some(corpus) = corpus() else {
+    let Some(corpus) = corpus_dir() else {
         eprintln!("skipped: no corpus");
         return;
     };

@@ -5,6 +5,7 @@
 use clap::{ArgAction, Args};
 
 use crate::progress;
+use crate::thin::ir::Overrides;
 use crate::thin::model::open::SnapshotChoice;
 use crate::thin::model::superblock::valid_data_block_size;
 
@@ -74,6 +75,18 @@ pub struct SuperblockOverrides {
     /// Make the transaction id at least NUM
     #[arg(long, value_name = "NUM")]
     pub transaction_id: Option<u64>,
+}
+
+impl SuperblockOverrides {
+    /// The values in the form the engines apply them.
+    #[must_use]
+    pub fn values(self) -> Overrides {
+        Overrides {
+            transaction_id: self.transaction_id,
+            data_block_size: self.data_block_size,
+            nr_data_blocks: self.nr_data_blocks,
+        }
+    }
 }
 
 /// Parses a data block size in sectors: 128..=2097152 and a multiple of 128,

@@ -8,7 +8,9 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::RwLock;
 
-use crate::pdata::block::{Block, BlockNr, MappedBlocks, BLOCK_SIZE, BLOCK_SIZE_U64};
+use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE, BLOCK_SIZE_U64};
+use crate::pdata::sys::MappedBlocks;
+use crate::pdata::to_index;
 
 /// Positional block I/O. Implementations must be usable from several threads.
 pub trait BlockDevice: Send + Sync {
@@ -253,11 +255,11 @@ where
         {
             j += 1;
         }
-        let len = usize::try_from(sorted[j - 1] - first + 1).unwrap_or(MAX_RUN);
+        let len = to_index(sorted[j - 1] - first + 1);
         if let Some(m) = dev.map_run(first, len) {
             let blocks = m.blocks();
             for &nr in &sorted[i..j] {
-                f(nr, Ok(&blocks[usize::try_from(nr - first).unwrap_or(0)]));
+                f(nr, Ok(&blocks[to_index(nr - first)]));
             }
             i = j;
             continue;
@@ -265,7 +267,7 @@ where
         match dev.read_run(first, &mut buf[..len]) {
             Ok(()) => {
                 for &nr in &sorted[i..j] {
-                    f(nr, Ok(&buf[usize::try_from(nr - first).unwrap_or(0)]));
+                    f(nr, Ok(&buf[to_index(nr - first)]));
                 }
             }
             Err(_) => {

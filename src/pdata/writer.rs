@@ -4,8 +4,8 @@
 //! Blocks are allocated only when their content is final, so every block is
 //! written exactly once and in ascending order: the output is one long
 //! sequential write. Block 0 (the superblock) is zeroed and flushed when the
-//! writer is created and written last by [`MetadataWriter::commit`]
-//! (format.md §11.3).
+//! writer is created and written last by [`MetadataWriter::commit`], so a
+//! crash part-way never leaves a valid superblock over partial trees.
 
 use std::io;
 
@@ -14,7 +14,8 @@ use crate::pdata::btree::build::NodeStore;
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::count_map::CountMap;
-use crate::thin::model::superblock::MAX_METADATA_BLOCKS;
+use crate::pdata::space_map::MAX_METADATA_BLOCKS;
+use crate::pdata::to_index;
 
 /// Blocks buffered before one large write (1 MiB).
 const BUFFER_BLOCKS: usize = 256;
@@ -44,7 +45,7 @@ pub struct MetadataWriter<'d> {
 impl<'d> MetadataWriter<'d> {
     /// Starts writing to `dev`: zeroes block 0 and flushes, so that no valid
     /// superblock survives over partial trees. The metadata space map covers
-    /// `min(dev blocks, 4161600)` blocks.
+    /// `min(dev blocks, MAX_METADATA_BLOCKS)` blocks.
     ///
     /// # Errors
     /// Output I/O errors.
@@ -114,7 +115,7 @@ impl<'d> MetadataWriter<'d> {
     /// Output I/O errors.
     pub fn read_back(&self, b: BlockNr, out: &mut Block) -> Result<(), WriteError> {
         if b >= self.buf_start && b < self.buf_start + self.buf_len as u64 {
-            let i = usize::try_from(b - self.buf_start).unwrap_or(0);
+            let i = to_index(b - self.buf_start);
             out.0.copy_from_slice(&self.buf[i].0);
             return Ok(());
         }

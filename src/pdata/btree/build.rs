@@ -1,7 +1,7 @@
 //! The btree builder: packs sorted entries into leaves and leaves into
 //! internal nodes, bottom-up, writing each node once when it is final.
 //!
-//! Packing rules (formats.md §2 "Leaves"):
+//! Packing rules:
 //! - a level holds back up to two nodes' worth of entries; when it reaches
 //!   `2 * max` it writes one full node, so at the end it holds `max..2*max`
 //!   entries (or fewer when it never overflowed), which become one node or two
@@ -15,7 +15,9 @@
 //! the [`NodeStore`] when the node is appended.
 
 use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::btree::node::{max_entries_for, INTERNAL_NODE, LEAF_NODE, NODE_HEADER_SIZE};
+use crate::pdata::btree::node::{
+    max_entries_for, node_u32, INTERNAL_NODE, LEAF_NODE, NODE_HEADER_SIZE,
+};
 use crate::pdata::checksum::BlockKind;
 use crate::pdata::writer::WriteError;
 
@@ -52,11 +54,11 @@ pub fn encode_node(block: &mut Block, flags: u32, value_size: usize, keys: &[u64
     debug_assert!(keys.len() <= max && values.len() == keys.len() * value_size);
     block.0.fill(0);
     block.0[4..8].copy_from_slice(&flags.to_le_bytes());
-    let nr = u32::try_from(keys.len()).unwrap_or(0);
+    let nr = node_u32(keys.len());
     block.0[16..20].copy_from_slice(&nr.to_le_bytes());
-    let max32 = u32::try_from(max).unwrap_or(0);
+    let max32 = node_u32(max);
     block.0[20..24].copy_from_slice(&max32.to_le_bytes());
-    let vs = u32::try_from(value_size).unwrap_or(0);
+    let vs = node_u32(value_size);
     block.0[24..28].copy_from_slice(&vs.to_le_bytes());
     for (i, k) in keys.iter().enumerate() {
         let o = NODE_HEADER_SIZE + 8 * i;
@@ -142,7 +144,7 @@ impl LeafPacker {
             block,
             first_key: self.keys[from],
             last_key: self.keys[to - 1],
-            nr_entries: u32::try_from(to - from).unwrap_or(0),
+            nr_entries: node_u32(to - from),
         })
     }
 

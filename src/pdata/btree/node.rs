@@ -54,7 +54,16 @@ pub const fn max_entries_for(value_size: usize) -> usize {
     (BLOCK_SIZE - NODE_HEADER_SIZE) / (8 + value_size) / 3 * 3
 }
 
-/// What is wrong with a node, worded as check.md's kind strings.
+/// A count within one node (entries, bytes of a value) as the `u32` of a
+/// node header. Clamped to the block size, below which every such count is,
+/// so the conversion is exact.
+#[must_use]
+pub const fn node_u32(n: usize) -> u32 {
+    let n = if n < BLOCK_SIZE { n } else { BLOCK_SIZE };
+    crate::pdata::low_u32(n as u64)
+}
+
+/// What is wrong with a node, worded as thin_check reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NodeErrorKind {
     /// Read failure.
@@ -155,8 +164,9 @@ pub struct NodeRef<'a> {
 }
 
 impl<'a> NodeRef<'a> {
-    /// Checks the checksum, then the header (format.md §5.2 items 1-5, 8, 9) and
-    /// returns a view. The non-fatal rules (`% 3`, underfull) are left to
+    /// Checks the checksum, then the header (flags and value size, entries
+    /// that fit the block, keys in ascending order, block number) and returns
+    /// a view. The non-fatal rules (`% 3`, underfull) are left to
     /// [`NodeRef::non_fatal_issue`].
     ///
     /// # Errors

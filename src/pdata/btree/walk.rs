@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodePosition, NodeRef};
+use crate::pdata::btree::node::{node_u32, NodeError, NodeErrorKind, NodePosition, NodeRef};
 use crate::pdata::io::{read_sorted, BlockDevice};
 
 /// Deeper than any real tree (real ones have at most 5 levels): a cycle guard.
@@ -124,7 +124,8 @@ impl TreeGraph {
     }
 
     /// Every reference held by an internal node: each child once per parent
-    /// entry, each distinct parent once (format.md §8). Roots are not included.
+    /// entry, each distinct parent once (a child shared by two parents is
+    /// referenced twice). Roots are not included.
     pub fn child_refs(&self) -> impl Iterator<Item = BlockNr> + '_ {
         self.nodes.values().flat_map(|s| {
             let a = s.children_start as usize;
@@ -353,7 +354,7 @@ impl<'d> Walker<'d> {
                     if summary.state == NodeState::Internal {
                         let start = u32::try_from(self.graph.children.len()).unwrap_or(u32::MAX);
                         summary.children_start = start;
-                        summary.children_len = u32::try_from(links.len()).unwrap_or(0);
+                        summary.children_len = node_u32(links.len());
                         self.graph.children.extend(links.iter().map(|&(_, c)| c));
                         new_internal.push(nr);
                         for (i, &(key, child)) in links.iter().enumerate() {

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
+use crate::pdata::to_index;
 
 /// Chunks per bitmap.
 const CHUNKS_PER_BITMAP: u64 = 8;
@@ -93,7 +94,7 @@ impl CountMap {
     }
 
     fn get_in(&self, s: usize, b: u64) -> u32 {
-        let i = usize::try_from(b % CHUNK_ENTRIES).unwrap_or(0);
+        let i = to_index(b % CHUNK_ENTRIES);
         match Self::nibble(&self.chunks[s].1, i) {
             OVERFLOW => self
                 .overflow
@@ -128,7 +129,7 @@ impl CountMap {
             let chunk_end = ((chunk + 1) * CHUNK_ENTRIES).min(end);
             let s = self.slot(chunk);
             for blk in cur..chunk_end {
-                let i = usize::try_from(blk % CHUNK_ENTRIES).unwrap_or(0);
+                let i = to_index(blk % CHUNK_ENTRIES);
                 let v = Self::nibble(&self.chunks[s].1, i);
                 if v < OVERFLOW - 1 {
                     Self::set_nibble(&mut self.chunks[s].1, i, v + 1);
@@ -150,7 +151,7 @@ impl CountMap {
             return;
         }
         let s = self.slot(b / CHUNK_ENTRIES);
-        let i = usize::try_from(b % CHUNK_ENTRIES).unwrap_or(0);
+        let i = to_index(b % CHUNK_ENTRIES);
         match Self::nibble(&self.chunks[s].1, i) {
             0 => {}
             OVERFLOW => {

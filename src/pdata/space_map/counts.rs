@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::pdata::{low_u32, to_index};
+
 /// Blocks per widened region.
 pub const REGION: u64 = 1024;
 /// Region byte meaning "see the overflow table".
@@ -19,14 +21,11 @@ const SPILLED: u8 = 255;
 const SPILL_COUNT: u32 = 3 + SPILLED as u32;
 
 fn word_and_shift(b: u64) -> (usize, u64) {
-    (usize::try_from(b / 32).unwrap_or(usize::MAX), (b % 32) * 2)
+    (to_index(b / 32), (b % 32) * 2)
 }
 
 fn region_and_slot(b: u64) -> (usize, usize) {
-    (
-        usize::try_from(b / REGION).unwrap_or(usize::MAX),
-        usize::try_from(b % REGION).unwrap_or(0),
-    )
+    (to_index(b / REGION), to_index(b % REGION))
 }
 
 /// Dense reference counts for `0..nr_blocks`.
@@ -41,8 +40,8 @@ impl RefCounts {
     /// All-zero counts for `nr_blocks` blocks.
     #[must_use]
     pub fn new(nr_blocks: u64) -> RefCounts {
-        let words = usize::try_from(nr_blocks.div_ceil(32)).unwrap_or(0);
-        let regions = usize::try_from(nr_blocks.div_ceil(REGION)).unwrap_or(0);
+        let words = to_index(nr_blocks.div_ceil(32));
+        let regions = to_index(nr_blocks.div_ceil(REGION));
         RefCounts {
             bits: vec![0; words],
             regions: (0..regions).map(|_| None).collect(),
@@ -101,7 +100,8 @@ impl RefCounts {
                 region[s] = SPILLED;
                 self.overflow.insert(b, count);
             } else {
-                region[s] = u8::try_from(extra).unwrap_or(0);
+                // Exact: this branch has extra < SPILLED (255).
+                region[s] = extra.to_le_bytes()[0];
                 self.overflow.remove(&b);
             }
         } else if let Some(region) = self.regions[r].as_mut() {
@@ -166,14 +166,14 @@ pub struct SharedCounts {
 }
 
 fn nibble_pos(b: u64) -> (usize, u64) {
-    (usize::try_from(b / 16).unwrap_or(usize::MAX), (b % 16) * 4)
+    (to_index(b / 16), (b % 16) * 4)
 }
 
 impl SharedCounts {
     /// All-zero counts for `nr_blocks` blocks.
     #[must_use]
     pub fn new(nr_blocks: u64) -> SharedCounts {
-        let words = usize::try_from(nr_blocks.div_ceil(16)).unwrap_or(0);
+        let words = to_index(nr_blocks.div_ceil(16));
         SharedCounts {
             nibbles: (0..words).map(|_| AtomicU64::new(0)).collect(),
             overflow: Mutex::new(HashMap::new()),
@@ -309,7 +309,7 @@ impl FrozenCounts {
         let (w, shift) = nibble_pos(b);
         match (self.nibbles[w] >> shift) & 15 {
             NIBBLE_SPILLED => self.overflow.get(&b).copied().unwrap_or(15),
-            v => u32::try_from(v).unwrap_or(0),
+            v => low_u32(v),
         }
     }
 }

@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn bit_order_follows_the_kernel() {
-        // First byte 0x8A = entries 0..3 with counts 1, 1, 0, 1 (format.md §7.2).
+        // First byte 0x8A = entries 0..3 with counts 1, 1, 0, 1 (even bit = high bit).
         let mut b = [0u8; BLOCK_SIZE];
         b[16] = 0x8A;
         assert_eq!(

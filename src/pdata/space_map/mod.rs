@@ -22,7 +22,17 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// Number of 2-bit entries in one bitmap block.
 pub const ENTRIES_PER_BITMAP: u64 = 16320;
 
-/// On-disk space-map root.
+/// Largest metadata space map the format can index: the metadata index block
+/// holds 255 bitmap entries of 16320 blocks each (4,161,600 blocks). The
+/// kernel never uses a larger metadata device, and writers cap theirs here.
+#[allow(clippy::cast_possible_truncation)]
+pub const MAX_METADATA_BLOCKS: u64 = disk::MAX_METADATA_BITMAPS as u64 * ENTRIES_PER_BITMAP;
+
+/// Size of the field that holds a space-map root (in the thin superblock):
+/// the root proper, then unused bytes.
+pub const SM_ROOT_SIZE: usize = 128;
+
+/// On-disk space-map root field.
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 struct RawSmRoot {
@@ -30,8 +40,9 @@ struct RawSmRoot {
     nr_allocated: U64,
     bitmap_root: U64,
     ref_count_root: U64,
+    unused: [u8; SM_ROOT_SIZE - 32],
 }
-const _: () = assert!(std::mem::size_of::<RawSmRoot>() == 32);
+const _: () = assert!(std::mem::size_of::<RawSmRoot>() == SM_ROOT_SIZE);
 
 /// Decoded space-map root.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,17 +58,15 @@ pub struct SmRoot {
 }
 
 impl SmRoot {
-    /// Decodes the first 32 bytes of a superblock field.
+    /// Decodes a root field (its first 32 bytes; the rest is unused).
     #[must_use]
-    pub fn from_bytes(bytes: &[u8]) -> SmRoot {
-        match RawSmRoot::read_from_prefix(bytes) {
-            Ok((r, _)) => SmRoot {
-                nr_blocks: r.nr_blocks.get(),
-                nr_allocated: r.nr_allocated.get(),
-                bitmap_root: r.bitmap_root.get(),
-                ref_count_root: r.ref_count_root.get(),
-            },
-            Err(_) => SmRoot::default(),
+    pub fn from_bytes(bytes: &[u8; SM_ROOT_SIZE]) -> SmRoot {
+        let r: RawSmRoot = zerocopy::transmute!(*bytes);
+        SmRoot {
+            nr_blocks: r.nr_blocks.get(),
+            nr_allocated: r.nr_allocated.get(),
+            bitmap_root: r.bitmap_root.get(),
+            ref_count_root: r.ref_count_root.get(),
         }
     }
 
@@ -68,8 +77,9 @@ impl SmRoot {
             nr_allocated: self.nr_allocated.into(),
             bitmap_root: self.bitmap_root.into(),
             ref_count_root: self.ref_count_root.into(),
+            unused: [0; SM_ROOT_SIZE - 32],
         };
-        out[..32].copy_from_slice(raw.as_bytes());
+        out[..32].copy_from_slice(&raw.as_bytes()[..32]);
     }
 
     /// True when every field is zero (a metadata-snapshot copy).

@@ -20,6 +20,7 @@ use crate::pdata::space_map::disk::{
     REF_COUNT_VALUE_SIZE,
 };
 use crate::pdata::space_map::{SmRoot, ENTRIES_PER_BITMAP};
+use crate::pdata::{low_u32, to_index};
 
 /// Offset of `blocknr` in bitmap and index blocks.
 const BLOCKNR_OFFSET: usize = 8;
@@ -85,6 +86,9 @@ pub enum SmError {
     IndexIo,
     /// A node of the index tree or the ref-count tree.
     Tree(NodeError),
+    /// The map's block count is too large for its per-block presence bits to
+    /// be allocated.
+    TooLarge(u64),
 }
 
 /// An [`SmError`] with the space map it belongs to.
@@ -129,6 +133,12 @@ impl fmt::Display for SmErrorIn {
             SmError::IndexBlocknr(n) => write!(f, "{k} space map: index block has blocknr {n}"),
             SmError::IndexIo => write!(f, "{k} space map: io error reading the index block"),
             SmError::Tree(e) => write!(f, "{k} space map: {e}"),
+            SmError::TooLarge(n) => {
+                write!(
+                    f,
+                    "{k} space map: {n} blocks are too many to count in memory"
+                )
+            }
         }
     }
 }
@@ -182,7 +192,7 @@ impl DiskSpaceMap {
         let Some(bm) = self.bitmaps.get(i) else {
             return 0;
         };
-        bitmap_get(&bm.0, usize::try_from(b % ENTRIES_PER_BITMAP).unwrap_or(0))
+        bitmap_get(&bm.0, to_index(b % ENTRIES_PER_BITMAP))
     }
 
     /// Count of block `b`: the bitmap entry, or the ref-count tree value when
@@ -228,12 +238,8 @@ impl RefCountTree {
     /// block `base + k` at bit `k`.
     #[must_use]
     pub fn present32(&self, base: u64) -> u32 {
-        let w = usize::try_from(base / 64)
-            .ok()
-            .and_then(|i| self.present.get(i))
-            .copied()
-            .unwrap_or(0);
-        u32::try_from((w >> (base % 64)) & 0xFFFF_FFFF).unwrap_or(0)
+        let w = self.present.get(to_index(base / 64)).copied().unwrap_or(0);
+        low_u32(w >> (base % 64))
     }
 
     /// True when no entry was kept (every entry equals the caller's count).
@@ -428,8 +434,12 @@ fn read_ref_count_tree(
     refs: &mut Vec<BlockNr>,
 ) -> Result<RefCountTree, Vec<SmError>> {
     let nr_blocks = root.nr_blocks;
-    let words = usize::try_from(nr_blocks.div_ceil(64)).unwrap_or(0);
-    let present: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
+    let words = to_index(nr_blocks.div_ceil(64));
+    let mut present: Vec<AtomicU64> = Vec::new();
+    present
+        .try_reserve_exact(words)
+        .map_err(|_| vec![SmError::TooLarge(nr_blocks)])?;
+    present.extend((0..words).map(|_| AtomicU64::new(0)));
     let mut walker = Walker::new(dev);
     let mut kept: Vec<(u64, u32)> = Vec::new();
     let mut beyond: Vec<(u64, u32)> = Vec::new();
@@ -447,9 +457,7 @@ fn read_ref_count_tree(
                     out.push((b, c));
                     continue;
                 }
-                if let Ok(w) = usize::try_from(b / 64) {
-                    present[w].fetch_or(1 << (b % 64), Ordering::Relaxed);
-                }
+                present[to_index(b / 64)].fetch_or(1 << (b % 64), Ordering::Relaxed);
                 if keep.is_none_or(|f| f(b, c)) {
                     out.push((b, c));
                 }
@@ -605,7 +613,7 @@ pub fn bitmap_stats(bitmap: &Block, real: u64) -> BitmapStats {
     let words = &bitmap.0[BITMAP_HEADER_SIZE..];
     let mut st = BitmapStats {
         nr_free: 0,
-        first_free: u32::try_from(real.min(ENTRIES_PER_BITMAP)).unwrap_or(0),
+        first_free: low_u32(real.min(ENTRIES_PER_BITMAP)),
         allocated: 0,
     };
     let mut found_free = false;
@@ -616,7 +624,7 @@ pub fn bitmap_stats(bitmap: &Block, real: u64) -> BitmapStats {
         let used = (w | (w >> 1)) & PAIRS;
         let free = !used & PAIRS;
         st.nr_free += free.count_ones();
-        let base = u64::try_from(wi).unwrap_or(0) * 32;
+        let base = wi as u64 * 32;
         let valid = real.saturating_sub(base).min(32);
         let mask = if valid >= 32 {
             PAIRS
@@ -627,7 +635,7 @@ pub fn bitmap_stats(bitmap: &Block, real: u64) -> BitmapStats {
         if !found_free && free & mask != 0 {
             found_free = true;
             let k = u64::from((free & mask).trailing_zeros() / 2);
-            st.first_free = u32::try_from(base + k).unwrap_or(0);
+            st.first_free = low_u32(base + k);
         }
     }
     st
@@ -654,6 +662,27 @@ mod tests {
         }
         let st = bitmap_stats(&c, 3);
         assert_eq!((st.nr_free, st.first_free, st.allocated), (16317, 3, 3));
+    }
+
+    #[test]
+    fn a_map_too_large_to_count_is_an_error() {
+        let dev = crate::pdata::io::MemDevice::new(4);
+        let root = SmRoot {
+            nr_blocks: u64::MAX,
+            ..SmRoot::default()
+        };
+        let Err(errs) = read_ref_count_tree(&dev, root, None, &mut Vec::new()) else {
+            panic!("an impossible allocation was accepted");
+        };
+        assert_eq!(errs, vec![SmError::TooLarge(u64::MAX)]);
+        let e = SmErrorIn {
+            kind: SmKind::Data,
+            error: errs[0].clone(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "data space map: 18446744073709551615 blocks are too many to count in memory"
+        );
     }
 
     #[test]

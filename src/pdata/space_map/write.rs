@@ -1,4 +1,5 @@
-//! Writing space maps from final reference counts (format.md §7, §11.5).
+//! Writing space maps from final reference counts, after every other
+//! metadata block is allocated (the maps count the blocks of each other).
 //!
 //! - Bitmaps carry the kernel's bit order (even bit = high bit), `blocknr` and
 //!   checksum; counts of 3 or more store 3 and go to the ref-count tree.
@@ -17,6 +18,7 @@ use crate::pdata::space_map::disk::{
 };
 use crate::pdata::space_map::{SmRoot, ENTRIES_PER_BITMAP};
 use crate::pdata::writer::{MetadataWriter, WriteError};
+use crate::pdata::{low_u32, to_index};
 
 /// Words of one bitmap.
 const WORDS: usize = (ENTRIES_PER_BITMAP as usize) / 32;
@@ -33,10 +35,12 @@ struct EncodedBitmap {
 /// Fills `block` with bitmap `index` of `counts` (header left for the store).
 fn encode_bitmap(counts: &CountMap, index: u64, block: &mut Block) -> EncodedBitmap {
     block.0.fill(0);
-    let real = usize::try_from(entries_in_bitmap(counts.nr_blocks(), index)).unwrap_or(0);
+    // Every count below is of entries of one bitmap (at most
+    // ENTRIES_PER_BITMAP), so `low_u32` is exact on it.
+    let real = entries_in_bitmap(counts.nr_blocks(), index);
     let mut enc = EncodedBitmap {
-        nr_free: u32::try_from(ENTRIES_PER_BITMAP).unwrap_or(0),
-        none_free_before: u32::try_from(real).unwrap_or(0),
+        nr_free: low_u32(ENTRIES_PER_BITMAP),
+        none_free_before: low_u32(real),
         allocated: 0,
         overflow: Vec::new(),
     };
@@ -73,8 +77,8 @@ fn encode_bitmap(counts: &CountMap, index: u64, block: &mut Block) -> EncodedBit
         let o = BITMAP_HEADER_SIZE + 8 * w;
         block.0[o..o + 8].copy_from_slice(&word.to_le_bytes());
     }
-    enc.nr_free = u32::try_from(ENTRIES_PER_BITMAP - enc.allocated).unwrap_or(0);
-    enc.none_free_before = u32::try_from(first_free.unwrap_or(real).min(real)).unwrap_or(0);
+    enc.nr_free = low_u32(ENTRIES_PER_BITMAP - enc.allocated);
+    enc.none_free_before = low_u32(first_free.map_or(real, |i| i as u64).min(real));
     enc
 }
 
@@ -165,7 +169,7 @@ pub fn write_metadata_sm(w: &mut MetadataWriter) -> Result<SmRoot, WriteError> {
             nr_free: enc.nr_free,
             none_free_before: enc.none_free_before,
         };
-        let o = 16 + 16 * usize::try_from(i).unwrap_or(0);
+        let o = 16 + 16 * to_index(i);
         index_block.0[o..o + 16].copy_from_slice(&entry.to_bytes());
     }
     let loc = w.append(&mut index_block, BlockKind::Index)?;

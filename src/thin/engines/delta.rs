@@ -18,6 +18,7 @@ use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
 use crate::thin::model::mapping::BlockTime;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::open::{devices, open_for_reading, ReadError, SnapshotChoice};
 use crate::thin::model::superblock::Superblock;
 
@@ -247,7 +248,7 @@ fn read_leaf_runs<'d>(
     let mut leaf_runs: HashMap<BlockNr, Vec<Run>> = HashMap::new();
     walker.walk(
         roots,
-        8,
+        MAPPING_VALUE_SIZE,
         |_, n: &NodeRef| runs_of_leaf(n),
         |nr, runs| {
             leaf_runs.insert(nr, runs);

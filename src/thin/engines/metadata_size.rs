@@ -1,21 +1,12 @@
-//! thin_metadata_size: estimates the metadata device size a pool needs
-//! (spec/formats.md §8).
+//! thin_metadata_size: estimates the metadata device size a pool needs.
 //!
 //! The estimate counts one superblock, one mapping-tree leaf per 126 data
 //! blocks and one block per thin device, capped at the largest metadata device
 //! the kernel uses (4,161,600 blocks).
 
-use std::ffi::OsString;
 use std::fmt;
-use std::io::Write;
 
-use clap::Parser;
-
-use crate::commands::exit::Outcome;
-use crate::commands::run as cli;
-
-/// Largest metadata device the kernel uses, in 4 KiB blocks.
-pub const MAX_METADATA_BLOCKS: u64 = 4_161_600;
+use crate::pdata::space_map::MAX_METADATA_BLOCKS;
 /// Mappings per leaf assumed by the estimate.
 const MAPPINGS_PER_LEAF: u64 = 126;
 /// Size of a metadata block in bytes.
@@ -55,7 +46,7 @@ const fn unit(
 const KI: u64 = 1024;
 const K: u64 = 1000;
 
-/// Every unit, in the order of the spec.
+/// Every unit: binary multiples, then decimal ones.
 pub const UNITS: &[Unit] = &[
     unit(1, 'b', "byte", &["b", "byte"]),
     unit(512, 's', "sector", &["s", "sector"]),
@@ -211,8 +202,8 @@ impl Estimate {
     }
 }
 
-/// A number printed the way formats.md §8 says: shortest round-trip decimal
-/// when below one or integral, else two decimals.
+/// A size as printed: the shortest round-trip decimal when below one or
+/// integral, else two decimals.
 #[derive(Clone, Copy, Debug)]
 pub struct SizeNumber(pub f64);
 
@@ -230,7 +221,7 @@ impl fmt::Display for SizeNumber {
 }
 
 /// How the result is printed (`-n`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NumericOnly {
     /// `<n>`.
     Plain,
@@ -250,79 +241,6 @@ pub fn format_size(bytes: u64, unit: Unit, style: Option<NumericOnly>) -> String
         Some(NumericOnly::Plain) => format!("{n}"),
         Some(NumericOnly::Short) => format!("{n}{}", unit.letter),
         Some(NumericOnly::Long) => format!("{n}{}s", unit.long),
-    }
-}
-
-fn size_arg(s: &str) -> Result<u64, SizeError> {
-    parse_size(s)
-}
-
-fn unit_arg(s: &str) -> Result<Unit, SizeError> {
-    parse_unit(s)
-}
-
-fn numeric_arg(s: &str) -> Result<NumericOnly, String> {
-    match s {
-        "" | "plain" => Ok(NumericOnly::Plain),
-        "short" => Ok(NumericOnly::Short),
-        "long" => Ok(NumericOnly::Long),
-        _ => Err("possible values: short, long".to_string()),
-    }
-}
-
-/// Estimate the size of the metadata device needed for a thin pool.
-#[derive(Parser, Debug)]
-#[command(
-    name = "thin_metadata_size",
-    version = crate::commands::VERSION,
-    about = "Estimate the size of the metadata device needed for a thin pool"
-)]
-pub struct Opts {
-    /// Data block size (<digits>[unit], default unit sectors)
-    #[arg(short = 'b', long = "block-size", value_name = "SIZE", value_parser = size_arg)]
-    block_size: u64,
-    /// Maximum number of thin devices and snapshots
-    #[arg(short = 'm', long = "max-thins", value_name = "NUM")]
-    max_thins: u64,
-    /// Print only the number (=short adds the unit letter, =long the unit name)
-    #[arg(
-        short = 'n',
-        long = "numeric-only",
-        value_name = "short|long",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "plain",
-        value_parser = numeric_arg
-    )]
-    numeric_only: Option<NumericOnly>,
-    /// Pool size (<digits>[unit], default unit sectors)
-    #[arg(short = 's', long = "pool-size", value_name = "SIZE", value_parser = size_arg)]
-    pool_size: u64,
-    /// Output unit (default sector)
-    #[arg(short = 'u', long = "unit", value_name = "UNIT", value_parser = unit_arg)]
-    unit: Option<Unit>,
-}
-
-/// Entry point of `thin_metadata_size`: parses `args` (without argv[0]) and runs the tool.
-#[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
-    cli::run_with::<Opts, _>("thin_metadata_size", args, run)
-}
-
-fn run(opts: Opts) -> Outcome {
-    let est = match Estimate::new(opts.block_size, opts.pool_size, opts.max_thins) {
-        Ok(e) => e,
-        Err(e) => return cli::usage_error(&e.to_string()),
-    };
-    let line = format_size(
-        est.metadata_bytes(),
-        opts.unit.unwrap_or(SECTOR),
-        opts.numeric_only,
-    );
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{line}").and_then(|()| out.flush()) {
-        Ok(()) => Outcome::Success,
-        Err(e) => cli::report_error(&anyhow::Error::from(e), false),
     }
 }
 

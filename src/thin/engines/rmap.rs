@@ -15,6 +15,7 @@ use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
 use crate::thin::model::mapping::BlockTime;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::open::{device_roots, open_for_reading, ReadError, SnapshotChoice};
 
 /// What to look up.
@@ -97,7 +98,7 @@ pub fn rmap(
     let mut walker = Walker::new(dev);
     walker.walk(
         &root_list,
-        8,
+        MAPPING_VALUE_SIZE,
         |_, n: &NodeRef| {
             n.keys()
                 .iter()

@@ -1,63 +1,43 @@
-//! thin_trim: discards the data blocks a pool does not use (spec/tools.md).
+//! thin_trim: discards the data blocks a pool does not use.
 //!
 //! The metadata is checked in full first; then every maximal run of data
 //! blocks whose count in the on-disk data space map is 0 is discarded on the
 //! data device: BLKDISCARD on a block device, a punched hole in a regular
 //! file. The metadata is opened read-only and never written.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::io;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use clap::{ArgAction, Parser};
-
-use crate::commands::exit::Outcome;
-use crate::commands::run as cli;
 use crate::pdata::block::Block;
 use crate::pdata::io::{open_metadata, Access, BlockDevice, OpenError, Sharing};
 use crate::pdata::space_map::disk::{bitmap_words, entries_in_bitmap};
 use crate::pdata::space_map::read::{read_space_map, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
-use crate::thin::engines::check::{
-    check, CheckOptions, Depth, Repair, Strictness, Summary, Verbosity,
-};
+use crate::pdata::sys;
+use crate::progress::Verbosity;
+use crate::thin::engines::check::{check, CheckOptions, Depth, Repair, Strictness, Summary};
 use crate::thin::model::superblock::{read_live_superblock, Superblock};
 
-/// Discard the unused data blocks of an inactive thin pool.
-#[derive(Parser, Debug)]
-#[command(
-    name = "thin_trim",
-    version = crate::commands::VERSION,
-    about = "Discard the unused data blocks of an inactive thin pool"
-)]
-pub struct Opts {
-    /// The pool's data device or file
-    #[arg(long = "data-dev", value_name = "FILE")]
-    data_dev: PathBuf,
-    /// The pool's metadata device or file
-    #[arg(long = "metadata-dev", value_name = "FILE")]
-    metadata_dev: PathBuf,
-    /// Print nothing on stderr
-    #[arg(short = 'q', long = "quiet", action = ArgAction::Count)]
-    quiet: u8,
-    /// Print more information (repeatable)
-    #[arg(short = 'v', action = ArgAction::Count)]
-    verbose: u8,
+/// What to trim.
+#[derive(Clone, Debug)]
+pub struct TrimOptions {
+    /// The pool's data device or file.
+    pub data_dev: PathBuf,
+    /// The pool's metadata device or file (opened read-only).
+    pub metadata_dev: PathBuf,
+    /// How much of the pre-check's findings is shown on stderr.
+    pub precheck_verbosity: Verbosity,
 }
 
-/// Entry point of `thin_trim`: parses `args` (without argv[0]) and runs the tool.
-#[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
-    cli::run_with::<Opts, _>("thin_trim", args, |o| {
-        let quiet = o.quiet > 0;
-        match run(&o) {
-            Ok(()) => Outcome::Success,
-            Err(e) => cli::report_error(&anyhow::Error::from(e), quiet),
-        }
-    })
+/// What was discarded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrimReport {
+    /// Maximal runs of free data blocks discarded.
+    pub runs: u64,
+    /// Data blocks discarded in all.
+    pub blocks: u64,
 }
 
 /// Why trimming stopped.
@@ -84,39 +64,32 @@ pub enum TrimError {
     },
 }
 
-fn run(o: &Opts) -> Result<(), TrimError> {
-    let meta = open_metadata(&o.metadata_dev, Access::ReadOnly, Sharing::Exclusive)?;
-    let data = open_data(&o.data_dev)?;
-    let verbosity = if o.verbose > 0 && o.quiet == 0 {
-        Verbosity::Normal
-    } else {
-        Verbosity::Quiet
-    };
-    precheck(&meta, verbosity)?;
+/// Checks the metadata in full, then discards every free data block.
+///
+/// # Errors
+/// A [`TrimError`]: damaged metadata, a short data device, an input that
+/// cannot be opened, or a discard the device refused.
+pub fn trim(opts: &TrimOptions) -> Result<TrimReport, TrimError> {
+    let meta = open_metadata(&opts.metadata_dev, Access::ReadOnly, Sharing::Exclusive)?;
+    let data = open_data(&opts.data_dev)?;
+    precheck(&meta, opts.precheck_verbosity)?;
     let sb = read_live_superblock(&meta).map_err(|_| TrimError::MetadataErrors)?;
+    let block_bytes = u64::from(sb.data_block_size) * 512;
     let wanted = sb
         .data_sm_root
         .nr_blocks
-        .checked_mul(u64::from(sb.data_block_size) * 512)
+        .checked_mul(block_bytes)
         .ok_or(TrimError::MetadataErrors)?;
     if data.size < wanted {
         return Err(TrimError::DataDeviceSize(wanted));
     }
-    let mut discarder = Discarder::new(&data, u64::from(sb.data_block_size) * 512);
+    let mut discarder = Discarder::new(&data, block_bytes);
     for_each_free_run(&meta, &sb, &mut |begin, end| discarder.discard(begin, end))?;
-    if o.verbose > 0 && o.quiet == 0 {
-        let _ = writeln!(
-            io::stderr().lock(),
-            "discarded {} free runs, {} data blocks",
-            discarder.runs,
-            discarder.blocks
-        );
-    }
-    Ok(())
+    Ok(discarder.report)
 }
 
-/// The full check of thin_check, with nothing on stdout; its findings are
-/// shown on stderr only with `-v`.
+/// The full check of thin_check, with nothing on stdout; its findings go to
+/// stderr at `verbosity`.
 fn precheck(meta: &dyn BlockDevice, verbosity: Verbosity) -> Result<(), TrimError> {
     let opts = CheckOptions {
         depth: Depth::Full,
@@ -274,8 +247,7 @@ where
 struct Discarder<'a> {
     data: &'a DataDev,
     block_bytes: u64,
-    runs: u64,
-    blocks: u64,
+    report: TrimReport,
 }
 
 impl<'a> Discarder<'a> {
@@ -283,8 +255,7 @@ impl<'a> Discarder<'a> {
         Discarder {
             data,
             block_bytes,
-            runs: 0,
-            blocks: 0,
+            report: TrimReport::default(),
         }
     }
 
@@ -292,52 +263,17 @@ impl<'a> Discarder<'a> {
         let offset = begin * self.block_bytes;
         let len = (end - begin) * self.block_bytes;
         let r = match self.data.kind {
-            DataKind::BlockDev => blk_discard(&self.data.file, offset, len),
-            DataKind::Regular => punch_hole(&self.data.file, offset, len),
+            DataKind::BlockDev => sys::blk_discard(&self.data.file, offset, len),
+            DataKind::Regular => sys::punch_hole(&self.data.file, offset, len),
         };
         r.map_err(|source| TrimError::Discard {
             offset,
             end: offset + len,
             source,
         })?;
-        self.runs += 1;
-        self.blocks += end - begin;
+        self.report.runs += 1;
+        self.report.blocks += end - begin;
         Ok(())
-    }
-}
-
-/// `BLKDISCARD` = `_IO(0x12, 119)`.
-const BLKDISCARD: libc::c_ulong = 0x1277;
-
-fn blk_discard(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    let range: [u64; 2] = [offset, len];
-    // SAFETY: BLKDISCARD reads exactly two u64 (start, length) from the
-    // pointer, which points at a live local array; the fd is open and owned.
-    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKDISCARD, range.as_ptr()) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    let off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
-    let len = libc::off_t::try_from(len).map_err(io::Error::other)?;
-    // SAFETY: fallocate takes plain integers and an fd we own; it does not
-    // touch our memory.
-    let r = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            off,
-            len,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -7,9 +7,9 @@
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use anyhow::{anyhow, Result};
+use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit};
 
-use crate::thin::ir::{DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
+type Result<T> = std::result::Result<T, IrError>;
 
 /// Events per batch.
 const BATCH: usize = 4096;
@@ -49,7 +49,7 @@ impl Sender {
             return Ok(());
         }
         let b = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        self.tx.send(b).map_err(|_| anyhow!("sink stopped"))
+        self.tx.send(b).map_err(|_| IrError::SinkStopped)
     }
 }
 
@@ -132,9 +132,7 @@ where
         let src_res = source(&mut sender);
         let flushed = sender.flush();
         drop(sender);
-        let sink_res = worker
-            .join()
-            .unwrap_or_else(|_| Err(anyhow!("writer thread panicked")));
+        let sink_res = worker.join().unwrap_or(Err(IrError::SinkPanicked));
         sink_res?;
         src_res?;
         flushed

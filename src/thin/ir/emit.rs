@@ -1,5 +1,6 @@
-//! The dump engine: a [`SharingPlan`] plus the contents of its leaves become
-//! IR events (spec/formats.md §1.1–1.3) for any [`ChunkSink`].
+//! The emitter: a [`SharingPlan`] plus the contents of its leaves become IR
+//! events for any [`ChunkSink`]: the shared runs first (each as a def), then
+//! every device in order, its own runs and refs to the defs it shares.
 //!
 //! Work is cut into *chunks* of a few hundred leaves. Each chunk is read and
 //! turned into runs on a worker thread: its first and last runs are kept
@@ -19,7 +20,7 @@ use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodeRef};
 use crate::pdata::io::{read_sorted, BlockDevice};
 use crate::thin::ir::sharing_plan::{Segment, SharingPlan};
-use crate::thin::ir::{ChunkSink, DeviceInfo, Map, SuperblockInfo, Visit};
+use crate::thin::ir::{ChunkSink, DeviceInfo, IrError, Map, SuperblockInfo, Visit};
 use crate::thin::model::mapping::TIME_BITS;
 
 /// Leaves per chunk (the unit of parallel work).
@@ -209,15 +210,31 @@ fn render_chunk<S: ChunkSink>(
 /// Writes the document for `devices` (paired by index with
 /// `plan.devices`) to `sink`, reading leaves through `reader`.
 ///
+/// The error is converted into the caller's error type `E`.
+///
 /// # Errors
-/// A damaged leaf (as a [`NodeError`]) or a sink failure.
-pub fn emit<S>(
+/// A damaged leaf ([`IrError::Leaf`], naming the block) or a sink failure.
+pub fn emit<S, E>(
     sb: &SuperblockInfo,
     devices: &[DeviceInfo],
     plan: &SharingPlan,
     reader: &dyn LeafReader,
     sink: &mut S,
-) -> anyhow::Result<()>
+) -> Result<(), E>
+where
+    S: ChunkSink + Send,
+    E: From<IrError>,
+{
+    emit_document(sb, devices, plan, reader, sink).map_err(E::from)
+}
+
+fn emit_document<S>(
+    sb: &SuperblockInfo,
+    devices: &[DeviceInfo],
+    plan: &SharingPlan,
+    reader: &dyn LeafReader,
+    sink: &mut S,
+) -> Result<(), IrError>
 where
     S: ChunkSink + Send,
 {
@@ -301,7 +318,7 @@ struct DocWriter<'a, S> {
 }
 
 impl<S: ChunkSink> DocWriter<'_, S> {
-    fn flush_pending(&mut self) -> anyhow::Result<Visit> {
+    fn flush_pending(&mut self) -> Result<Visit, IrError> {
         match self.pending.take() {
             Some(m) => self.sink.map(&m),
             None => Ok(Visit::Continue),
@@ -312,13 +329,13 @@ impl<S: ChunkSink> DocWriter<'_, S> {
         &mut self,
         window: &[Step<'_>],
         rendered: Rendered<S::Fragment>,
-    ) -> anyhow::Result<Visit> {
+    ) -> Result<Visit, IrError> {
         let mut outs = rendered.into_iter();
         for step in window {
             let flow = match *step {
                 Step::Chunk(_) => {
                     let Some(out) = outs.next() else {
-                        anyhow::bail!("internal error: chunk without output");
+                        return Err(IrError::ChunkMissing);
                     };
                     self.chunk(out?)?
                 }
@@ -336,7 +353,7 @@ impl<S: ChunkSink> DocWriter<'_, S> {
         Ok(Visit::Continue)
     }
 
-    fn event(&mut self, step: Step<'_>) -> anyhow::Result<Visit> {
+    fn event(&mut self, step: Step<'_>) -> Result<Visit, IrError> {
         match step {
             Step::DefBegin(name) => self.sink.def_begin(name),
             Step::DefEnd => self.sink.def_end(),
@@ -347,7 +364,7 @@ impl<S: ChunkSink> DocWriter<'_, S> {
         }
     }
 
-    fn chunk(&mut self, out: ChunkOut<S::Fragment>) -> anyhow::Result<Visit> {
+    fn chunk(&mut self, out: ChunkOut<S::Fragment>) -> Result<Visit, IrError> {
         let Some(head) = out.head else {
             return Ok(Visit::Continue);
         };
@@ -401,42 +418,42 @@ mod tests {
     struct Events(Vec<String>);
 
     impl MetadataVisitor for Events {
-        fn superblock_begin(&mut self, _: &SuperblockInfo) -> anyhow::Result<Visit> {
+        fn superblock_begin(&mut self, _: &SuperblockInfo) -> Result<Visit, IrError> {
             self.0.push("sb".into());
             Ok(Visit::Continue)
         }
-        fn superblock_end(&mut self) -> anyhow::Result<Visit> {
+        fn superblock_end(&mut self) -> Result<Visit, IrError> {
             self.0.push("/sb".into());
             Ok(Visit::Continue)
         }
-        fn def_begin(&mut self, name: u64) -> anyhow::Result<Visit> {
+        fn def_begin(&mut self, name: u64) -> Result<Visit, IrError> {
             self.0.push(format!("def {name}"));
             Ok(Visit::Continue)
         }
-        fn def_end(&mut self) -> anyhow::Result<Visit> {
+        fn def_end(&mut self) -> Result<Visit, IrError> {
             self.0.push("/def".into());
             Ok(Visit::Continue)
         }
-        fn device_begin(&mut self, d: &DeviceInfo) -> anyhow::Result<Visit> {
+        fn device_begin(&mut self, d: &DeviceInfo) -> Result<Visit, IrError> {
             self.0.push(format!("dev {}", d.dev_id));
             Ok(Visit::Continue)
         }
-        fn device_end(&mut self) -> anyhow::Result<Visit> {
+        fn device_end(&mut self) -> Result<Visit, IrError> {
             self.0.push("/dev".into());
             Ok(Visit::Continue)
         }
-        fn map(&mut self, m: &Map) -> anyhow::Result<Visit> {
+        fn map(&mut self, m: &Map) -> Result<Visit, IrError> {
             self.0.push(format!(
                 "{}+{}->{}@{}",
                 m.thin_begin, m.len, m.data_begin, m.time
             ));
             Ok(Visit::Continue)
         }
-        fn ref_shared(&mut self, name: u64) -> anyhow::Result<Visit> {
+        fn ref_shared(&mut self, name: u64) -> Result<Visit, IrError> {
             self.0.push(format!("ref {name}"));
             Ok(Visit::Continue)
         }
-        fn eof(&mut self) -> anyhow::Result<Visit> {
+        fn eof(&mut self) -> Result<Visit, IrError> {
             Ok(Visit::Continue)
         }
     }
@@ -453,7 +470,7 @@ mod tests {
             })
             .collect();
         let mut sink = RunList(Events::default());
-        emit(
+        emit::<_, IrError>(
             &SuperblockInfo::default(),
             &devices,
             plan,
@@ -516,7 +533,7 @@ mod tests {
         let leaves = MemLeaves(HashMap::from([(4, vec![(0, value(1, 0))])]));
         let devices = [DeviceInfo::default()];
         let mut sink = RunList(Events::default());
-        let err = emit(
+        let err = emit::<_, IrError>(
             &SuperblockInfo::default(),
             &devices,
             &plan,
@@ -524,8 +541,11 @@ mod tests {
             &mut sink,
         )
         .unwrap_err();
+        let IrError::Leaf(err) = err else {
+            panic!("not a leaf error: {err}");
+        };
         assert_eq!(
-            err.downcast::<NodeError>().unwrap(),
+            err,
             NodeError {
                 block: 5,
                 kind: NodeErrorKind::Io

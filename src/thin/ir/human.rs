@@ -1,10 +1,12 @@
-//! The `--format human_readable` sink of thin_dump (spec/formats.md §3).
+//! The `--format human_readable` sink of thin_dump.
 //! Not accepted by thin_restore; meant for people.
 
 use std::io::Write;
 
 use crate::thin::ir::xml::write::{give_back_fragment, leaf_fragment, push_num, LineBuf};
-use crate::thin::ir::{ChunkSink, DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
+use crate::thin::ir::{
+    ChunkSink, DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit,
+};
 
 /// Writes the IR in the human-readable format.
 pub struct HumanWriter<W: Write> {
@@ -26,7 +28,7 @@ impl<W: Write> HumanWriter<W> {
         self.out
     }
 
-    fn put_line(&mut self) -> anyhow::Result<Visit> {
+    fn put_line(&mut self) -> Result<Visit, IrError> {
         self.out.write_all(&self.line)?;
         self.line.clear();
         Ok(Visit::Continue)
@@ -58,7 +60,7 @@ fn push_field<I: itoa::Integer>(out: &mut Vec<u8>, label: &[u8], v: I) {
 }
 
 impl<W: Write> MetadataVisitor for HumanWriter<W> {
-    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> anyhow::Result<Visit> {
+    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> Result<Visit, IrError> {
         let l = &mut self.line;
         l.extend_from_slice(b"begin superblock: \"");
         l.extend_from_slice(sb.uuid.as_bytes());
@@ -78,22 +80,22 @@ impl<W: Write> MetadataVisitor for HumanWriter<W> {
         self.put_line()
     }
 
-    fn superblock_end(&mut self) -> anyhow::Result<Visit> {
+    fn superblock_end(&mut self) -> Result<Visit, IrError> {
         self.line.extend_from_slice(b"end superblock\n");
         self.put_line()
     }
 
-    fn def_begin(&mut self, name: u64) -> anyhow::Result<Visit> {
+    fn def_begin(&mut self, name: u64) -> Result<Visit, IrError> {
         push_field(&mut self.line, b"def: ", name);
         self.put_line()
     }
 
-    fn def_end(&mut self) -> anyhow::Result<Visit> {
+    fn def_end(&mut self) -> Result<Visit, IrError> {
         self.line.push(b'\n');
         self.put_line()
     }
 
-    fn device_begin(&mut self, d: &DeviceInfo) -> anyhow::Result<Visit> {
+    fn device_begin(&mut self, d: &DeviceInfo) -> Result<Visit, IrError> {
         let l = &mut self.line;
         push_field(l, b"device: ", d.dev_id);
         push_field(l, b"mapped_blocks: ", d.mapped_blocks);
@@ -103,22 +105,22 @@ impl<W: Write> MetadataVisitor for HumanWriter<W> {
         self.put_line()
     }
 
-    fn device_end(&mut self) -> anyhow::Result<Visit> {
+    fn device_end(&mut self) -> Result<Visit, IrError> {
         self.line.push(b'\n');
         self.put_line()
     }
 
-    fn map(&mut self, m: &Map) -> anyhow::Result<Visit> {
+    fn map(&mut self, m: &Map) -> Result<Visit, IrError> {
         render_map(&mut self.line, m);
         self.put_line()
     }
 
-    fn ref_shared(&mut self, name: u64) -> anyhow::Result<Visit> {
+    fn ref_shared(&mut self, name: u64) -> Result<Visit, IrError> {
         push_field(&mut self.line, b"    ref: ", name);
         self.put_line()
     }
 
-    fn eof(&mut self) -> anyhow::Result<Visit> {
+    fn eof(&mut self) -> Result<Visit, IrError> {
         self.out.flush()?;
         Ok(Visit::Continue)
     }
@@ -135,7 +137,7 @@ impl<W: Write + Send> ChunkSink for HumanWriter<W> {
         render_map(frag, m);
     }
 
-    fn splice(&mut self, frag: Vec<u8>) -> anyhow::Result<Visit> {
+    fn splice(&mut self, frag: Vec<u8>) -> Result<Visit, IrError> {
         self.out.write_all(&frag)?;
         give_back_fragment(frag);
         Ok(Visit::Continue)

@@ -5,7 +5,7 @@
 //! per data block (four bits each, for the blocks actually used), and only the
 //! device table, one summary per `<def>` and the metadata counts grow.
 //!
-//! Layout and order (format.md §11): block 0 is zeroed and flushed first; the
+//! Layout and order: block 0 is zeroed and flushed first; the
 //! trees are written as they are built, then the top-level and details trees,
 //! the data space map, the metadata space map; the superblock is written last.
 //!
@@ -18,8 +18,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use anyhow::{anyhow, bail, Result};
-
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::build::{BtreeBuilder, LeafPacker, NodeStore, WrittenNode};
 use crate::pdata::btree::node::NodeRef;
@@ -27,39 +25,16 @@ use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::count_map::CountMap;
 use crate::pdata::space_map::write::{write_data_sm, write_metadata_sm};
 use crate::pdata::writer::MetadataWriter;
-use crate::thin::ir::{DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
+use crate::thin::ir::error::WriterError;
+use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit};
 use crate::thin::model::device_details::DeviceDetails;
 use crate::thin::model::mapping::{BlockTime, DATA_BLOCK_LIMIT, TIME_LIMIT};
 use crate::thin::model::superblock::Superblock;
 
-/// Superblock overrides (tools.md §2.8): tid and data size can only be raised.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Overrides {
-    /// `--transaction-id`: result = max(this, value found).
-    pub transaction_id: Option<u64>,
-    /// `--data-block-size`: replaces the value found.
-    pub data_block_size: Option<u32>,
-    /// `--nr-data-blocks`: result = max(this, value found).
-    pub nr_data_blocks: Option<u64>,
-}
+type Result<T, E = WriterError> = std::result::Result<T, E>;
 
-impl Overrides {
-    /// Applies the overrides to superblock values.
-    #[must_use]
-    pub fn apply(&self, sb: &SuperblockInfo) -> SuperblockInfo {
-        let mut out = sb.clone();
-        if let Some(t) = self.transaction_id {
-            out.transaction = out.transaction.max(t);
-        }
-        if let Some(s) = self.data_block_size {
-            out.data_block_size = s;
-        }
-        if let Some(n) = self.nr_data_blocks {
-            out.nr_data_blocks = out.nr_data_blocks.max(n);
-        }
-        out
-    }
-}
+/// Re-exported where the writer's users have always found it.
+pub use crate::thin::ir::Overrides;
 
 /// What the writer produced (for `-v` and tests).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -136,7 +111,9 @@ fn leaf_value(m: &Map, i: u64) -> Result<[u8; 8]> {
     };
     bt.pack()
         .map(u64::to_le_bytes)
-        .ok_or_else(|| anyhow!("block out of bounds"))
+        .ok_or(WriterError::DataOutOfBounds {
+            data_begin: m.data_begin,
+        })
 }
 
 impl<'d> ThinWriter<'d> {
@@ -164,17 +141,15 @@ impl<'d> ThinWriter<'d> {
     }
 
     fn active(&mut self) -> Result<&mut Active<'d>> {
-        self.active
-            .as_mut()
-            .ok_or_else(|| anyhow!("missing superblock"))
+        self.active.as_mut().ok_or(WriterError::MissingSuperblock)
     }
 
     fn finish(&mut self) -> Result<()> {
         let Some(a) = self.active.take() else {
-            bail!("missing superblock");
+            return Err(WriterError::MissingSuperblock);
         };
         if !matches!(a.cur, Current::Nothing) {
-            bail!("incomplete source metadata");
+            return Err(WriterError::Incomplete);
         }
         self.summary = Some(a.finish()?);
         Ok(())
@@ -184,15 +159,19 @@ impl<'d> ThinWriter<'d> {
 impl<'d> Active<'d> {
     fn check_map(&self, m: &Map, last_key: Option<u64>) -> Result<()> {
         if u64::from(m.time) >= TIME_LIMIT {
-            bail!("mapping time out of range");
+            return Err(WriterError::TimeOutOfRange { time: m.time });
         }
         let data_end = m.data_begin.checked_add(m.len);
         if data_end.is_none_or(|e| e > self.sb.nr_data_blocks || e > DATA_BLOCK_LIMIT) {
-            bail!("block out of bounds");
+            return Err(WriterError::DataOutOfBounds {
+                data_begin: m.data_begin,
+            });
         }
         if m.thin_begin.checked_add(m.len).is_none() || last_key.is_some_and(|k| m.thin_begin <= k)
         {
-            bail!("keys out of order");
+            return Err(WriterError::KeysOutOfOrder {
+                thin_begin: m.thin_begin,
+            });
         }
         Ok(())
     }
@@ -203,12 +182,14 @@ impl<'d> Active<'d> {
         }
         let last = match &self.cur {
             Current::Def { last_key, .. } | Current::Device { last_key, .. } => *last_key,
-            Current::Nothing => bail!("Mapping tags must appear within a <def> or <device> tag."),
+            Current::Nothing => return Err(WriterError::MappingOutside),
         };
         self.check_map(m, last)?;
         self.data
             .inc_range(m.data_begin, m.len)
-            .map_err(|_| anyhow!("block out of bounds"))?;
+            .map_err(|_| WriterError::DataOutOfBounds {
+                data_begin: m.data_begin,
+            })?;
         let w = &mut self.w;
         match &mut self.cur {
             Current::Def {
@@ -270,12 +251,12 @@ impl<'d> Active<'d> {
     ) -> Result<()> {
         let mut blk = Block::zeroed();
         w.read_back(leaf, &mut blk)?;
-        let node =
-            NodeRef::parse(&blk.0, leaf, 8).map_err(|e| anyhow!("re-reading shared leaf: {e}"))?;
+        let node = NodeRef::parse(&blk.0, leaf, 8).map_err(WriterError::SharedLeaf)?;
         for i in 0..node.len() {
             let v = node.value_u64(i);
-            data.inc(BlockTime::unpack(v).block)
-                .map_err(|_| anyhow!("block out of bounds"))?;
+            let block = BlockTime::unpack(v).block;
+            data.inc(block)
+                .map_err(|_| WriterError::CountOutOfRange { block })?;
             builder.push_value(w, node.key(i), &v.to_le_bytes())?;
         }
         Ok(())
@@ -310,10 +291,10 @@ impl<'d> Active<'d> {
 
     fn ref_shared(&mut self, name: u64) -> Result<()> {
         if !matches!(self.cur, Current::Device { .. }) {
-            bail!("<ref> tags may only occur within <device> sections.");
+            return Err(WriterError::RefOutside);
         }
         let Some(def) = self.defs.get(&name) else {
-            bail!("Couldn't find sub tree '{name}'.");
+            return Err(WriterError::UnknownDef(name));
         };
         let (Some(first), Some(last)) = (def.leaves.first().copied(), def.leaves.last().copied())
         else {
@@ -323,7 +304,9 @@ impl<'d> Active<'d> {
         let nr_mappings = def.nr_mappings;
         if let Current::Device { last_key, .. } = &self.cur {
             if last_key.is_some_and(|k| first.first_key <= k) {
-                bail!("keys out of order");
+                return Err(WriterError::KeysOutOfOrder {
+                    thin_begin: first.first_key,
+                });
             }
         }
         self.settle_deferred()?;
@@ -368,7 +351,7 @@ impl<'d> Active<'d> {
                 continue;
             }
             self.w.read_back(b, &mut blk)?;
-            let node = NodeRef::parse(&blk.0, b, 8).map_err(|e| anyhow!("re-reading node: {e}"))?;
+            let node = NodeRef::parse(&blk.0, b, 8).map_err(WriterError::ReleasedNode)?;
             for i in 0..node.len() {
                 let v = node.value_u64(i);
                 if node.is_leaf() {
@@ -432,12 +415,13 @@ impl<'d> Active<'d> {
 }
 
 impl MetadataVisitor for ThinWriter<'_> {
-    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> Result<Visit> {
+    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> Result<Visit, IrError> {
         if self.active.is_some() {
-            bail!("duplicated superblock");
+            return Err(WriterError::DuplicatedSuperblock.into());
         }
-        let sb = self.overrides.apply(sb);
-        let w = MetadataWriter::new(self.out)?;
+        let mut sb = sb.clone();
+        self.overrides.apply(&mut sb);
+        let w = MetadataWriter::new(self.out).map_err(WriterError::from)?;
         self.active = Some(Active {
             w,
             data: CountMap::new(sb.nr_data_blocks),
@@ -452,15 +436,15 @@ impl MetadataVisitor for ThinWriter<'_> {
         Ok(Visit::Continue)
     }
 
-    fn superblock_end(&mut self) -> Result<Visit> {
+    fn superblock_end(&mut self) -> Result<Visit, IrError> {
         self.finish()?;
         Ok(Visit::Continue)
     }
 
-    fn def_begin(&mut self, name: u64) -> Result<Visit> {
+    fn def_begin(&mut self, name: u64) -> Result<Visit, IrError> {
         let a = self.active()?;
         if !matches!(a.cur, Current::Nothing) {
-            bail!("missing superblock");
+            return Err(WriterError::MissingSuperblock.into());
         }
         a.cur = Current::Def {
             name,
@@ -472,7 +456,7 @@ impl MetadataVisitor for ThinWriter<'_> {
         Ok(Visit::Continue)
     }
 
-    fn def_end(&mut self) -> Result<Visit> {
+    fn def_end(&mut self) -> Result<Visit, IrError> {
         let a = self.active()?;
         let Current::Def {
             name,
@@ -482,9 +466,9 @@ impl MetadataVisitor for ThinWriter<'_> {
             ..
         } = std::mem::replace(&mut a.cur, Current::Nothing)
         else {
-            bail!("missing superblock");
+            return Err(WriterError::MissingSuperblock.into());
         };
-        leaves.extend(packer.flush(&mut a.w)?);
+        leaves.extend(packer.flush(&mut a.w).map_err(WriterError::from)?);
         a.def_leaves.extend(leaves.iter().map(|l| l.block));
         a.defs.insert(
             name,
@@ -496,10 +480,10 @@ impl MetadataVisitor for ThinWriter<'_> {
         Ok(Visit::Continue)
     }
 
-    fn device_begin(&mut self, dev: &DeviceInfo) -> Result<Visit> {
+    fn device_begin(&mut self, dev: &DeviceInfo) -> Result<Visit, IrError> {
         let a = self.active()?;
         if !matches!(a.cur, Current::Nothing) {
-            bail!("missing superblock");
+            return Err(WriterError::MissingSuperblock.into());
         }
         let dup = a.devices.contains_key(&dev.dev_id);
         a.cur = Current::Device {
@@ -519,7 +503,7 @@ impl MetadataVisitor for ThinWriter<'_> {
         Ok(Visit::Continue)
     }
 
-    fn device_end(&mut self) -> Result<Visit> {
+    fn device_end(&mut self) -> Result<Visit, IrError> {
         let a = self.active()?;
         a.settle_deferred()?;
         let Current::Device {
@@ -529,9 +513,9 @@ impl MetadataVisitor for ThinWriter<'_> {
             ..
         } = std::mem::replace(&mut a.cur, Current::Nothing)
         else {
-            bail!("missing superblock");
+            return Err(WriterError::MissingSuperblock.into());
         };
-        let root = builder.finish(&mut a.w)?;
+        let root = builder.finish(&mut a.w).map_err(WriterError::from)?;
         let details = DeviceDetails {
             mapped_blocks: info.mapped_blocks,
             transaction_id: info.transaction,
@@ -550,20 +534,84 @@ impl MetadataVisitor for ThinWriter<'_> {
         Ok(Visit::Continue)
     }
 
-    fn map(&mut self, m: &Map) -> Result<Visit> {
+    fn map(&mut self, m: &Map) -> Result<Visit, IrError> {
         self.active()?.map(m)?;
         Ok(Visit::Continue)
     }
 
-    fn ref_shared(&mut self, name: u64) -> Result<Visit> {
+    fn ref_shared(&mut self, name: u64) -> Result<Visit, IrError> {
         self.active()?.ref_shared(name)?;
         Ok(Visit::Continue)
     }
 
-    fn eof(&mut self) -> Result<Visit> {
+    fn eof(&mut self) -> Result<Visit, IrError> {
         if self.active.is_some() {
-            bail!("incomplete source metadata");
+            return Err(WriterError::Incomplete.into());
         }
         Ok(Visit::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdata::io::MemDevice;
+
+    fn writer_with_device(dev: &MemDevice) -> ThinWriter<'_> {
+        let mut w = ThinWriter::new(dev, Overrides::default());
+        let sb = SuperblockInfo {
+            data_block_size: 128,
+            nr_data_blocks: 10,
+            ..SuperblockInfo::default()
+        };
+        w.superblock_begin(&sb).unwrap();
+        w.device_begin(&DeviceInfo::default()).unwrap();
+        w
+    }
+
+    fn writer_error(r: Result<Visit, IrError>) -> WriterError {
+        match r {
+            Err(IrError::Writer(e)) => e,
+            other => panic!("not a writer error: {other:?}"),
+        }
+    }
+
+    /// Refused mappings name the data block or thin block at fault.
+    #[test]
+    fn refusals_name_the_block() {
+        let dev = MemDevice::new(64);
+        let mut w = writer_with_device(&dev);
+        let beyond = Map {
+            thin_begin: 0,
+            data_begin: 9,
+            time: 0,
+            len: 2,
+        };
+        let e = writer_error(w.map(&beyond));
+        assert!(matches!(e, WriterError::DataOutOfBounds { data_begin: 9 }));
+        assert_eq!(e.to_string(), "block out of bounds");
+
+        let mut w = writer_with_device(&dev);
+        let first = Map {
+            thin_begin: 5,
+            data_begin: 0,
+            time: 0,
+            len: 1,
+        };
+        w.map(&first).unwrap();
+        let e = writer_error(w.map(&Map {
+            thin_begin: 5,
+            ..first
+        }));
+        assert!(matches!(e, WriterError::KeysOutOfOrder { thin_begin: 5 }));
+        assert_eq!(e.to_string(), "keys out of order");
+    }
+
+    #[test]
+    fn a_ref_to_an_unknown_def_is_refused() {
+        let dev = MemDevice::new(64);
+        let mut w = writer_with_device(&dev);
+        let e = writer_error(w.ref_shared(7));
+        assert_eq!(e.to_string(), "Couldn't find sub tree '7'.");
     }
 }

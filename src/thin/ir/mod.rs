@@ -9,10 +9,13 @@
 
 pub mod channel;
 pub mod emit;
+pub mod error;
 pub mod human;
 pub mod metadata_writer;
 pub mod sharing_plan;
 pub mod xml;
+
+pub use error::IrError;
 
 /// Superblock values carried by the IR (what thin_dump prints).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,6 +36,34 @@ pub struct SuperblockInfo {
     pub nr_data_blocks: u64,
     /// Metadata snapshot location, if any (never printed).
     pub metadata_snap: Option<u64>,
+}
+
+/// Superblock values given on the command line for the metadata a tool
+/// writes or prints: the transaction id and the data space size can only be
+/// raised, the data block size is replaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The result is the larger of this and the value found.
+    pub transaction_id: Option<u64>,
+    /// Replaces the value found (already validated).
+    pub data_block_size: Option<u32>,
+    /// The result is the larger of this and the value found.
+    pub nr_data_blocks: Option<u64>,
+}
+
+impl Overrides {
+    /// Applies the overrides to `sb`.
+    pub fn apply(&self, sb: &mut SuperblockInfo) {
+        if let Some(t) = self.transaction_id {
+            sb.transaction = sb.transaction.max(t);
+        }
+        if let Some(s) = self.data_block_size {
+            sb.data_block_size = s;
+        }
+        if let Some(n) = self.nr_data_blocks {
+            sb.nr_data_blocks = sb.nr_data_blocks.max(n);
+        }
+    }
 }
 
 /// Device values carried by the IR.
@@ -79,47 +110,47 @@ pub trait MetadataVisitor {
     ///
     /// # Errors
     /// Sink failure (I/O, invalid value, out of space).
-    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> anyhow::Result<Visit>;
+    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> Result<Visit, IrError>;
     /// End of the document.
     ///
     /// # Errors
     /// Sink failure.
-    fn superblock_end(&mut self) -> anyhow::Result<Visit>;
+    fn superblock_end(&mut self) -> Result<Visit, IrError>;
     /// Start of a shared group of mappings named `name`.
     ///
     /// # Errors
     /// Sink failure.
-    fn def_begin(&mut self, name: u64) -> anyhow::Result<Visit>;
+    fn def_begin(&mut self, name: u64) -> Result<Visit, IrError>;
     /// End of the current shared group.
     ///
     /// # Errors
     /// Sink failure.
-    fn def_end(&mut self) -> anyhow::Result<Visit>;
+    fn def_end(&mut self) -> Result<Visit, IrError>;
     /// Start of a device.
     ///
     /// # Errors
     /// Sink failure.
-    fn device_begin(&mut self, dev: &DeviceInfo) -> anyhow::Result<Visit>;
+    fn device_begin(&mut self, dev: &DeviceInfo) -> Result<Visit, IrError>;
     /// End of the current device.
     ///
     /// # Errors
     /// Sink failure.
-    fn device_end(&mut self) -> anyhow::Result<Visit>;
+    fn device_end(&mut self) -> Result<Visit, IrError>;
     /// A run of mappings inside a def or device.
     ///
     /// # Errors
     /// Sink failure.
-    fn map(&mut self, m: &Map) -> anyhow::Result<Visit>;
+    fn map(&mut self, m: &Map) -> Result<Visit, IrError>;
     /// A reference to a shared group inside a device.
     ///
     /// # Errors
     /// Sink failure.
-    fn ref_shared(&mut self, name: u64) -> anyhow::Result<Visit>;
+    fn ref_shared(&mut self, name: u64) -> Result<Visit, IrError>;
     /// End of input: flush.
     ///
     /// # Errors
     /// Sink failure.
-    fn eof(&mut self) -> anyhow::Result<Visit>;
+    fn eof(&mut self) -> Result<Visit, IrError>;
 }
 
 /// A sink whose mapping runs can be rendered on worker threads.
@@ -148,7 +179,7 @@ pub trait ChunkSink: MetadataVisitor {
     ///
     /// # Errors
     /// Sink failure.
-    fn splice(&mut self, frag: Self::Fragment) -> anyhow::Result<Visit>;
+    fn splice(&mut self, frag: Self::Fragment) -> Result<Visit, IrError>;
 }
 
 /// Adapts any [`MetadataVisitor`] to [`ChunkSink`]: fragments are lists of
@@ -156,31 +187,31 @@ pub trait ChunkSink: MetadataVisitor {
 pub struct RunList<V>(pub V);
 
 impl<V: MetadataVisitor> MetadataVisitor for RunList<V> {
-    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> anyhow::Result<Visit> {
+    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> Result<Visit, IrError> {
         self.0.superblock_begin(sb)
     }
-    fn superblock_end(&mut self) -> anyhow::Result<Visit> {
+    fn superblock_end(&mut self) -> Result<Visit, IrError> {
         self.0.superblock_end()
     }
-    fn def_begin(&mut self, name: u64) -> anyhow::Result<Visit> {
+    fn def_begin(&mut self, name: u64) -> Result<Visit, IrError> {
         self.0.def_begin(name)
     }
-    fn def_end(&mut self) -> anyhow::Result<Visit> {
+    fn def_end(&mut self) -> Result<Visit, IrError> {
         self.0.def_end()
     }
-    fn device_begin(&mut self, dev: &DeviceInfo) -> anyhow::Result<Visit> {
+    fn device_begin(&mut self, dev: &DeviceInfo) -> Result<Visit, IrError> {
         self.0.device_begin(dev)
     }
-    fn device_end(&mut self) -> anyhow::Result<Visit> {
+    fn device_end(&mut self) -> Result<Visit, IrError> {
         self.0.device_end()
     }
-    fn map(&mut self, m: &Map) -> anyhow::Result<Visit> {
+    fn map(&mut self, m: &Map) -> Result<Visit, IrError> {
         self.0.map(m)
     }
-    fn ref_shared(&mut self, name: u64) -> anyhow::Result<Visit> {
+    fn ref_shared(&mut self, name: u64) -> Result<Visit, IrError> {
         self.0.ref_shared(name)
     }
-    fn eof(&mut self) -> anyhow::Result<Visit> {
+    fn eof(&mut self) -> Result<Visit, IrError> {
         self.0.eof()
     }
 }
@@ -192,7 +223,7 @@ impl<V: MetadataVisitor> ChunkSink for RunList<V> {
         frag.push(*m);
     }
 
-    fn splice(&mut self, frag: Vec<Map>) -> anyhow::Result<Visit> {
+    fn splice(&mut self, frag: Vec<Map>) -> Result<Visit, IrError> {
         for m in &frag {
             if self.0.map(m)? == Visit::Stop {
                 return Ok(Visit::Stop);

@@ -1,5 +1,13 @@
 //! Deciding which runs of leaves become `<def>`s and where devices `<ref>`
-//! them (spec/formats.md §1.3), from nothing but each device's leaf list.
+//! them, from nothing but each device's leaf list.
+//!
+//! The rule: a leaf starts a run (is a *head*) when it begins a device's
+//! list, when it is reached from two different predecessors, or when its
+//! predecessor has several successors or is itself the end of a list (a
+//! *tail*); a run follows successors from its head up to the next tail. A
+//! run reached more than once (shared head) is written once as a def and
+//! referenced from every device that contains it; the other runs are written
+//! in place.
 //!
 //! The input is, per device in dump order, the block numbers of its mapping
 //! leaves left to right; the output is a [`SharingPlan`]: the shared runs
@@ -52,6 +60,10 @@ pub enum SharingError {
     /// A device's list does not follow the runs built from it.
     #[error("leaf {0} does not start a run of leaves")]
     NotARunStart(BlockNr),
+    /// More distinct leaves than the planner numbers (never the case for
+    /// real metadata, whose blocks are far fewer).
+    #[error("{0} distinct leaves are too many to plan")]
+    TooManyLeaves(usize),
 }
 
 impl SharingPlan {
@@ -79,7 +91,7 @@ impl SharingPlan {
     /// # Errors
     /// A [`SharingError`] when the lists contradict each other.
     pub fn build(lists: &[&[BlockNr]]) -> Result<SharingPlan, SharingError> {
-        let index = LeafIndex::new(lists);
+        let index = LeafIndex::new(lists)?;
         let mut g = Graph::new(index.len());
         for list in lists {
             g.add_list(list.iter().map(|&b| index.get(b)));
@@ -95,25 +107,30 @@ const HEAD: u8 = 1;
 const SHARED: u8 = 2;
 const TAIL: u8 = 4;
 
-/// Dense numbering of the distinct leaves.
+/// Dense numbering of the distinct leaves. There are fewer than [`NONE`],
+/// so every leaf number, count of leaves and run length fits a `u32`.
 struct LeafIndex {
     blocks: Vec<BlockNr>,
     map: FxHashMap<BlockNr, u32>,
 }
 
 impl LeafIndex {
-    fn new(lists: &[&[BlockNr]]) -> LeafIndex {
+    fn new(lists: &[&[BlockNr]]) -> Result<LeafIndex, SharingError> {
         let total: usize = lists.iter().map(|l| l.len()).sum();
         let mut map = FxHashMap::default();
         map.reserve(total.min(1 << 22));
         let mut blocks = Vec::new();
         for &b in lists.iter().flat_map(|l| l.iter()) {
-            map.entry(b).or_insert_with(|| {
+            if let std::collections::hash_map::Entry::Vacant(e) = map.entry(b) {
+                let i = u32::try_from(blocks.len())
+                    .ok()
+                    .filter(|&i| i != NONE)
+                    .ok_or(SharingError::TooManyLeaves(blocks.len()))?;
+                e.insert(i);
                 blocks.push(b);
-                u32::try_from(blocks.len() - 1).unwrap_or(NONE)
-            });
+            }
         }
-        LeafIndex { blocks, map }
+        Ok(LeafIndex { blocks, map })
     }
 
     fn len(&self) -> usize {
@@ -130,7 +147,14 @@ impl LeafIndex {
     }
 }
 
-/// The successor graph of steps C and D.
+/// Fits a leaf number, count or run length into a `u32` (always possible:
+/// see [`LeafIndex`]).
+fn small(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(NONE)
+}
+
+/// The successor graph: each leaf's predecessor and successors over all
+/// lists, and which leaves are heads, shared heads and tails.
 struct Graph {
     flags: Vec<u8>,
     pred: Vec<u32>,
@@ -178,7 +202,9 @@ impl Graph {
         }
     }
 
-    /// Step C for one device.
+    /// Adds one device's list: its first leaf is a head, its last a tail; a
+    /// leaf reached from a second predecessor becomes a head, a step taken
+    /// twice marks its target shared.
     fn add_list(&mut self, list: impl Iterator<Item = u32>) {
         let mut prev = NONE;
         for b in list {
@@ -203,9 +229,11 @@ impl Graph {
         }
     }
 
-    /// Step D.
+    /// Closes the graph: a leaf with no single successor, or whose successor
+    /// is a head, ends a run (a tail), and every successor of a tail is a
+    /// head.
     fn close(&mut self) {
-        let n = u32::try_from(self.flags.len()).unwrap_or(NONE);
+        let n = small(self.flags.len());
         let mut tails = Vec::new();
         for b in 0..n {
             let s = self.succ[b as usize];
@@ -234,9 +262,9 @@ impl Graph {
         }
     }
 
-    /// Step E: the run of every head.
+    /// The run of every head: its leaves from the head up to the next tail.
     fn runs(&self, index: &LeafIndex) -> Result<Runs, SharingError> {
-        let mut heads: Vec<u32> = (0..u32::try_from(self.flags.len()).unwrap_or(NONE))
+        let mut heads: Vec<u32> = (0..small(self.flags.len()))
             .filter(|&b| self.flags[b as usize] & HEAD != 0)
             .collect();
         heads.sort_unstable_by_key(|&b| index.block(b));
@@ -248,7 +276,7 @@ impl Graph {
         };
         let mut stamp = vec![NONE; self.flags.len()];
         for (run_id, &h) in heads.iter().enumerate() {
-            let run_id = u32::try_from(run_id).unwrap_or(NONE);
+            let run_id = small(run_id);
             let start = runs.leaves.len();
             let mut b = h;
             loop {
@@ -262,8 +290,8 @@ impl Graph {
                 }
                 b = self.succ[b as usize];
             }
-            runs.start[h as usize] = u32::try_from(start).unwrap_or(NONE);
-            runs.len[h as usize] = u32::try_from(runs.leaves.len() - start).unwrap_or(0);
+            runs.start[h as usize] = small(start);
+            runs.len[h as usize] = small(runs.leaves.len() - start);
             if self.flags[h as usize] & SHARED != 0 {
                 runs.shared.push(h);
             }
@@ -290,7 +318,8 @@ impl Runs {
         })
     }
 
-    /// Steps F and G.
+    /// The plan: shared runs become defs; each device's list is cut into
+    /// runs, shared ones referenced and the rest written in place.
     fn plan(&self, lists: &[&[BlockNr]], index: &LeafIndex) -> Result<SharingPlan, SharingError> {
         let to_blocks = |r: &[u32]| r.iter().map(|&i| index.block(i)).collect::<Vec<_>>();
         let mut shared_flag = vec![false; index.len()];
@@ -380,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_shared_tail_after_private_leaves() {
-        // Like formats.md's kernel example: three devices, two of them
+        // Three devices, two of them
         // ending in the same three leaves.
         let p = plan(&[&[10, 29, 30, 31], &[11, 12, 29, 30, 31], &[40]]);
         assert_eq!(
@@ -419,7 +448,7 @@ mod tests {
         assert_eq!(p.devices[1], vec![Segment::Leaves(vec![1, 2])]);
     }
 
-    /// formats.md §1.3 followed literally with ordered sets, as a reference.
+    /// The def/ref rule followed literally with ordered sets, as a reference.
     fn reference(lists: &[&[BlockNr]]) -> SharingPlan {
         use std::collections::{BTreeMap, BTreeSet};
         let mut heads = BTreeSet::new();

@@ -13,6 +13,10 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Size of one details value.
 pub const DETAILS_VALUE_SIZE: u32 = 24;
+/// [`DETAILS_VALUE_SIZE`] as a length: one value is a `[u8; DETAILS_VALUE_LEN]`
+/// (split a leaf's values with `as_chunks::<DETAILS_VALUE_LEN>()`).
+pub const DETAILS_VALUE_LEN: usize = 24;
+const _: () = assert!(DETAILS_VALUE_LEN as u64 == DETAILS_VALUE_SIZE as u64);
 
 /// On-disk layout of one details value.
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -45,12 +49,8 @@ pub struct DeviceDetails {
 impl DeviceDetails {
     /// Decodes one 24-byte value.
     #[must_use]
-    pub fn from_bytes(bytes: &[u8]) -> DeviceDetails {
-        let raw = RawDeviceDetails::read_from_prefix(bytes)
-            .map(|(r, _)| r)
-            .unwrap_or_else(|_| {
-                RawDeviceDetails::read_from_bytes(&[0u8; 24]).unwrap_or_else(|_| unreachable!())
-            });
+    pub fn from_bytes(bytes: &[u8; DETAILS_VALUE_LEN]) -> DeviceDetails {
+        let raw: RawDeviceDetails = zerocopy::transmute!(*bytes);
         DeviceDetails {
             mapped_blocks: raw.mapped_blocks.get(),
             transaction_id: raw.transaction_id.get(),
@@ -61,16 +61,14 @@ impl DeviceDetails {
 
     /// Encodes into 24 bytes.
     #[must_use]
-    pub fn to_bytes(&self) -> [u8; 24] {
+    pub fn to_bytes(&self) -> [u8; DETAILS_VALUE_LEN] {
         let raw = RawDeviceDetails {
             mapped_blocks: self.mapped_blocks.into(),
             transaction_id: self.transaction_id.into(),
             creation_time: self.creation_time.into(),
             snapshotted_time: self.snapshotted_time.into(),
         };
-        let mut out = [0u8; 24];
-        out.copy_from_slice(raw.as_bytes());
-        out
+        zerocopy::transmute!(raw)
     }
 }
 

@@ -1,11 +1,20 @@
 //! Mapping values: `block_time = (data_block << 24) | time`.
 
+use crate::pdata::low_u32;
+
 /// Bits of `time` in a mapping value.
 pub const TIME_BITS: u32 = 24;
 /// Largest mapping time + 1.
 pub const TIME_LIMIT: u64 = 1 << TIME_BITS;
 /// Largest data block + 1.
 pub const DATA_BLOCK_LIMIT: u64 = 1 << 40;
+
+/// Size of one value of a device's mapping tree (key = virtual block): a
+/// packed `block_time`.
+pub const MAPPING_VALUE_SIZE: u32 = 8;
+/// Size of one value of the top-level tree (key = device id): the root block
+/// of that device's mapping tree.
+pub const TOP_LEVEL_VALUE_SIZE: u32 = 8;
 
 /// One mapping value, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +31,7 @@ impl BlockTime {
     pub fn unpack(v: u64) -> BlockTime {
         BlockTime {
             block: v >> TIME_BITS,
-            time: u32::try_from(v & (TIME_LIMIT - 1)).unwrap_or(0),
+            time: low_u32(v & (TIME_LIMIT - 1)),
         }
     }
 

@@ -12,7 +12,8 @@ use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::{NodeState, Walker};
 use crate::pdata::io::{self, open_metadata, Access, BlockDevice, FileDevice, Sharing};
-use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_SIZE};
+use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_LEN, DETAILS_VALUE_SIZE};
+use crate::thin::model::mapping::TOP_LEVEL_VALUE_SIZE;
 use crate::thin::model::superblock::{read_superblock, Superblock, SuperblockError};
 
 /// Which superblock a read-only tool reads.
@@ -125,7 +126,7 @@ pub fn read_top_level(
     let mut out = BTreeMap::new();
     walker.walk(
         &[root],
-        8,
+        TOP_LEVEL_VALUE_SIZE,
         |_, n: &NodeRef| pairs_u64(n),
         |_, v: Vec<(u64, u64)>| out.extend(v),
     );
@@ -148,7 +149,7 @@ pub fn read_details(
         |_, n: &NodeRef| {
             n.keys()
                 .iter()
-                .zip(n.value_bytes().chunks_exact(DETAILS_VALUE_SIZE as usize))
+                .zip(n.value_bytes().as_chunks::<DETAILS_VALUE_LEN>().0)
                 .map(|(k, v)| (k.get(), DeviceDetails::from_bytes(v)))
                 .collect::<Vec<_>>()
         },

@@ -37,9 +37,9 @@ pub const THIN_MAGIC: u64 = 27_022_010;
 /// NEEDS_CHECK flag bit.
 pub const NEEDS_CHECK: u32 = 1;
 /// Size of each space-map root field.
-pub const SM_ROOT_FIELD: usize = 128;
-/// Largest metadata space map the format can index (255 bitmaps).
-pub const MAX_METADATA_BLOCKS: u64 = 255 * 16320;
+pub const SM_ROOT_FIELD: usize = crate::pdata::space_map::SM_ROOT_SIZE;
+/// The largest metadata device the format can index, defined by the space map.
+pub use crate::pdata::space_map::MAX_METADATA_BLOCKS;
 
 /// Raw superblock layout.
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -206,7 +206,8 @@ impl Superblock {
     }
 
     /// Overwrites the defined fields of `block` (keeping every other byte) and
-    /// recomputes the checksum: the read-modify-write of format.md §11.4.
+    /// recomputes the checksum, so that fields this crate does not model survive
+    /// a rewrite of the superblock.
     pub fn write_into(&self, block: &mut [u8; BLOCK_SIZE]) {
         let (raw, _) = RawSuperblock::mut_from_prefix(block)
             .unwrap_or_else(|_| unreachable!("a block holds a superblock"));
@@ -263,7 +264,8 @@ impl Superblock {
         self.flags & NEEDS_CHECK != 0
     }
 
-    /// The fatal superblock rules after the checksum (check.md step 3), in order.
+    /// The fatal superblock rules after the checksum, in the order thin_check
+    /// reports them.
     ///
     /// # Errors
     /// The first rule broken.

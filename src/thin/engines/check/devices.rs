@@ -11,7 +11,8 @@ use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::counts::RefCounts;
 use crate::pdata::space_map::read::tree_errors;
-use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_SIZE};
+use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_LEN, DETAILS_VALUE_SIZE};
+use crate::thin::model::mapping::TOP_LEVEL_VALUE_SIZE;
 
 /// The devices one superblock names.
 #[derive(Default)]
@@ -62,7 +63,7 @@ impl<'d> DeviceTrees<'d> {
         let top_leaves = &mut self.top_leaves;
         self.top.walk(
             &[mapping_root],
-            8,
+            TOP_LEVEL_VALUE_SIZE,
             |_, n: &NodeRef| {
                 n.keys()
                     .iter()
@@ -81,7 +82,7 @@ impl<'d> DeviceTrees<'d> {
             |_, n: &NodeRef| {
                 n.keys()
                     .iter()
-                    .zip(n.value_bytes().chunks_exact(DETAILS_VALUE_SIZE as usize))
+                    .zip(n.value_bytes().as_chunks::<DETAILS_VALUE_LEN>().0)
                     .map(|(k, v)| (k.get(), DeviceDetails::from_bytes(v)))
                     .collect::<Vec<_>>()
             },

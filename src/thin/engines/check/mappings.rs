@@ -11,6 +11,7 @@ use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::counts::{RefCounts, SharedCounts};
 use crate::thin::engines::check::report::Report;
 use crate::thin::model::device_details::DeviceDetails;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::mapping::{TIME_BITS, TIME_LIMIT};
 
 /// Device ids the kernel can activate are below this (24 bits).
@@ -57,7 +58,7 @@ pub fn walk_mappings(
     let time = u64::from(limits.time);
     walker.walk(
         roots,
-        8,
+        MAPPING_VALUE_SIZE,
         |_, node: &NodeRef| {
             let values = node.values_u64();
             // Branch-free so that it vectorises: the highest data block and

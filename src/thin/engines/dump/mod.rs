@@ -1,166 +1,54 @@
-//! thin_dump: write binary thin metadata as XML or human-readable text
-//! (spec/tools.md "thin_dump", spec/formats.md §1 and §3).
+//! thin_dump's engine: binary thin metadata out as XML or human-readable
+//! text.
 //!
 //! Order of work: open the input, choose the superblock (live or metadata
 //! snapshot), open `-o` only then, read the details and top-level trees, pair
 //! devices by id, walk the selected devices' mapping trees with the one
 //! walker (any damaged node is fatal), plan defs/refs from the leaf lists
-//! ([`SharingPlan`]) and let the engine ([`crate::thin::ir::emit`]) stream the
-//! document into the chosen sink.
+//! ([`SharingPlan`]) and let the emitter ([`crate::thin::ir::emit`]) stream
+//! the document into the chosen sink.
 
 pub mod output;
 
 use std::collections::{BTreeSet, HashMap};
-use std::ffi::OsString;
-use std::io::Write;
+use std::io;
 use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::{anyhow, Context};
-use clap::{ArgAction, Parser, ValueEnum};
-
-use crate::commands::exit::Outcome;
-use crate::commands::run as cli;
-use crate::pdata::block::BlockNr;
+use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind};
 use crate::pdata::btree::walk::Walker;
-use crate::pdata::io::{open_metadata, Access, BlockDevice, FileDevice, Sharing};
+use crate::pdata::io::{open_metadata, Access, BlockDevice, FileDevice, OpenError, Sharing};
+use crate::progress::{Log, Verbosity};
 use crate::thin::ir::emit::{emit, DeviceLeaves, LeafReader};
 use crate::thin::ir::human::HumanWriter;
-use crate::thin::ir::sharing_plan::SharingPlan;
+use crate::thin::ir::sharing_plan::{SharingError, SharingPlan};
 use crate::thin::ir::xml::write::XmlWriter;
-use crate::thin::ir::{ChunkSink, DeviceInfo, SuperblockInfo};
+use crate::thin::ir::{DeviceInfo, IrError, SuperblockInfo};
+use crate::thin::model::device_details::DeviceDetails;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::open::{
-    choose_superblock, read_details, read_top_level, ChosenSuperblock, OpenSnapError,
+    choose_superblock, read_details, read_top_level, ChosenSuperblock, OpenSnapError, ReadError,
     SnapshotChoice,
 };
-use crate::thin::model::superblock::{
-    valid_data_block_size, Superblock, SuperblockError, NEEDS_CHECK,
-};
+use crate::thin::model::superblock::{Superblock, SuperblockError, NEEDS_CHECK};
+
+pub use crate::thin::ir::Overrides;
 
 /// Output format (`-f`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    // thin_dump XML (the default; thin_restore reads it). The variants carry
-    // no doc comments so that --help lists the values on one line.
+    /// thin_dump XML (the default; thin_restore reads it).
     Xml,
-    // Indented text for people.
-    #[value(name = "human_readable")]
+    /// Indented text for people.
     HumanReadable,
-}
-
-/// Command line of thin_dump.
-#[derive(Parser, Debug)]
-#[command(
-    name = "thin_dump",
-    version = crate::commands::VERSION,
-    about = "Dump thin-provisioning metadata as XML or human-readable text",
-    max_term_width = 100
-)]
-pub struct Args {
-    /// Replace the data block size (sectors; 128..=2097152, a multiple of 128)
-    #[arg(long, value_name = "SECTORS", value_parser = parse_data_block_size)]
-    data_block_size: Option<u32>,
-
-    /// Dump only this device (repeatable)
-    #[arg(long = "dev-id", value_name = "ID", action = ArgAction::Append)]
-    dev_id: Vec<u64>,
-
-    /// Write every device's mappings in full, without <def>/<ref> sharing
-    #[arg(long)]
-    expand_shared: bool,
-
-    /// Output format
-    #[arg(
-        short = 'f',
-        long,
-        value_enum,
-        default_value = "xml",
-        value_name = "FORMAT"
-    )]
-    format: Format,
-
-    /// Dump the metadata snapshot (the held one, or the one at BLOCKNR)
-    #[arg(
-        short = 'm',
-        long = "metadata-snap",
-        value_name = "BLOCKNR",
-        num_args = 0..=1,
-        require_equals = true,
-        conflicts_with = "repair"
-    )]
-    metadata_snap: Option<Option<u64>>,
-
-    /// Raise the data space size to at least this many blocks
-    #[arg(long, value_name = "BLOCKS")]
-    nr_data_blocks: Option<u64>,
-
-    /// Write to this file instead of stdout
-    #[arg(short = 'o', long, value_name = "FILE")]
-    output: Option<PathBuf>,
-
-    /// Print nothing on stderr
-    #[arg(short = 'q', long, action = ArgAction::SetTrue, overrides_with = "quiet")]
-    quiet: bool,
-
-    /// Find the trees of damaged metadata and dump what can be salvaged
-    #[arg(short = 'r', long, action = ArgAction::SetTrue, overrides_with = "repair")]
-    repair: bool,
-
-    /// List devices with their details but no mappings
-    #[arg(long, action = ArgAction::SetTrue, overrides_with = "skip_mappings")]
-    skip_mappings: bool,
-
-    /// Raise the transaction id to at least this value
-    #[arg(long, value_name = "ID")]
-    transaction_id: Option<u64>,
-
-    /// More diagnostics on stderr (repeatable)
-    #[arg(short = 'v', long, action = ArgAction::Count)]
-    verbose: u8,
-
-    /// Binary metadata: a file or block device
-    #[arg(value_name = "INPUT")]
-    input: PathBuf,
-}
-
-fn parse_data_block_size(s: &str) -> Result<u32, String> {
-    match s.parse::<u64>() {
-        Ok(v) if valid_data_block_size(v) => u32::try_from(v).map_err(|e| e.to_string()),
-        Ok(_) => Err("invalid data block size".to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Superblock values given on the command line (spec/tools.md §2.8).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Overrides {
-    /// `--transaction-id`: the result is the larger of this and the value found.
-    pub transaction_id: Option<u64>,
-    /// `--data-block-size`: replaces the value found (already validated).
-    pub data_block_size: Option<u32>,
-    /// `--nr-data-blocks`: the result is the larger of this and the value found.
-    pub nr_data_blocks: Option<u64>,
-}
-
-impl Overrides {
-    /// Applies the overrides to superblock values about to be written.
-    pub fn apply(&self, sb: &mut SuperblockInfo) {
-        if let Some(t) = self.transaction_id {
-            sb.transaction = sb.transaction.max(t);
-        }
-        if let Some(s) = self.data_block_size {
-            sb.data_block_size = s;
-        }
-        if let Some(n) = self.nr_data_blocks {
-            sb.nr_data_blocks = sb.nr_data_blocks.max(n);
-        }
-    }
 }
 
 /// How shared leaves are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SharedLeaves {
-    /// `<def>`/`<ref>` exactly as upstream (formats.md §1.3).
+    /// Leaves shared by several devices written once as a `<def>` and
+    /// referenced by `<ref>`, exactly where upstream thin_dump puts them.
     DefRef,
     /// `--expand-shared`: every device in full.
     Expanded,
@@ -200,85 +88,78 @@ pub struct DumpOptions {
     pub verbose: u8,
 }
 
-impl From<Args> for DumpOptions {
-    fn from(a: Args) -> Self {
-        DumpOptions {
-            input: a.input,
-            output: a.output,
-            format: a.format,
-            snapshot: match a.metadata_snap {
-                None => SnapshotChoice::Live,
-                Some(None) => SnapshotChoice::Held,
-                Some(Some(b)) => SnapshotChoice::At(b),
-            },
-            dev_ids: (!a.dev_id.is_empty()).then(|| a.dev_id.into_iter().collect()),
-            mappings: if a.skip_mappings {
-                Mappings::Skip
-            } else {
-                Mappings::Dump
-            },
-            shared: if a.expand_shared {
-                SharedLeaves::Expanded
-            } else {
-                SharedLeaves::DefRef
-            },
-            overrides: Overrides {
-                transaction_id: a.transaction_id,
-                data_block_size: a.data_block_size,
-                nr_data_blocks: a.nr_data_blocks,
-            },
-            quiet: a.quiet,
-            verbose: a.verbose,
+/// Why a dump failed, worded as thin_dump prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// The input (or a missing `-o` path under /dev) could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The chosen superblock could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The `-o` file could not be opened or created.
+    #[error("{path}: {err}")]
+    Output {
+        /// The path given.
+        path: String,
+        /// What the OS said.
+        err: io::Error,
+    },
+    /// A damaged node in a tree that is read (names the block).
+    #[error("{}", node_error_message(.0))]
+    Node(NodeError),
+    /// The mapping trees share leaves in a way no def/ref plan can express.
+    #[error("planning shared leaves: {0}")]
+    Plan(SharingError),
+    /// Writing the document failed.
+    #[error(transparent)]
+    Ir(IrError),
+}
+
+impl From<IrError> for DumpError {
+    fn from(e: IrError) -> Self {
+        match e {
+            IrError::Leaf(ne) => DumpError::Node(ne),
+            other => DumpError::Ir(other),
         }
     }
 }
 
-/// Entry point of `thin_dump`: parses `args` (without argv[0]) and runs the tool.
-#[must_use]
-pub fn command(args: &[OsString]) -> Outcome {
-    let args = cli::glue_optional_short(args, 'm');
-    cli::run_with::<Args, _>("thin_dump", &args, |a| {
-        let repair = a.repair;
-        let opts = DumpOptions::from(a);
-        if repair {
-            return dump_repaired(&opts);
-        }
-        match dump(&opts) {
-            Ok(o) => o,
-            Err(e) => cli::report_error(&e, opts.quiet),
-        }
-    })
-}
-
-/// `--repair`: the repair engine finds the roots and writes the document
-/// with this module's writers (spec/repair.md).
-fn dump_repaired(opts: &DumpOptions) -> Outcome {
-    crate::thin::engines::repair::dump::dump_command(opts)
-}
-
-/// Stderr diagnostics honouring `-q`/`-v`.
-struct Diag {
-    quiet: bool,
-    verbose: u8,
-}
-
-impl Diag {
-    fn warn(&self, msg: &str) {
-        if !self.quiet {
-            let mut e = std::io::stderr().lock();
-            let _ = writeln!(e, "{msg}");
-        }
+impl DumpError {
+    /// True when the output was a pipe whose reader went away.
+    #[must_use]
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, DumpError::Ir(e) if e.is_broken_pipe())
     }
-    fn info(&self, msg: impl FnOnce() -> String) {
-        if !self.quiet && self.verbose > 0 {
-            self.warn(&msg());
-        }
+}
+
+/// What a finished dump found besides its document.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DumpReport {
+    /// Ids found in only one of the top-level and details trees (warned
+    /// about and left out of the document): the dump is incomplete.
+    pub unpaired: Vec<u64>,
+}
+
+impl DumpReport {
+    /// True when every selected device was written.
+    #[must_use]
+    pub fn complete(&self) -> bool {
+        self.unpaired.is_empty()
     }
-    /// A `-vv` line with the time since `start`.
-    fn debug_timed(&self, start: std::time::Instant, what: &str) {
-        if !self.quiet && self.verbose > 1 {
-            self.warn(&format!("{what}: {} ms", start.elapsed().as_millis()));
-        }
+}
+
+impl DumpOptions {
+    /// The level `-q`/`-v` ask for.
+    #[must_use]
+    pub fn verbosity(&self) -> Verbosity {
+        Verbosity::from_flags(self.quiet, self.verbose)
+    }
+
+    /// True when device `id` is to be dumped (`--dev-id`).
+    #[must_use]
+    pub fn wanted(&self, id: u64) -> bool {
+        self.dev_ids.as_ref().is_none_or(|s| s.contains(&id))
     }
 }
 
@@ -310,59 +191,52 @@ pub fn node_error_message(e: &NodeError) -> String {
 ///
 /// # Errors
 /// See [`output::open_file`].
-pub fn open_destination(opts: &DumpOptions) -> anyhow::Result<output::Output> {
+pub fn open_destination(opts: &DumpOptions) -> Result<output::Output, DumpError> {
     match &opts.output {
         Some(p) => output::open_file(p),
         None => Ok(output::stdout()),
     }
 }
 
-/// Writes the whole document in `format` to `out`.
+/// Writes the whole document in `format` to `out`. The error is converted
+/// into the caller's error type `E`.
 ///
 /// # Errors
-/// A damaged leaf or a write failure (EPIPE included).
-pub fn write_document(
+/// A damaged leaf ([`DumpError::Node`]) or a write failure (EPIPE included).
+pub fn write_document<E: From<DumpError>>(
     format: Format,
     sb: &SuperblockInfo,
     devices: &[DeviceInfo],
     plan: &SharingPlan,
     reader: &dyn LeafReader,
     out: output::Output,
-) -> anyhow::Result<()> {
-    fn go<S: ChunkSink + Send>(
-        sb: &SuperblockInfo,
-        devices: &[DeviceInfo],
-        plan: &SharingPlan,
-        reader: &dyn LeafReader,
-        mut sink: S,
-    ) -> anyhow::Result<()> {
-        emit(sb, devices, plan, reader, &mut sink).map_err(|e| match e.downcast::<NodeError>() {
-            Ok(ne) => anyhow!(node_error_message(&ne)),
-            Err(e) => e,
-        })
-    }
-    match format {
-        Format::Xml => go(sb, devices, plan, reader, XmlWriter::new(out)),
-        Format::HumanReadable => go(sb, devices, plan, reader, HumanWriter::new(out)),
-    }
-}
-
-fn superblock_error(dev: &dyn BlockDevice, e: OpenSnapError) -> anyhow::Error {
-    if let OpenSnapError::Live(SuperblockError::Checksum) = e {
-        let mut b = crate::pdata::block::Block::zeroed();
-        if dev.read_at(0, &mut b).is_ok() && b.is_zero() {
-            return anyhow!("{e}\n(block 0 is all zeroes: this metadata was never formatted)");
-        }
-    }
-    anyhow!(e)
-}
-
-/// A dump of healthy metadata.
-fn dump(opts: &DumpOptions) -> anyhow::Result<Outcome> {
-    let diag = Diag {
-        quiet: opts.quiet,
-        verbose: opts.verbose,
+) -> Result<(), E> {
+    let r: Result<(), DumpError> = match format {
+        Format::Xml => emit(sb, devices, plan, reader, &mut XmlWriter::new(out)),
+        Format::HumanReadable => emit(sb, devices, plan, reader, &mut HumanWriter::new(out)),
     };
+    r.map_err(E::from)
+}
+
+/// Words a superblock failure, adding the "never formatted" hint when block 0
+/// is all zeroes.
+fn superblock_error(dev: &dyn BlockDevice, err: OpenSnapError) -> DumpError {
+    let mut never_formatted = false;
+    if let OpenSnapError::Live(SuperblockError::Checksum) = err {
+        let mut b = Block::zeroed();
+        never_formatted = dev.read_at(0, &mut b).is_ok() && b.is_zero();
+    }
+    DumpError::Read(ReadError::Superblock {
+        err,
+        never_formatted,
+    })
+}
+
+/// Dumps healthy metadata as `opts` say; warnings and `-v` lines go to `log`.
+///
+/// # Errors
+/// The input, its superblock, the output, a damaged node or a write failure.
+pub fn dump(opts: &DumpOptions, log: &Log) -> Result<DumpReport, DumpError> {
     let sharing = match opts.snapshot {
         SnapshotChoice::Live => Sharing::Exclusive,
         _ => Sharing::LiveSnapshot,
@@ -371,92 +245,82 @@ fn dump(opts: &DumpOptions) -> anyhow::Result<Outcome> {
     let ChosenSuperblock { sb, warning, .. } =
         choose_superblock(&dev, opts.snapshot).map_err(|e| superblock_error(&dev, e))?;
     if let Some(w) = warning {
-        diag.warn(&w);
+        log.warn(w);
     }
     let out = open_destination(opts)?;
     let mut info = superblock_info(&sb);
     opts.overrides.apply(&mut info);
-
     let reader = DeviceLeaves::new(&dev);
     if opts.mappings == Mappings::Skip {
-        let details = read_details(&mut Walker::new(&dev), sb.details_root).map_err(fail)?;
+        let details =
+            read_details(&mut Walker::new(&dev), sb.details_root).map_err(DumpError::Node)?;
         let devices: Vec<DeviceInfo> = details
             .iter()
             .filter(|(id, _)| opts.wanted(**id))
             .map(|(&id, d)| device_info(id, d))
             .collect();
         let plan = SharingPlan::expanded(&vec![&[][..]; devices.len()]);
-        write_document(opts.format, &info, &devices, &plan, &reader, out)?;
-        return Ok(Outcome::Success);
+        write_document::<DumpError>(opts.format, &info, &devices, &plan, &reader, out)?;
+        return Ok(DumpReport::default());
     }
-
-    let (selected, outcome) = paired_devices(&dev, &sb, opts, &diag)?;
-    let start = std::time::Instant::now();
-    let lists = mapping_leaves(&dev, &selected).map_err(fail)?;
-    diag.debug_timed(start, "mapping trees walked");
+    let (selected, report) = paired_devices(&dev, &sb, opts, log)?;
+    let start = Instant::now();
+    let lists = mapping_leaves(&dev, &selected).map_err(DumpError::Node)?;
+    debug_timed(log, start, "mapping trees walked");
     let refs: Vec<&[BlockNr]> = selected.iter().map(|(_, r)| lists[r].as_slice()).collect();
     let plan = match opts.shared {
-        SharedLeaves::DefRef => SharingPlan::build(&refs).context("planning shared leaves")?,
+        SharedLeaves::DefRef => SharingPlan::build(&refs).map_err(DumpError::Plan)?,
         SharedLeaves::Expanded => SharingPlan::expanded(&refs),
     };
-    diag.info(|| {
-        format!(
-            "{} devices, {} distinct mapping trees, {} shared runs",
-            selected.len(),
-            lists.len(),
-            plan.defs.len()
-        )
-    });
-    diag.debug_timed(start, "shared runs planned");
+    log.info(format_args!(
+        "{} devices, {} distinct mapping trees, {} shared runs",
+        selected.len(),
+        lists.len(),
+        plan.defs.len()
+    ));
+    debug_timed(log, start, "shared runs planned");
     let devices: Vec<DeviceInfo> = selected.iter().map(|(d, _)| *d).collect();
-    write_document(opts.format, &info, &devices, &plan, &reader, out)?;
-    diag.debug_timed(start, "document written");
-    Ok(outcome)
+    write_document::<DumpError>(opts.format, &info, &devices, &plan, &reader, out)?;
+    debug_timed(log, start, "document written");
+    Ok(report)
 }
 
-fn fail(e: NodeError) -> anyhow::Error {
-    anyhow!(node_error_message(&e))
-}
-
-impl DumpOptions {
-    /// True when device `id` is to be dumped (`--dev-id`).
-    #[must_use]
-    pub fn wanted(&self, id: u64) -> bool {
-        self.dev_ids.as_ref().is_none_or(|s| s.contains(&id))
-    }
+/// A `-vv` line with the time since `start`.
+fn debug_timed(log: &Log, start: Instant, what: &str) {
+    log.debug(format_args!("{what}: {} ms", start.elapsed().as_millis()));
 }
 
 /// The selected devices present in both the top-level and the details tree,
 /// ascending by id, with their mapping roots. An id found in only one tree
-/// is warned about and makes the outcome a failure.
+/// is warned about and recorded in the report.
 fn paired_devices(
     dev: &dyn BlockDevice,
     sb: &Superblock,
     opts: &DumpOptions,
-    diag: &Diag,
-) -> anyhow::Result<(Vec<(DeviceInfo, BlockNr)>, Outcome)> {
-    let details = read_details(&mut Walker::new(dev), sb.details_root).map_err(fail)?;
-    let roots = read_top_level(&mut Walker::new(dev), sb.mapping_root).map_err(fail)?;
+    log: &Log,
+) -> Result<(Vec<(DeviceInfo, BlockNr)>, DumpReport), DumpError> {
+    let details = read_details(&mut Walker::new(dev), sb.details_root).map_err(DumpError::Node)?;
+    let roots = read_top_level(&mut Walker::new(dev), sb.mapping_root).map_err(DumpError::Node)?;
     let ids: BTreeSet<u64> = roots.keys().chain(details.keys()).copied().collect();
     let mut selected = Vec::new();
-    let mut outcome = Outcome::Success;
+    let mut report = DumpReport::default();
     for id in ids.into_iter().filter(|&id| opts.wanted(id)) {
         match (roots.get(&id), details.get(&id)) {
             (Some(&root), Some(d)) => selected.push((device_info(id, d), root)),
             (Some(_), None) => {
-                diag.warn(&format!("device {id} has no device details"));
-                outcome = Outcome::Failure;
+                log.warn(format_args!("device {id} has no device details"));
+                report.unpaired.push(id);
             }
             (None, _) => {
-                diag.warn(&format!("device {id} has no mapping tree"));
-                outcome = Outcome::Failure;
+                log.warn(format_args!("device {id} has no mapping tree"));
+                report.unpaired.push(id);
             }
         }
     }
-    Ok((selected, outcome))
+    Ok((selected, report))
 }
 
-fn device_info(id: u64, d: &crate::thin::model::device_details::DeviceDetails) -> DeviceInfo {
+fn device_info(id: u64, d: &DeviceDetails) -> DeviceInfo {
     DeviceInfo {
         dev_id: id,
         mapped_blocks: d.mapped_blocks,
@@ -479,7 +343,7 @@ pub fn mapping_leaves(
     roots.sort_unstable();
     roots.dedup();
     let mut walker = Walker::new(dev);
-    walker.walk(&roots, 8, |_, _| (), |_, ()| {});
+    walker.walk(&roots, MAPPING_VALUE_SIZE, |_, _| (), |_, ()| {});
     let graph = walker.graph();
     let mut lists: HashMap<BlockNr, Vec<BlockNr>> = HashMap::with_capacity(roots.len());
     for &(_, root) in devices {

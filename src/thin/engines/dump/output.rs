@@ -1,11 +1,13 @@
 //! Where thin_dump writes: stdout, or the `-o` file, which is opened only
-//! once the input superblock has been read (spec/tools.md §2.5).
+//! once the input superblock has been read (a bad input leaves an existing
+//! output untouched).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::pdata::io::OpenError;
+use crate::thin::engines::dump::DumpError;
 
 /// Buffer size of the output writer. Rendered fragments at least this large
 /// bypass the buffer.
@@ -27,9 +29,12 @@ pub fn stdout() -> Output {
 ///
 /// # Errors
 /// `Couldn't find output file '<path>'` under /dev, or the OS error.
-pub fn open_file(path: &Path) -> anyhow::Result<Output> {
+pub fn open_file(path: &Path) -> Result<Output, DumpError> {
     let shown = path.display().to_string();
-    let os = |e: io::Error| anyhow::anyhow!("{shown}: {e}");
+    let os = |err: io::Error| DumpError::Output {
+        path: shown.clone(),
+        err,
+    };
     let file: File = match std::fs::metadata(path) {
         Ok(m) => {
             let mut o = OpenOptions::new();

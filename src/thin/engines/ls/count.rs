@@ -27,6 +27,7 @@ use crate::pdata::btree::node::NodeRef;
 use crate::pdata::btree::walk::{NodeState, TreeGraph, Walker};
 use crate::pdata::io::BlockDevice;
 use crate::thin::model::mapping::BlockTime;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 
 use super::LsError;
 
@@ -193,7 +194,7 @@ pub fn count_devices_with(
             let bits = DataRefs::new(nr_data_blocks)?;
             walker.walk(
                 roots,
-                8,
+                MAPPING_VALUE_SIZE,
                 |_, n: &NodeRef| data_blocks(n).for_each(|b| bits.inc(b)),
                 |_, ()| {},
             );
@@ -270,7 +271,7 @@ fn claim_owners(
     let mut unclaimed: Vec<(BlockNr, u32)> = Vec::new();
     walker.walk(
         roots,
-        8,
+        MAPPING_VALUE_SIZE,
         |nr, n: &NodeRef| {
             let tag = u32::try_from(nr + 1).unwrap_or(SHARED);
             let out = data_blocks(n).filter(|&b| !owners.claim(b, tag)).count();
@@ -301,7 +302,7 @@ fn guess_nr_data_blocks(dev: &dyn BlockDevice, roots: &[BlockNr]) -> u64 {
     let mut walker = Walker::new(dev);
     walker.walk(
         roots,
-        8,
+        MAPPING_VALUE_SIZE,
         |_, n: &NodeRef| data_blocks(n).max(),
         |_, m: Option<u64>| highest = highest.max(m),
     );
@@ -379,7 +380,7 @@ fn count_shared_in_leaves(
     let mut walker = Walker::new(dev);
     walker.walk(
         &all,
-        8,
+        MAPPING_VALUE_SIZE,
         |_, n: &NodeRef| {
             let shared = data_blocks(n).filter(|&b| refs.shared(b)).count();
             u32::try_from(shared).unwrap_or(u32::MAX)

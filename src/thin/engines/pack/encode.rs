@@ -1,4 +1,4 @@
-//! The packer's side of the record format (spec/formats.md §9): the
+//! The packer's side of the record format: the
 //! number-list encoder, literals, shifted runs, and the choice of encoding for
 //! each kind of block. Every encoding here decodes, through `vm`, to exactly
 //! the bytes it was given, whatever they hold.
@@ -14,6 +14,12 @@ const MAX_RUN: usize = 4095;
 fn tag(out: &mut Vec<u8>, t: Tag, nibble: u8) {
     debug_assert!(nibble < 16);
     out.push((t as u8) << 4 | nibble);
+}
+
+/// The low four bits of `n`: the whole of it for the counts below 16 that a
+/// tag's nibble holds.
+fn nibble(n: u64) -> u8 {
+    n.to_le_bytes()[0] & 0xf
 }
 
 /// Appends `n` in the smallest of the widths 1, 2, 4, 8, returning the width.
@@ -51,13 +57,14 @@ fn long_count(out: &mut Vec<u8>, t: Tag, n: usize) {
 fn count_prefix(out: &mut Vec<u8>, k: usize) {
     if k == 1 {
     } else if k < 16 {
-        tag(out, Tag::Count, u8::try_from(k).unwrap_or(0));
+        tag(out, Tag::Count, nibble(k as u64));
     } else {
         long_count(out, Tag::Count8, k);
     }
 }
 
-/// Encodes a list of numbers (formats.md §9 "Number-list encoder").
+/// Encodes a list of numbers: the first as a value, then each stretch as a
+/// repeat of the current value or as a count of equal steps up or down.
 pub fn numbers(out: &mut Vec<u8>, ns: &[u64]) {
     let Some((&first, mut rest)) = ns.split_first() else {
         return;
@@ -72,7 +79,7 @@ pub fn numbers(out: &mut Vec<u8>, ns: &[u64]) {
                 .take_while(|&&x| x == base)
                 .count();
             if k < 16 {
-                tag(out, Tag::Const, u8::try_from(k).unwrap_or(0));
+                tag(out, Tag::Const, nibble(k as u64));
             } else {
                 long_count(out, Tag::Const8, k);
             }
@@ -105,7 +112,7 @@ pub fn numbers(out: &mut Vec<u8>, ns: &[u64]) {
             (Tag::Neg, Tag::NegW)
         };
         if delta < 16 {
-            tag(out, small, u8::try_from(delta).unwrap_or(0));
+            tag(out, small, nibble(delta));
         } else {
             tag_with_operand(out, wide, delta);
         }
@@ -120,7 +127,7 @@ pub fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
         return;
     }
     if bytes.len() < 16 {
-        tag(out, Tag::Lit, u8::try_from(bytes.len()).unwrap_or(0));
+        tag(out, Tag::Lit, nibble(bytes.len() as u64));
     } else {
         tag_with_operand(out, Tag::LitW, bytes.len() as u64);
     }

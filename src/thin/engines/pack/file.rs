@@ -1,4 +1,4 @@
-//! The pack file (spec/formats.md §9): a header, then zlib-compressed chunks
+//! The pack file: a header, then zlib-compressed chunks
 //! of records `(block number, encoded block)`.
 //!
 //! ```text
@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE, BLOCK_SIZE_U64};
 use crate::pdata::checksum;
-use crate::pdata::io::BlockDevice;
+use crate::pdata::io::{BlockDevice, OpenError};
 use crate::thin::engines::pack::encode;
 use crate::thin::engines::pack::vm::{Vm, VmError};
 
@@ -80,6 +80,39 @@ pub enum PackError {
         /// The OS error.
         source: io::Error,
     },
+    /// Opening the input or output failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The output is the input file itself.
+    #[error("input and output are the same file")]
+    SameFile,
+    /// The user declined to overwrite an output holding metadata.
+    #[error("Output file not overwritten")]
+    NotOverwritten,
+    /// The header's block count does not fit in 64 bits of bytes.
+    #[error("pack file describes {0} blocks, too many")]
+    TooManyBlocks(u64),
+    /// One step on a file failed (the step names the file).
+    #[error("{context}")]
+    Step {
+        /// The step and the file, e.g. `truncating out.pack`.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Finishing the output failed.
+    #[error("{context}")]
+    Finish {
+        /// `writing <output>`.
+        context: String,
+        /// What failed.
+        #[source]
+        source: Box<PackError>,
+    },
+    /// An OS error, shown as it is.
+    #[error(transparent)]
+    Os(#[from] io::Error),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> PackError {

@@ -1,92 +1,58 @@
-//! thin_metadata_pack / thin_metadata_unpack (spec/tools.md, formats.md §9).
+//! thin_metadata_pack / thin_metadata_unpack: the engines.
 //!
 //! `vm` decodes records, `encode` writes them, `file` holds the container
-//! format and the parallel pack/unpack drivers; this module is the command
-//! layer: options, opening files, the overwrite prompt.
+//! format and the parallel pack/unpack drivers; this module opens the files,
+//! guards an output that already holds metadata and writes the unpacked
+//! device.
 
 pub mod encode;
 pub mod file;
 pub mod vm;
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
-use clap::{ArgAction, Parser};
-
-use crate::commands::exit::Outcome;
-use crate::commands::run as cli;
 use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE_U64};
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::{open_metadata, Access, BlockDevice, FileDevice, OpenError, Sharing};
-use file::{BlockSink, Header, PackError};
+use crate::pdata::sys;
+use crate::pdata::to_index;
+use file::{BlockSink, Header, PackStats};
 
-/// Produce a compressed file of thin metadata.
-#[derive(Parser, Debug)]
-#[command(
-    name = "thin_metadata_pack",
-    version = crate::commands::VERSION,
-    about = "Produce a compressed file of thin metadata"
-)]
-pub struct PackOpts {
-    /// Overwrite the output without asking, even if it holds metadata
-    #[arg(short = 'f', long = "force", action = ArgAction::Count)]
-    force: u8,
-    /// Metadata device or file to pack
-    #[arg(short = 'i', long = "input", value_name = "DEV")]
-    input: PathBuf,
-    /// Pack file to write
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    output: PathBuf,
-}
+pub use file::PackError;
 
-/// Unpack a compressed file of thin metadata.
-#[derive(Parser, Debug)]
-#[command(
-    name = "thin_metadata_unpack",
-    version = crate::commands::VERSION,
-    about = "Unpack a compressed file of thin metadata"
-)]
-pub struct UnpackOpts {
-    /// Overwrite the output without asking, even if it holds metadata
-    #[arg(short = 'f', long = "force", action = ArgAction::Count)]
-    force: u8,
-    /// Pack file to read
-    #[arg(short = 'i', long = "input", value_name = "FILE")]
-    input: PathBuf,
-    /// Metadata device or file to write
-    #[arg(short = 'o', long = "output", value_name = "DEV")]
-    output: PathBuf,
-}
-
-/// Entry point of `thin_metadata_pack`.
-#[must_use]
-pub fn pack_command(args: &[OsString]) -> Outcome {
-    cli::run_with::<PackOpts, _>("thin_metadata_pack", args, |o| match run_pack(&o) {
-        Ok(()) => Outcome::Success,
-        Err(e) => cli::report_error(&e, false),
-    })
-}
-
-/// Entry point of `thin_metadata_unpack`.
-#[must_use]
-pub fn unpack_command(args: &[OsString]) -> Outcome {
-    cli::run_with::<UnpackOpts, _>("thin_metadata_unpack", args, |o| match run_unpack(&o) {
-        Ok(()) => Outcome::Success,
-        Err(e) => cli::report_error(&e, false),
-    })
-}
-
-/// How an existing output is treated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Overwrite {
-    /// Ask when it already holds metadata.
-    Ask,
-    /// `-f`.
+/// How an output that already holds a thin, cache or era superblock is
+/// treated.
+#[derive(Clone, Copy, Debug)]
+pub enum Overwrite {
+    /// Overwrite it (`-f`).
     Force,
+    /// Ask: the function asks the user and returns true for "yes".
+    Ask(fn() -> io::Result<bool>),
+}
+
+/// What to pack and where.
+#[derive(Clone, Debug)]
+pub struct PackOptions {
+    /// Metadata device or file to pack (opened read-only).
+    pub input: PathBuf,
+    /// Pack file to write.
+    pub output: PathBuf,
+    /// Treatment of an output holding metadata.
+    pub overwrite: Overwrite,
+}
+
+/// What to unpack and where.
+#[derive(Clone, Debug)]
+pub struct UnpackOptions {
+    /// Pack file to read.
+    pub input: PathBuf,
+    /// Metadata device or file to write.
+    pub output: PathBuf,
+    /// Treatment of an output holding metadata.
+    pub overwrite: Overwrite,
 }
 
 /// The block ranges of `file` that may hold data: for a sparse regular file
@@ -103,12 +69,12 @@ fn data_ranges(file: &File, nr_blocks: u64) -> Vec<std::ops::Range<u64>> {
     let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
     let mut pos: u64 = 0;
     while pos < nr_blocks * BLOCK_SIZE_U64 {
-        let data = match seek_data_or_hole(file, pos, libc::SEEK_DATA) {
+        let data = match sys::next_data(file, pos) {
             Ok(Some(d)) => d,
             Ok(None) => break,
             Err(_) => return whole,
         };
-        let Ok(Some(hole)) = seek_data_or_hole(file, data, libc::SEEK_HOLE) else {
+        let Ok(Some(hole)) = sys::next_hole(file, data) else {
             return whole;
         };
         let (first, end) = (
@@ -125,83 +91,71 @@ fn data_ranges(file: &File, nr_blocks: u64) -> Vec<std::ops::Range<u64>> {
     ranges
 }
 
-/// `lseek(SEEK_DATA | SEEK_HOLE)`: the next data or hole offset at or after
-/// `from`, `None` when there is no more data.
-fn seek_data_or_hole(file: &File, from: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
-    use std::os::fd::AsRawFd;
-    let from = libc::off_t::try_from(from).map_err(io::Error::other)?;
-    // SAFETY: lseek takes plain integers and an fd we own; it touches no
-    // memory of ours. Pack reads positionally, so the moved offset is unused.
-    let r = unsafe { libc::lseek(file.as_raw_fd(), from, whence) };
-    if r >= 0 {
-        return Ok(u64::try_from(r).ok());
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ENXIO) {
-        Ok(None)
-    } else {
-        Err(e)
-    }
-}
-
 /// Refuses an output that is the input itself (truncating it would destroy
 /// the input before it was read).
-fn ensure_distinct(input: &Path, output: &Path) -> anyhow::Result<()> {
+fn ensure_distinct(input: &Path, output: &Path) -> Result<(), PackError> {
     use std::os::unix::fs::MetadataExt;
     if let (Ok(i), Ok(o)) = (std::fs::metadata(input), std::fs::metadata(output)) {
         if i.dev() == o.dev() && i.ino() == o.ino() {
-            return Err(anyhow!("input and output are the same file"));
+            return Err(PackError::SameFile);
         }
     }
     Ok(())
 }
 
-fn run_pack(o: &PackOpts) -> anyhow::Result<()> {
-    let dev = open_metadata(&o.input, Access::ReadOnly, Sharing::Exclusive)?;
-    ensure_distinct(&o.input, &o.output)?;
-    let force = if o.force > 0 {
-        Overwrite::Force
-    } else {
-        Overwrite::Ask
-    };
-    let out = open_output(&o.output, force)?;
-    let shown = o.output.display().to_string();
+/// A step on `path` that failed with `source`.
+fn step(what: &str, path: &Path) -> impl FnOnce(io::Error) -> PackError {
+    let context = format!("{what} {}", path.display());
+    move |source| PackError::Step { context, source }
+}
+
+/// Packs every block of the input with a recognised checksum into the
+/// output, then syncs it.
+///
+/// # Errors
+/// A [`PackError`]: an input or output that cannot be opened, a refused
+/// overwrite, or an I/O error (named with the file and step).
+pub fn pack(opts: &PackOptions) -> Result<PackStats, PackError> {
+    let dev = open_metadata(&opts.input, Access::ReadOnly, Sharing::Exclusive)?;
+    ensure_distinct(&opts.input, &opts.output)?;
+    let out = open_output(&opts.output, opts.overwrite)?;
     if out.kind == OutKind::Regular {
         out.file
             .set_len(0)
-            .with_context(|| format!("truncating {shown}"))?;
+            .map_err(step("truncating", &opts.output))?;
     }
     let ranges = data_ranges(dev.file(), dev.nr_blocks());
-    let mut w = BufWriter::with_capacity(1 << 20, &out.file);
-    file::pack(&dev, &ranges, &mut w)?;
+    let mut w = io::BufWriter::with_capacity(1 << 20, &out.file);
+    let stats = file::pack(&dev, &ranges, &mut w)?;
     drop(w);
-    out.file
-        .sync_all()
-        .with_context(|| format!("writing {shown}"))?;
-    Ok(())
+    out.file.sync_all().map_err(step("writing", &opts.output))?;
+    Ok(stats)
 }
 
-fn run_unpack(o: &UnpackOpts) -> anyhow::Result<()> {
-    let input = open_pack(&o.input)?;
+/// Writes the device a pack file describes: every stored block, zeros for
+/// the rest of a block device, block 0 last; then syncs.
+///
+/// # Errors
+/// A [`PackError`]: a bad or corrupt pack file, an output that cannot be
+/// opened or is too small, a refused overwrite, or an I/O error.
+pub fn unpack(opts: &UnpackOptions) -> Result<(), PackError> {
+    let input = open_pack(&opts.input)?;
     let header = Header::read(&input)?;
-    ensure_distinct(&o.input, &o.output)?;
-    let force = if o.force > 0 {
-        Overwrite::Force
-    } else {
-        Overwrite::Ask
-    };
-    let out = open_output(&o.output, force)?;
+    ensure_distinct(&opts.input, &opts.output)?;
+    let out = open_output(&opts.output, opts.overwrite)?;
     let bytes = header
         .nr_blocks
         .checked_mul(BLOCK_SIZE_U64)
-        .ok_or_else(|| anyhow!("pack file describes {} blocks, too many", header.nr_blocks))?;
-    let shown = o.output.display().to_string();
+        .ok_or(PackError::TooManyBlocks(header.nr_blocks))?;
     match out.kind {
         OutKind::Regular => {
             out.file
                 .set_len(0)
                 .and_then(|()| out.file.set_len(bytes))
-                .with_context(|| format!("sizing {shown} to {bytes} bytes"))?;
+                .map_err(|source| PackError::Step {
+                    context: format!("sizing {} to {bytes} bytes", opts.output.display()),
+                    source,
+                })?;
         }
         OutKind::BlockDev => {
             if out.size < bytes {
@@ -212,11 +166,13 @@ fn run_unpack(o: &UnpackOpts) -> anyhow::Result<()> {
     let dev = FileDevice::new(out.file, header.nr_blocks);
     let mut sink = DeviceSink::new(&dev, out.kind);
     file::unpack(&input, header, &mut sink)?;
-    sink.finish().with_context(|| format!("writing {shown}"))?;
-    Ok(())
+    sink.finish().map_err(|e| PackError::Finish {
+        context: format!("writing {}", opts.output.display()),
+        source: Box::new(e),
+    })
 }
 
-/// Opens a pack file, applying §2.4 items 1–3.
+/// Opens a pack file: it must exist and be a regular file or a block device.
 fn open_pack(path: &Path) -> Result<File, OpenError> {
     let shown = path.display().to_string();
     match std::fs::metadata(path) {
@@ -252,7 +208,7 @@ fn under_dev(path: &Path) -> bool {
 
 /// Opens (or creates) the output of pack/unpack: an existing regular file or
 /// block device holding a thin/cache/era superblock needs confirmation.
-fn open_output(path: &Path, overwrite: Overwrite) -> anyhow::Result<Output> {
+fn open_output(path: &Path, overwrite: Overwrite) -> Result<Output, PackError> {
     let shown = path.display().to_string();
     let kind = match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Some(OutKind::Regular),
@@ -295,8 +251,10 @@ fn open_output(path: &Path, overwrite: Overwrite) -> anyhow::Result<Output> {
         io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(os)?;
         end
     };
-    if overwrite == Overwrite::Ask && holds_metadata(&file, size) && !confirm_overwrite()? {
-        return Err(anyhow!("Output file not overwritten"));
+    if let Overwrite::Ask(confirm) = overwrite {
+        if holds_metadata(&file, size) && !confirm()? {
+            return Err(PackError::NotOverwritten);
+        }
     }
     Ok(Output { file, kind, size })
 }
@@ -311,24 +269,6 @@ fn holds_metadata(file: &File, size: u64) -> bool {
         checksum::classify(&b.0),
         Some(BlockKind::Superblock | BlockKind::CacheSuperblock | BlockKind::EraSuperblock)
     )
-}
-
-/// Asks on stderr, reads one line from stdin: `y`/`yes` (any case) accepts.
-fn confirm_overwrite() -> anyhow::Result<bool> {
-    {
-        let mut e = io::stderr().lock();
-        write!(
-            e,
-            "The destination appears to already contain metadata, are you sure? [y/n]: "
-        )?;
-        e.flush()?;
-    }
-    let mut line = String::new();
-    if io::stdin().lock().read_line(&mut line).is_err() {
-        return Ok(false);
-    }
-    let answer = line.trim().to_ascii_lowercase();
-    Ok(answer == "y" || answer == "yes")
 }
 
 /// Writes unpacked blocks to the output: consecutive blocks in one write,
@@ -349,8 +289,8 @@ const WRITE_RUN: usize = 256;
 
 impl<'a> DeviceSink<'a> {
     fn new(dev: &'a FileDevice, kind: OutKind) -> Self {
-        let written = (kind == OutKind::BlockDev)
-            .then(|| vec![0u64; usize::try_from(dev.nr_blocks().div_ceil(64)).unwrap_or(0)]);
+        let written =
+            (kind == OutKind::BlockDev).then(|| vec![0u64; to_index(dev.nr_blocks().div_ceil(64))]);
         DeviceSink {
             dev,
             block0: None,
@@ -375,7 +315,7 @@ impl<'a> DeviceSink<'a> {
         Ok(())
     }
 
-    fn finish(mut self) -> anyhow::Result<()> {
+    fn finish(mut self) -> Result<(), PackError> {
         self.flush()?;
         if let Some(bits) = &self.written {
             zero_unwritten(self.dev, bits)?;
@@ -393,7 +333,7 @@ impl<'a> DeviceSink<'a> {
 impl BlockSink for DeviceSink<'_> {
     fn put(&mut self, nr: BlockNr, block: &Block) -> Result<(), PackError> {
         if let Some(bits) = &mut self.written {
-            if let Some(w) = usize::try_from(nr / 64).ok().and_then(|i| bits.get_mut(i)) {
+            if let Some(w) = bits.get_mut(to_index(nr / 64)) {
                 *w |= 1 << (nr % 64);
             }
         }
@@ -418,7 +358,7 @@ fn zero_unwritten(dev: &FileDevice, bits: &[u64]) -> io::Result<()> {
     const RUN: usize = 256;
     let zeros = Block::zeroed_vec(RUN);
     let n = dev.nr_blocks();
-    let is_set = |b: u64| bits[usize::try_from(b / 64).unwrap_or(0)] & (1 << (b % 64)) != 0;
+    let is_set = |b: u64| bits[to_index(b / 64)] & (1 << (b % 64)) != 0;
     let mut b = 1;
     while b < n {
         if is_set(b) {

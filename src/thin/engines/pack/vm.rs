@@ -1,4 +1,4 @@
-//! The decoder VM of pack records (spec/formats.md §9).
+//! The decoder VM of pack records.
 //!
 //! An instruction is one byte `tag << 4 | nibble`; operands follow in little
 //! endian. Every instruction appends 64-bit numbers (`base`, as 8 LE bytes) or

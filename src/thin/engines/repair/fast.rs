@@ -8,6 +8,7 @@ use crate::pdata::btree::node::NodeRef;
 use crate::pdata::btree::walk::{NodeState, Walker};
 use crate::pdata::io::BlockDevice;
 use crate::thin::model::device_details::DeviceDetails;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::open::{read_details, read_top_level};
 use crate::thin::model::superblock::Superblock;
 
@@ -39,7 +40,7 @@ pub fn healthy_devices(dev: &dyn BlockDevice, sb: &Superblock) -> Option<Vec<Hea
     let mut leaf_entries: BTreeMap<BlockNr, u64> = BTreeMap::new();
     mwalker.walk(
         &roots,
-        8,
+        MAPPING_VALUE_SIZE,
         |_, n: &NodeRef| u64::from(n.nr_entries()),
         |nr, k| {
             leaf_entries.insert(nr, k);

@@ -14,7 +14,7 @@ use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeRef, INTERNAL_NODE, LEAF_NODE};
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::{BlockDevice, MAX_RUN};
-use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_SIZE};
+use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_LEN, DETAILS_VALUE_SIZE};
 use crate::thin::model::mapping::{BlockTime, TIME_LIMIT};
 use crate::thin::model::superblock::Superblock;
 
@@ -320,7 +320,7 @@ fn summarise_leaf8(node: &NodeRef, nr_blocks: u64, p: &mut Parsed) {
 fn summarise_details(node: &NodeRef, p: &mut Parsed) {
     let mut d = DetailsSummary::default();
     p.arena.extend(node.keys().iter().map(|k| k.get()));
-    for v in node.value_bytes().chunks_exact(DETAILS_VALUE_SIZE as usize) {
+    for v in node.value_bytes().as_chunks::<DETAILS_VALUE_LEN>().0 {
         let dd = DeviceDetails::from_bytes(v);
         d.mapped = d.mapped.saturating_add(dd.mapped_blocks);
         d.max_tid = d.max_tid.max(dd.transaction_id);

@@ -2,7 +2,7 @@
 //!
 //! It reads large chunks into one buffer and hands out tags as slices of it,
 //! so the common line (`<range_mapping .../>`) costs one scan and no copy.
-//! It knows just enough XML for formats.md §2: start, end and empty tags with
+//! It knows just enough XML for thin_dump documents: start, end and empty tags with
 //! single- or double-quoted attributes, character data (ignored), comments
 //! (ignored), the XML declaration, and the constructs we refuse (DOCTYPE,
 //! CDATA, processing instructions). Offsets are absolute byte offsets in the
@@ -211,7 +211,30 @@ impl<R: Read> Lexer<R> {
     /// # Errors
     /// Malformed markup or a read error.
     pub fn next_token(&mut self) -> Result<TokenKind, LexError> {
-        // Character data up to the next '<'.
+        if let Some(t) = self.skip_text()? {
+            return Ok(t);
+        }
+        let rest = &self.buf[self.pos..self.end];
+        if rest.starts_with(b"<!--") {
+            let Some(e) = self.find(self.pos + 4, b"-->")? else {
+                return Err(self.syntax(self.end, "unterminated comment"));
+            };
+            self.pos = e;
+            return self.next_token();
+        }
+        if rest.starts_with(b"<?") {
+            return self.processing_instruction();
+        }
+        if rest.starts_with(b"<!") {
+            return self.markup_declaration();
+        }
+        self.tag()
+    }
+
+    /// Skips character data up to the next '<'. Returns the token when the
+    /// data holds a NUL byte or the input ends, None at a '<'.
+    #[inline]
+    fn skip_text(&mut self) -> Result<Option<TokenKind>, LexError> {
         loop {
             let text = &self.buf[self.pos..self.end];
             // Text between tags is usually a newline and indentation: a plain
@@ -226,56 +249,58 @@ impl<R: Read> Lexer<R> {
             let upto = lt.unwrap_or(text.len());
             if memchr(0, &text[..upto]).is_some() {
                 self.after = self.base + (self.pos + upto) as u64;
-                return Ok(TokenKind::Binary);
+                return Ok(Some(TokenKind::Binary));
             }
             self.pos += upto;
             if lt.is_some() && self.end - self.pos >= 4 {
-                break;
+                return Ok(None);
             }
             if !self.refill()? {
                 if self.pos < self.end {
-                    break;
+                    return Ok(None);
                 }
                 self.after = self.base + self.end as u64;
-                return Ok(TokenKind::Eof);
+                return Ok(Some(TokenKind::Eof));
             }
         }
+    }
+
+    /// `<?...?>`: the XML declaration, or an unsupported instruction.
+    fn processing_instruction(&mut self) -> Result<TokenKind, LexError> {
+        let Some(e) = self.find(self.pos + 2, b"?>")? else {
+            return Err(self.syntax(self.end, "unterminated processing instruction"));
+        };
+        let body = &self.buf[self.pos + 2..e];
+        let decl =
+            body.starts_with(b"xml") && body.get(3).is_some_and(|&b| is_space(b) || b == b'?');
+        self.after = self.base + e as u64;
+        self.pos = e;
+        Ok(if decl {
+            TokenKind::Decl
+        } else {
+            TokenKind::Unsupported
+        })
+    }
+
+    /// `<!...>` or `<![CDATA[...]]>`: refused, skipped as one token.
+    fn markup_declaration(&mut self) -> Result<TokenKind, LexError> {
         let rest = &self.buf[self.pos..self.end];
-        if rest.starts_with(b"<!--") {
-            let Some(e) = self.find(self.pos + 4, b"-->")? else {
-                return Err(self.syntax(self.end, "unterminated comment"));
-            };
-            self.pos = e;
-            return self.next_token();
-        }
-        if rest.starts_with(b"<?") {
-            let Some(e) = self.find(self.pos + 2, b"?>")? else {
-                return Err(self.syntax(self.end, "unterminated processing instruction"));
-            };
-            let body = &self.buf[self.pos + 2..e];
-            let decl =
-                body.starts_with(b"xml") && body.get(3).is_some_and(|&b| is_space(b) || b == b'?');
-            self.after = self.base + e as u64;
-            self.pos = e;
-            return Ok(if decl {
-                TokenKind::Decl
-            } else {
-                TokenKind::Unsupported
-            });
-        }
-        if rest.starts_with(b"<!") {
-            let pat: &[u8] = if rest.starts_with(b"<![CDATA[") {
-                b"]]>"
-            } else {
-                b">"
-            };
-            let Some(e) = self.find(self.pos + 2, pat)? else {
-                return Err(self.syntax(self.end, "unterminated markup declaration"));
-            };
-            self.after = self.base + e as u64;
-            self.pos = e;
-            return Ok(TokenKind::Unsupported);
-        }
+        let pat: &[u8] = if rest.starts_with(b"<![CDATA[") {
+            b"]]>"
+        } else {
+            b">"
+        };
+        let Some(e) = self.find(self.pos + 2, pat)? else {
+            return Err(self.syntax(self.end, "unterminated markup declaration"));
+        };
+        self.after = self.base + e as u64;
+        self.pos = e;
+        Ok(TokenKind::Unsupported)
+    }
+
+    /// A start, end or empty tag.
+    #[inline]
+    fn tag(&mut self) -> Result<TokenKind, LexError> {
         let end = self.tag_end()?;
         let start = self.pos;
         self.after = self.base + end as u64;

@@ -1,18 +1,20 @@
-//! The XML source: reads thin_dump XML (formats.md §2) as a stream and drives
-//! a [`MetadataVisitor`] (the binary writer for thin_restore).
+//! The XML source: reads thin_dump XML as a stream and drives a
+//! [`MetadataVisitor`] (the binary writer for thin_restore).
 //!
-//! Input rules and messages are formats.md §2's, checked in document order.
-//! Byte offsets in messages are the offset just past the offending tag.
+//! Input rules are checked in document order and the first one broken ends
+//! the read; its error carries the byte offset just past the offending tag
+//! (the offset some messages print too). One `<superblock>` holds `<def>`s
+//! and `<device>`s; mappings appear only inside a def or device, refs only
+//! inside a device and only to a def defined earlier.
 //! `<def>` and `<ref>` names are arbitrary strings; each distinct name gets a
 //! number in order of first definition, which is what the visitor sees.
 
 use std::collections::HashMap;
 use std::io::Read;
 
-use anyhow::{anyhow, bail, Result};
-
+use crate::thin::ir::error::{XmlError, XmlErrorKind as Kind};
 use crate::thin::ir::xml::lexer::{Attr, Lexer, TokenKind};
-use crate::thin::ir::{DeviceInfo, Map, MetadataVisitor, SuperblockInfo};
+use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo};
 use crate::thin::model::superblock::valid_data_block_size;
 
 /// Where in the document the reader is.
@@ -45,8 +47,8 @@ impl Place {
 /// Reads one XML document from `input` into `sink`.
 ///
 /// # Errors
-/// The first input rule broken (formats.md §2 wording) or a sink failure.
-pub fn read_xml<R: Read>(input: R, sink: &mut dyn MetadataVisitor) -> Result<()> {
+/// The first input rule broken ([`IrError::Xml`]) or a sink failure.
+pub fn read_xml<R: Read>(input: R, sink: &mut dyn MetadataVisitor) -> Result<(), IrError> {
     let mut src = XmlSource {
         lex: Lexer::new(input),
         attrs: Vec::with_capacity(16),
@@ -91,7 +93,7 @@ impl Unsigned for u32 {
 
 /// Parses a decimal value: a fast path for plain digits, the standard
 /// parser (and its error texts) for everything else.
-fn parse_number<T: Unsigned>(raw: &[u8], attr: &str, tag: &str) -> Result<T> {
+fn parse_number<T: Unsigned>(raw: &[u8], attr: &'static str, tag: &'static str) -> Result<T, Kind> {
     if !raw.is_empty() && raw.len() <= 18 && raw.iter().all(u8::is_ascii_digit) {
         let v = raw
             .iter()
@@ -102,65 +104,83 @@ fn parse_number<T: Unsigned>(raw: &[u8], attr: &str, tag: &str) -> Result<T> {
     }
     let s = std::str::from_utf8(raw).unwrap_or("\u{1}");
     s.parse::<T>()
-        .map_err(|e| anyhow!("invalid value for '{attr}' in tag '{tag}': {e}"))
+        .map_err(|err| Kind::InvalidNumber { attr, tag, err })
 }
 
 impl<R: Read> XmlSource<R> {
+    /// `kind`, at the lexer's current offset.
+    fn fail(&self, kind: impl Into<Kind>) -> IrError {
+        IrError::Xml(XmlError {
+            at: self.lex.position(),
+            kind: kind.into(),
+        })
+    }
+
     /// Collects the attributes of the current tag by name; `required` is the
     /// number of leading names that must be present.
     fn attributes<const N: usize>(
         &mut self,
-        tag: &str,
-        names: [&str; N],
+        tag: &'static str,
+        names: [&'static str; N],
         required: usize,
-    ) -> Result<Values<N>> {
+    ) -> Result<Values<N>, IrError> {
         let mut out: Values<N> = [None; N];
-        self.lex.attributes(&mut self.attrs)?;
+        if let Err(e) = self.lex.attributes(&mut self.attrs) {
+            return Err(self.fail(e));
+        }
         for a in &self.attrs {
             let key = self.lex.bytes(a.name);
             let Some(i) = names.iter().position(|n| n.as_bytes() == key) else {
-                bail!("unknown attribute '{}' in tag '{tag}'", text(key));
+                let attr = text(key);
+                return Err(self.fail(Kind::UnknownAttribute { attr, tag }));
             };
             if out[i].is_some() {
-                bail!("duplicate attribute '{}' in tag '{tag}'", names[i]);
+                let attr = names[i];
+                return Err(self.fail(Kind::DuplicateAttribute { attr, tag }));
             }
             out[i] = Some(a.value);
         }
         if let Some(i) = (0..required).find(|&i| out[i].is_none()) {
-            bail!("missing attribute '{}' for tag '{tag}'", names[i]);
+            let attr = names[i];
+            return Err(self.fail(Kind::MissingAttribute { attr, tag }));
         }
         Ok(out)
     }
 
-    fn number<T: Unsigned>(&self, v: Option<(usize, usize)>, attr: &str, tag: &str) -> Result<T> {
-        parse_number(v.map_or(&b""[..], |r| self.lex.bytes(r)), attr, tag)
+    fn number<T: Unsigned>(
+        &self,
+        v: Option<(usize, usize)>,
+        attr: &'static str,
+        tag: &'static str,
+    ) -> Result<T, IrError> {
+        parse_number(v.map_or(&b""[..], |r| self.lex.bytes(r)), attr, tag).map_err(|k| self.fail(k))
     }
 
     fn optional<T: Unsigned>(
         &self,
         v: Option<(usize, usize)>,
-        attr: &str,
-        tag: &str,
-    ) -> Result<Option<T>> {
+        attr: &'static str,
+        tag: &'static str,
+    ) -> Result<Option<T>, IrError> {
         v.map(|_| self.number(v, attr, tag)).transpose()
     }
 
-    fn run(&mut self, sink: &mut dyn MetadataVisitor) -> Result<()> {
+    fn run(&mut self, sink: &mut dyn MetadataVisitor) -> Result<(), IrError> {
         loop {
-            let kind = self.lex.next_token()?;
+            let kind = self.lex.next_token().map_err(|e| self.fail(e))?;
             let pos = self.lex.position();
             match kind {
                 TokenKind::Eof => {
                     if self.place != Place::Done {
-                        bail!("incomplete source metadata");
+                        return Err(self.fail(Kind::Incomplete));
                     }
                     sink.eof()?;
                     return Ok(());
                 }
-                TokenKind::Binary => bail!("incomplete source metadata"),
+                TokenKind::Binary => return Err(self.fail(Kind::Incomplete)),
                 TokenKind::Decl if self.place == Place::Start => {}
                 TokenKind::Decl | TokenKind::Unsupported => {
-                    bail!("unsupported element at byte {pos}");
+                    return Err(self.fail(Kind::Unsupported(pos)));
                 }
                 TokenKind::Start => self.start(pos, sink)?,
                 TokenKind::Empty => self.empty(pos, sink)?,
@@ -169,16 +189,14 @@ impl<R: Read> XmlSource<R> {
         }
     }
 
-    fn end(&mut self, pos: u64, sink: &mut dyn MetadataVisitor) -> Result<()> {
+    fn end(&mut self, pos: u64, sink: &mut dyn MetadataVisitor) -> Result<(), IrError> {
         let name = self.lex.name();
         if !matches!(name, b"superblock" | b"def" | b"device") {
-            bail!("unknown end tag at byte {pos}");
+            return Err(self.fail(Kind::UnknownEnd(pos)));
         }
         if self.place.open_element() != Some(name) {
-            bail!(
-                "parse error at byte {pos}: mismatched end tag </{}>",
-                text(name)
-            );
+            let name = text(name);
+            return Err(self.fail(Kind::MismatchedEnd { at: pos, name }));
         }
         match self.place {
             Place::Superblock => {
@@ -197,7 +215,7 @@ impl<R: Read> XmlSource<R> {
         Ok(())
     }
 
-    fn start(&mut self, pos: u64, sink: &mut dyn MetadataVisitor) -> Result<()> {
+    fn start(&mut self, pos: u64, sink: &mut dyn MetadataVisitor) -> Result<(), IrError> {
         match self.lex.name() {
             b"superblock" => self.superblock(sink),
             b"def" => {
@@ -215,111 +233,123 @@ impl<R: Read> XmlSource<R> {
                 self.place = Place::Device;
                 Ok(())
             }
-            _ => bail!("unknown start tag at byte {pos}"),
+            _ => Err(self.fail(Kind::UnknownStart(pos))),
         }
     }
 
-    fn empty(&mut self, pos: u64, sink: &mut dyn MetadataVisitor) -> Result<()> {
-        let mut v = [0u64; 4];
+    fn empty(&mut self, pos: u64, sink: &mut dyn MetadataVisitor) -> Result<(), IrError> {
+        if let Some(m) = self.canonical_map() {
+            sink.map(&m)?;
+            return Ok(());
+        }
         match self.lex.name() {
-            b"single_mapping"
-                if matches!(self.place, Place::Def | Place::Device)
-                    && self
-                        .lex
-                        .canonical_numbers(&[b"origin_block", b"data_block", b"time"], &mut v)
-                    && v[2] <= u64::from(u32::MAX) =>
-            {
-                let m = Map {
-                    thin_begin: v[0],
-                    data_begin: v[1],
-                    time: u32::try_from(v[2]).unwrap_or(u32::MAX),
-                    len: 1,
-                };
-                sink.map(&m)?;
-                Ok(())
-            }
-            b"range_mapping"
-                if matches!(self.place, Place::Def | Place::Device)
-                    && self.lex.canonical_numbers(
-                        &[b"origin_begin", b"data_begin", b"length", b"time"],
-                        &mut v,
-                    )
-                    && v[3] <= u64::from(u32::MAX) =>
-            {
-                let m = Map {
-                    thin_begin: v[0],
-                    data_begin: v[1],
-                    len: v[2],
-                    time: u32::try_from(v[3]).unwrap_or(u32::MAX),
-                };
-                sink.map(&m)?;
-                Ok(())
-            }
             b"single_mapping" => {
-                self.need_mapping_place()?;
-                let tag = "single_mapping";
-                let v = self.attributes(tag, ["origin_block", "data_block", "time"], 3)?;
-                let m = Map {
-                    thin_begin: self.number(v[0], "origin_block", tag)?,
-                    data_begin: self.number(v[1], "data_block", tag)?,
-                    time: self.number(v[2], "time", tag)?,
-                    len: 1,
-                };
+                let m = self.single_mapping()?;
                 sink.map(&m)?;
-                Ok(())
             }
             b"range_mapping" => {
-                self.need_mapping_place()?;
-                let tag = "range_mapping";
-                let names = ["origin_begin", "data_begin", "length", "time"];
-                let v = self.attributes(tag, names, 4)?;
-                let m = Map {
-                    thin_begin: self.number(v[0], "origin_begin", tag)?,
-                    data_begin: self.number(v[1], "data_begin", tag)?,
-                    len: self.number(v[2], "length", tag)?,
-                    time: self.number(v[3], "time", tag)?,
-                };
+                let m = self.range_mapping()?;
                 sink.map(&m)?;
-                Ok(())
             }
             b"ref" => {
                 if self.place != Place::Device {
-                    bail!("<ref> tags may only occur within <device> sections.");
+                    return Err(self.fail(Kind::RefOutside));
                 }
                 let [name] = self.attributes("ref", ["name"], 1)?;
                 let name = name.map_or(&b""[..], |r| self.lex.bytes(r));
                 let Some(&id) = self.names.get(name) else {
-                    bail!("Couldn't find sub tree '{}'.", text(name));
+                    return Err(self.fail(Kind::UnknownDef(text(name))));
                 };
                 sink.ref_shared(id)?;
-                Ok(())
             }
             b"device" => {
                 self.device(sink)?;
                 sink.device_end()?;
-                Ok(())
             }
-            _ => bail!("unknown empty element at byte {pos}"),
-        }
-    }
-
-    fn need_superblock(&self) -> Result<()> {
-        if self.place != Place::Superblock {
-            bail!("missing superblock");
+            _ => return Err(self.fail(Kind::UnknownEmpty(pos))),
         }
         Ok(())
     }
 
-    fn need_mapping_place(&self) -> Result<()> {
+    /// The fast path: a mapping inside a def or device whose attributes are
+    /// written exactly as thin_dump writes them. None sends the tag down the
+    /// general path, which gives the exact error for anything wrong.
+    fn canonical_map(&self) -> Option<Map> {
         if !matches!(self.place, Place::Def | Place::Device) {
-            bail!("Mapping tags must appear within a <def> or <device> tag.");
+            return None;
+        }
+        let mut v = [0u64; 4];
+        match self.lex.name() {
+            b"single_mapping" => {
+                let names: [&[u8]; 3] = [b"origin_block", b"data_block", b"time"];
+                if !self.lex.canonical_numbers(&names, &mut v) {
+                    return None;
+                }
+                Some(Map {
+                    thin_begin: v[0],
+                    data_begin: v[1],
+                    time: u32::try_from(v[2]).ok()?,
+                    len: 1,
+                })
+            }
+            b"range_mapping" => {
+                let names: [&[u8]; 4] = [b"origin_begin", b"data_begin", b"length", b"time"];
+                if !self.lex.canonical_numbers(&names, &mut v) {
+                    return None;
+                }
+                Some(Map {
+                    thin_begin: v[0],
+                    data_begin: v[1],
+                    len: v[2],
+                    time: u32::try_from(v[3]).ok()?,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn single_mapping(&mut self) -> Result<Map, IrError> {
+        self.need_mapping_place()?;
+        let tag = "single_mapping";
+        let v = self.attributes(tag, ["origin_block", "data_block", "time"], 3)?;
+        Ok(Map {
+            thin_begin: self.number(v[0], "origin_block", tag)?,
+            data_begin: self.number(v[1], "data_block", tag)?,
+            time: self.number(v[2], "time", tag)?,
+            len: 1,
+        })
+    }
+
+    fn range_mapping(&mut self) -> Result<Map, IrError> {
+        self.need_mapping_place()?;
+        let tag = "range_mapping";
+        let names = ["origin_begin", "data_begin", "length", "time"];
+        let v = self.attributes(tag, names, 4)?;
+        Ok(Map {
+            thin_begin: self.number(v[0], "origin_begin", tag)?,
+            data_begin: self.number(v[1], "data_begin", tag)?,
+            len: self.number(v[2], "length", tag)?,
+            time: self.number(v[3], "time", tag)?,
+        })
+    }
+
+    fn need_superblock(&self) -> Result<(), IrError> {
+        if self.place != Place::Superblock {
+            return Err(self.fail(Kind::MissingSuperblock));
         }
         Ok(())
     }
 
-    fn superblock(&mut self, sink: &mut dyn MetadataVisitor) -> Result<()> {
+    fn need_mapping_place(&self) -> Result<(), IrError> {
+        if !matches!(self.place, Place::Def | Place::Device) {
+            return Err(self.fail(Kind::MappingOutside));
+        }
+        Ok(())
+    }
+
+    fn superblock(&mut self, sink: &mut dyn MetadataVisitor) -> Result<(), IrError> {
         if self.seen_superblock {
-            bail!("duplicated superblock");
+            return Err(self.fail(Kind::DuplicatedSuperblock));
         }
         let tag = "superblock";
         let names = [
@@ -344,7 +374,7 @@ impl<R: Read> XmlSource<R> {
             metadata_snap: self.optional(v[7], "metadata_snap", tag)?,
         };
         if !valid_data_block_size(u64::from(sb.data_block_size)) {
-            bail!("invalid data block size");
+            return Err(self.fail(Kind::InvalidDataBlockSize(sb.data_block_size)));
         }
         self.seen_superblock = true;
         sink.superblock_begin(&sb)?;
@@ -352,7 +382,7 @@ impl<R: Read> XmlSource<R> {
         Ok(())
     }
 
-    fn device(&mut self, sink: &mut dyn MetadataVisitor) -> Result<()> {
+    fn device(&mut self, sink: &mut dyn MetadataVisitor) -> Result<(), IrError> {
         self.need_superblock()?;
         let tag = "device";
         let names = [
@@ -372,5 +402,91 @@ impl<R: Read> XmlSource<R> {
         };
         sink.device_begin(&dev)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thin::ir::Visit;
+
+    /// Accepts every event.
+    struct Null;
+
+    impl MetadataVisitor for Null {
+        fn superblock_begin(&mut self, _: &SuperblockInfo) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn superblock_end(&mut self) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn def_begin(&mut self, _: u64) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn def_end(&mut self) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn device_begin(&mut self, _: &DeviceInfo) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn device_end(&mut self) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn map(&mut self, _: &Map) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn ref_shared(&mut self, _: u64) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+        fn eof(&mut self) -> Result<Visit, IrError> {
+            Ok(Visit::Continue)
+        }
+    }
+
+    const SB: &str = r#"<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="100">"#;
+
+    fn xml_error(doc: &str) -> XmlError {
+        match read_xml(doc.as_bytes(), &mut Null) {
+            Err(IrError::Xml(e)) => e,
+            other => panic!("not an XML error: {other:?}"),
+        }
+    }
+
+    /// Every rule broken is reported with the offset just past its tag, also
+    /// when the message itself names no offset.
+    #[test]
+    fn errors_carry_the_offset_past_the_offending_tag() {
+        let doc = format!("{SB}\n<device dev_id=\"1\"/>");
+        let e = xml_error(&doc);
+        assert_eq!(e.at, doc.len() as u64);
+        assert_eq!(
+            e.to_string(),
+            "missing attribute 'mapped_blocks' for tag 'device'"
+        );
+
+        let doc = format!("{SB}\n<bogus/>");
+        let e = xml_error(&doc);
+        assert_eq!(e.at, doc.len() as u64);
+        assert!(matches!(e.kind, Kind::UnknownEmpty(at) if at == doc.len() as u64));
+
+        let doc = format!("{SB}\n<ref name=\"x\"/>");
+        let e = xml_error(&doc);
+        assert_eq!(e.at, doc.len() as u64);
+        assert!(matches!(e.kind, Kind::RefOutside));
+    }
+
+    /// A canonical mapping line whose time does not fit 32 bits takes the
+    /// general path and is refused with the parser's wording.
+    #[test]
+    fn a_time_beyond_32_bits_is_refused() {
+        let dev = r#"<device dev_id="1" mapped_blocks="0" transaction="0" creation_time="0" snap_time="0">"#;
+        let doc = format!(
+            "{SB}\n{dev}\n<single_mapping origin_block=\"0\" data_block=\"0\" time=\"4294967296\"/>"
+        );
+        let e = xml_error(&doc);
+        assert_eq!(
+            e.to_string(),
+            "invalid value for 'time' in tag 'single_mapping': number too large to fit in target type"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The thin_dump XML sink (spec/formats.md §1.1).
+//! The thin_dump XML sink: the document thin_restore reads.
 //!
 //! One element per line, two spaces per level, no declaration and no newline
 //! after the final `</superblock>`. Numbers go through `itoa` straight into
@@ -7,7 +7,9 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use crate::thin::ir::{ChunkSink, DeviceInfo, Map, MetadataVisitor, SuperblockInfo, Visit};
+use crate::thin::ir::{
+    ChunkSink, DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit,
+};
 
 /// Writes the IR as thin_dump XML to `W` (give it a large `BufWriter`).
 pub struct XmlWriter<W: Write> {
@@ -29,7 +31,7 @@ impl<W: Write> XmlWriter<W> {
         self.out
     }
 
-    fn put_line(&mut self) -> anyhow::Result<Visit> {
+    fn put_line(&mut self) -> Result<Visit, IrError> {
         self.out.write_all(&self.line)?;
         self.line.clear();
         Ok(Visit::Continue)
@@ -166,7 +168,7 @@ impl<'a> LineBuf<'a> {
 }
 
 impl<W: Write> MetadataVisitor for XmlWriter<W> {
-    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> anyhow::Result<Visit> {
+    fn superblock_begin(&mut self, sb: &SuperblockInfo) -> Result<Visit, IrError> {
         let l = &mut self.line;
         l.extend_from_slice(b"<superblock uuid=\"");
         push_escaped(l, &sb.uuid);
@@ -182,24 +184,24 @@ impl<W: Write> MetadataVisitor for XmlWriter<W> {
         self.put_line()
     }
 
-    fn superblock_end(&mut self) -> anyhow::Result<Visit> {
+    fn superblock_end(&mut self) -> Result<Visit, IrError> {
         self.line.extend_from_slice(b"</superblock>");
         self.put_line()
     }
 
-    fn def_begin(&mut self, name: u64) -> anyhow::Result<Visit> {
+    fn def_begin(&mut self, name: u64) -> Result<Visit, IrError> {
         self.line.extend_from_slice(b"  <def name=\"");
         push_num(&mut self.line, name);
         self.line.extend_from_slice(b"\">\n");
         self.put_line()
     }
 
-    fn def_end(&mut self) -> anyhow::Result<Visit> {
+    fn def_end(&mut self) -> Result<Visit, IrError> {
         self.line.extend_from_slice(b"  </def>\n");
         self.put_line()
     }
 
-    fn device_begin(&mut self, d: &DeviceInfo) -> anyhow::Result<Visit> {
+    fn device_begin(&mut self, d: &DeviceInfo) -> Result<Visit, IrError> {
         let l = &mut self.line;
         l.extend_from_slice(b"  <device dev_id=\"");
         push_num(l, d.dev_id);
@@ -211,24 +213,24 @@ impl<W: Write> MetadataVisitor for XmlWriter<W> {
         self.put_line()
     }
 
-    fn device_end(&mut self) -> anyhow::Result<Visit> {
+    fn device_end(&mut self) -> Result<Visit, IrError> {
         self.line.extend_from_slice(b"  </device>\n");
         self.put_line()
     }
 
-    fn map(&mut self, m: &Map) -> anyhow::Result<Visit> {
+    fn map(&mut self, m: &Map) -> Result<Visit, IrError> {
         render_map(&mut self.line, m);
         self.put_line()
     }
 
-    fn ref_shared(&mut self, name: u64) -> anyhow::Result<Visit> {
+    fn ref_shared(&mut self, name: u64) -> Result<Visit, IrError> {
         self.line.extend_from_slice(b"    <ref name=\"");
         push_num(&mut self.line, name);
         self.line.extend_from_slice(b"\"/>\n");
         self.put_line()
     }
 
-    fn eof(&mut self) -> anyhow::Result<Visit> {
+    fn eof(&mut self) -> Result<Visit, IrError> {
         self.out.flush()?;
         Ok(Visit::Continue)
     }
@@ -282,7 +284,7 @@ impl<W: Write + Send> ChunkSink for XmlWriter<W> {
         render_map(frag, m);
     }
 
-    fn splice(&mut self, frag: Vec<u8>) -> anyhow::Result<Visit> {
+    fn splice(&mut self, frag: Vec<u8>) -> Result<Visit, IrError> {
         self.out.write_all(&frag)?;
         give_back_fragment(frag);
         Ok(Visit::Continue)

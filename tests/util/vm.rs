@@ -3,8 +3,9 @@
 //! `scripts/kernel-vm/guest-lib.sh` for the guest side).
 //!
 //! Layers, lowest first:
-//! - [`vm_enabled`]: call first in every VM test; `false` means skip
-//!   (`THINTOOLS_SKIP_VM=1`), a missing qemu is a test failure.
+//! - [`vm_enabled`]: call first in every VM test; `false` means skip (the
+//!   VM tests run only with `THINTOOLS_VM_TESTS=1`; with it, a missing qemu
+//!   is a test failure).
 //! - [`Guest`]: one boot with a guest script, named disks, host binaries
 //!   (e.g. our tools) and files; returns a [`GuestRun`] with the exit status,
 //!   the console and the files the guest wrote to `$OUT`.
@@ -40,12 +41,24 @@ pub fn harness_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kernel-vm")
 }
 
-/// Whether VM tests should run. Returns `false` when `THINTOOLS_SKIP_VM=1`;
-/// panics with instructions when qemu is missing (a VM test must not pass
-/// silently on a machine that cannot run it).
+/// The switch that turns the VM tests on (`scripts/test.sh` and CI set it).
+pub const VM_SWITCH: &str = "THINTOOLS_VM_TESTS";
+
+/// Whether VM tests should run: only when `THINTOOLS_VM_TESTS=1`. Without the
+/// switch the test says on stderr (past the test harness's capture, so that a
+/// plain `cargo test` shows it) that it was skipped and why. With the switch
+/// a missing qemu is a failure: a VM test must not pass silently on a machine
+/// that cannot run it.
 pub fn vm_enabled() -> bool {
-    if std::env::var("THINTOOLS_SKIP_VM").is_ok_and(|v| v == "1") {
-        eprintln!("THINTOOLS_SKIP_VM=1: skipping a test that boots the kernel");
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a VM test");
+    if std::env::var(VM_SWITCH).map_or(true, |v| v != "1") {
+        // Written to the stream itself: libtest captures only print!/eprint!.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: boots the kernel under qemu; set {VM_SWITCH}=1 to run it \
+             (scripts/test.sh does)"
+        );
         return false;
     }
     let found = Command::new("qemu-system-x86_64")
@@ -56,9 +69,9 @@ pub fn vm_enabled() -> bool {
         .is_ok_and(|s| s.success());
     assert!(
         found,
-        "qemu-system-x86_64 is not installed: this test boots the real kernel under qemu. \
-         Install it with scripts/kernel-vm/setup.sh (or scripts/setup.sh), \
-         or set THINTOOLS_SKIP_VM=1 to skip the VM tests"
+        "{test}: {VM_SWITCH}=1 but qemu-system-x86_64 is not installed: this test boots the \
+         real kernel under qemu. Install it with scripts/kernel-vm/setup.sh (or \
+         scripts/setup.sh), or unset {VM_SWITCH} to skip the VM tests"
     );
     true
 }

@@ -249,6 +249,9 @@ impl Target {
     /// # Errors
     /// A range past a device's end, or every way of zeroing failing.
     pub fn zero(&mut self, offset: u64, len: u64) -> Result<(), TargetError> {
+        if len == 0 {
+            return Ok(());
+        }
         self.check_range(offset, len)?;
         match self.kind {
             TargetKind::File => self.punch_or_write(offset, len),
@@ -290,12 +293,15 @@ impl Target {
         self.write_zeros(offset, len)
     }
 
-    /// Unmaps the range (an UNMAP record): a hole in a file, a discard on a
+    /// Unmaps the range (an UNMAP record; an empty one does nothing): a hole in a file, a discard on a
     /// block device, zeros where neither works.
     ///
     /// # Errors
     /// A range past a device's end, or the discard and the fallback failing.
     pub fn unmap(&mut self, offset: u64, len: u64) -> Result<(), TargetError> {
+        if len == 0 {
+            return Ok(());
+        }
         self.check_range(offset, len)?;
         if self.kind == TargetKind::File {
             return self.punch_or_write(offset, len);
@@ -334,5 +340,39 @@ impl Target {
         self.file
             .sync_data()
             .map_err(|e| self.io_err("fdatasync", 0, size, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn file_target_is_created_sized_and_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        let mut t = Target::open(&p).unwrap();
+        assert_eq!((t.kind(), t.size()), (TargetKind::File, 0));
+        t.fit(3 * 4096).unwrap();
+        t.write(0, &[0xaa; 3 * 4096]).unwrap();
+        t.zero(4096, 4096).unwrap();
+        t.unmap(8192, 4096).unwrap();
+        t.unmap(0, 0).unwrap();
+        t.sync().unwrap();
+        let f = File::open(&p).unwrap();
+        let mut back = vec![0u8; 3 * 4096];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert!(back[..4096].iter().all(|&b| b == 0xaa));
+        assert!(back[4096..].iter().all(|&b| b == 0));
+        assert_eq!(f.metadata().unwrap().len(), 3 * 4096);
+        assert!(t.take_notices().is_empty());
+        // A directory is not a target.
+        let e = Target::open(dir.path()).err().unwrap();
+        assert!(
+            e.to_string()
+                .ends_with(": not a regular file or block device"),
+            "{e}"
+        );
     }
 }

@@ -512,3 +512,72 @@ fn man_pages_name_every_option() {
         assert!(missing.is_empty(), "man/{tool}.8 lacks {missing:?}");
     }
 }
+
+/// Our incremental 1.1 streams (with UNMAP records) applied by the reference
+/// thin_recv to a loop device (its `/dev/VG/LV` is `/dev/./loopN`), each
+/// result equal to the kernel's content of that snapshot.
+#[test]
+fn reference_thin_recv_applies_our_incremental_streams_to_a_block_device() {
+    let Some(reference) = reference() else {
+        eprintln!("skipped: ../shared/reference/thin_send_recv-1.1.3 is not present");
+        return;
+    };
+    let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let p = pool("d-snap-chain", dir.path());
+    let backing = dir.path().join("loop.img");
+    fs::File::create(&backing)
+        .unwrap()
+        .set_len(p.size(0))
+        .unwrap();
+    let dev = match Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&backing)
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        _ => {
+            eprintln!("skipped: no loop device could be set up (needs root and losetup)");
+            return;
+        }
+    };
+    let name = dev.trim_start_matches("/dev/").to_owned();
+    let stub = dir.path().join("stubs");
+    fs::create_dir_all(&stub).unwrap();
+    let lvs = format!("#!/bin/sh\necho \"  . {name} pool {dev} 1 Vwi-a-tz--\"\n");
+    fs::write(stub.join("lvs"), lvs).unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(stub.join("lvs"))
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        stub.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let result = std::panic::catch_unwind(|| {
+        for id in 0..=4u64 {
+            let base = id.checked_sub(1);
+            let stream = send(&p.send_args(id, base, &["--format", "1.1"]));
+            let mut child = Command::new(&reference)
+                .args(["-r", "vg/lv"])
+                .env("PATH", &path)
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(&stream).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "reference thin_recv, snapshot {id}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(sha256_file(Path::new(&dev)), p.hash(id), "snapshot {id}");
+        }
+    });
+    let _ = Command::new("losetup").args(["-d", &dev]).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -581,3 +581,73 @@ fn reference_thin_recv_applies_our_incremental_streams_to_a_block_device() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// The reference thin_send's incremental streams (through a stub `thin_delta`
+/// running ours) applied by our thin_recv: the chain 0 → 1 → 2 → 3 ends equal
+/// to each snapshot.
+#[test]
+fn our_thin_recv_applies_reference_incremental_streams() {
+    let Some(reference) = reference() else {
+        eprintln!("skipped: ../shared/reference/thin_send_recv-1.1.3 is not present");
+        return;
+    };
+    let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let p = pool("d-snap-chain", dir.path());
+    // Each snapshot's content as a file, for the reference to read as its LV.
+    for id in 0..=3u64 {
+        let f = dir.path().join(format!("snap{id}"));
+        recv_ok(
+            &send(&p.send_args(id, None, &["--format", "2"])),
+            &[f.to_str().unwrap()],
+        );
+    }
+    let stub = dir.path().join("stubs");
+    fs::create_dir_all(&stub).unwrap();
+    let d = dir.path().display();
+    let lvs = format!(
+        "#!/bin/sh\nfor last; do :; done\ncase \"$*\" in\n*vg_name*) n=${{last#vg/snap}}; echo \"  vg snap$n pool {d}/snap$n $n Vri-a-tz-k\";;\n*) echo \"  {d}/pool\";;\nesac\n"
+    );
+    let delta = format!(
+        "#!/bin/sh\nexec {} --snap1 \"$3\" --snap2 \"$5\" {}\n",
+        bin("thin_delta").display(),
+        p.meta.display()
+    );
+    for (name, body) in [
+        ("lvs", lvs.as_str()),
+        ("dmsetup", "#!/bin/sh\nexit 0\n"),
+        ("lvchange", "#!/bin/sh\nexit 0\n"),
+        ("thin_delta", &delta),
+    ] {
+        fs::write(stub.join(name), body).unwrap();
+        Command::new("chmod")
+            .arg("+x")
+            .arg(stub.join(name))
+            .status()
+            .unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        stub.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let target = dir.path().join("target");
+    fs::copy(dir.path().join("snap0"), &target).unwrap();
+    for id in 1..=3u64 {
+        let out = Command::new(&reference)
+            .args(["-s", &format!("vg/snap{}", id - 1), &format!("vg/snap{id}")])
+            .env("PATH", &path)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "reference thin_send {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        recv_ok(
+            &out.stdout,
+            &[target.to_str().unwrap(), "--accept-stream-format=1.1"],
+        );
+        assert_eq!(sha256_file(&target), p.hash(id), "snapshot {id}");
+    }
+}

@@ -21,6 +21,8 @@ enum Input {
     Xml,
     /// A pack file as `-i`, with an output `-o`.
     Pack,
+    /// XML as `-i`, an output `-o`, a data file and a size (thin_shrink).
+    Shrink,
     /// No input file.
     None,
     /// The multi-call binary itself.
@@ -69,6 +71,11 @@ const TOOLS: &[Tool] = &[
         name: "thin_restore",
         input: Input::Xml,
         read_only: false,
+    },
+    Tool {
+        name: "thin_shrink",
+        input: Input::Shrink,
+        read_only: true,
     },
     Tool {
         name: "thin_trim",
@@ -221,6 +228,13 @@ impl Scratch {
                     "--data-dev".into(),
                     d.to_str().unwrap().into(),
                 ]);
+            }
+            Input::Shrink => {
+                let (d, o) = (self.path("data"), self.path("out.xml"));
+                std::fs::write(&d, vec![0u8; 4096]).unwrap();
+                a.extend(["-i".into(), i, "-o".into(), o.to_str().unwrap().into()]);
+                a.extend(["--data".into(), d.to_str().unwrap().into()]);
+                a.extend(["--nr-blocks".into(), "1".into()]);
             }
             Input::None | Input::MultiCall => {}
         }

@@ -16,4 +16,5 @@ mod repair;
 mod restore;
 mod rmap;
 mod send_recv;
+mod shrink;
 mod trim;

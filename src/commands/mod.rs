@@ -26,6 +26,7 @@ pub mod restore;
 pub mod rmap;
 pub mod send;
 pub mod send_recv;
+pub mod shrink;
 pub mod trim;
 
 use exit::{exit_code, Outcome};
@@ -109,6 +110,11 @@ pub const TOOLS: &[Tool] = &[
         name: "thin_send_recv",
         run: send_recv::command,
         cli: send::cli,
+    },
+    Tool {
+        name: "thin_shrink",
+        run: shrink::run,
+        cli: shrink::cli,
     },
     Tool {
         name: "thin_trim",

@@ -12,4 +12,5 @@ pub mod repair;
 pub mod restore;
 pub mod rmap;
 pub mod send_recv;
+pub mod shrink;
 pub mod trim;

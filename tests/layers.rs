@@ -110,7 +110,6 @@ fn the_scanner_finds_what_it_must_and_nothing_else() {
 }
 
 #[test]
-#[ignore = "enabled once the command layer conversion lands"]
 fn lower_layers_name_no_higher_one_and_unsafe_stays_in_sys() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();

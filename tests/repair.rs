@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use thintools::pdata::block::BLOCK_SIZE;
 use thintools::pdata::checksum::{self, BlockKind};
 use thintools::pdata::io::MemDevice;
-use thintools::thin::engines::repair::{dump_repaired, Log, RepairOptions, Verbosity};
+use thintools::progress::{Log, Verbosity};
+use thintools::thin::engines::repair::{repair_to_sink, RepairOptions};
 use thintools::thin::ir::xml::write::XmlWriter;
 
 use crate::util::fixtures::fixture_names;
@@ -38,10 +39,11 @@ impl Repaired {
 pub fn repair_with(img: &Image, f: impl FnOnce(&mut RepairOptions)) -> Repaired {
     let dev = MemDevice::from_bytes(img.bytes.clone());
     let mut opts = RepairOptions::new(Verbosity::Normal);
-    opts.log = Log::capture(Verbosity::Verbose);
+    opts.log = Log::capture(Verbosity::Info);
     f(&mut opts);
     let mut sink = XmlWriter::new(Vec::new());
-    let result = dump_repaired(&dev, &opts, &mut sink)
+    let result = repair_to_sink(&dev, &opts, &mut sink)
+        .map_err(anyhow::Error::from)
         .map(|_| String::from_utf8_lossy(&sink.into_inner()).into_owned());
     Repaired {
         result,

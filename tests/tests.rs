@@ -13,6 +13,7 @@ mod ls;
 mod metadata_size;
 mod pack;
 mod repair;
+mod repair_recovery;
 mod restore;
 mod rmap;
 mod send_recv;

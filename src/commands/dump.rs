@@ -117,7 +117,7 @@ pub fn run(args: &[OsString]) -> Outcome {
         let repair = a.repair;
         let opts = DumpOptions::from(a);
         if repair {
-            return crate::thin::engines::repair::dump::dump_command(&opts);
+            return dump_repaired(&opts);
         }
         let log = Log::stderr(opts.verbosity());
         match dump(&opts, &log) {
@@ -140,4 +140,54 @@ fn report(e: DumpError, quiet: bool) -> Outcome {
         return Outcome::Failure;
     }
     report_error(&anyhow::Error::from(e), quiet)
+}
+
+/// `--repair`: the repair engine plans the pool, then emits it into the
+/// writer `-f` asks for.
+fn dump_repaired(opts: &DumpOptions) -> Outcome {
+    match repaired_document(opts) {
+        Ok(()) => Outcome::Success,
+        Err(e) => match e.downcast::<DumpError>() {
+            Ok(d) => report(d, opts.quiet),
+            Err(e) => report_error(&e, opts.quiet),
+        },
+    }
+}
+
+fn repaired_document(opts: &DumpOptions) -> anyhow::Result<()> {
+    use crate::pdata::io::{open_metadata, Access, Sharing};
+    use crate::thin::engines::dump::open_destination;
+    use crate::thin::engines::repair::{self, LeafSharing, RepairError, RepairOptions};
+    use crate::thin::ir::{human::HumanWriter, xml::write::XmlWriter};
+    let dev = open_metadata(&opts.input, Access::ReadOnly, Sharing::Exclusive)?;
+    let ropts = RepairOptions {
+        transaction_id: opts.overrides.transaction_id,
+        data_block_size: opts.overrides.data_block_size,
+        nr_data_blocks: opts.overrides.nr_data_blocks,
+        log: Log::stderr(opts.verbosity()),
+    };
+    let mut pool = repair::plan(&dev, &ropts)?;
+    if let Some(ids) = &opts.dev_ids {
+        pool.retain_devices(ids);
+    }
+    if opts.mappings == Mappings::Skip {
+        pool.drop_mappings();
+    }
+    let sharing = match opts.shared {
+        SharedLeaves::DefRef => LeafSharing::DefRef,
+        SharedLeaves::Expanded => LeafSharing::Expanded,
+    };
+    let out = open_destination(opts)?;
+    let done = match opts.format {
+        Format::Xml => repair::emit_repaired(&dev, &pool, sharing, &mut XmlWriter::new(out)),
+        Format::HumanReadable => {
+            repair::emit_repaired(&dev, &pool, sharing, &mut HumanWriter::new(out))
+        }
+    };
+    // Emission errors are worded as thin_dump's own.
+    done.map_err(|e| match e {
+        RepairError::Leaf(leaf) => DumpError::Node(leaf).into(),
+        RepairError::Sink(ir) => DumpError::Ir(ir).into(),
+        other => other.into(),
+    })
 }

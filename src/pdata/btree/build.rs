@@ -19,7 +19,17 @@ use crate::pdata::btree::node::{
     max_entries_for, node_u32, INTERNAL_NODE, LEAF_NODE, NODE_HEADER_SIZE,
 };
 use crate::pdata::checksum::BlockKind;
-use crate::pdata::writer::WriteError;
+
+/// Failures of a metadata writer.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The output has no room for the next block.
+    #[error("out of metadata space")]
+    OutOfSpace,
+    /// Writing or reading the output failed.
+    #[error("output i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// Where built nodes go: a sequential allocator that also keeps reference counts.
 pub trait NodeStore {

@@ -10,6 +10,7 @@
 //!     24    8 ref_count_root   btree of u32 counts >= 3
 //! ```
 
+pub mod allocator;
 pub mod count_map;
 pub mod counts;
 pub mod disk;

@@ -10,14 +10,15 @@
 //! - The metadata map counts its own bitmaps, index block and ref-count tree.
 
 use crate::pdata::block::Block;
+use crate::pdata::btree::build::WriteError;
 use crate::pdata::btree::build::{BtreeBuilder, NodeStore};
 use crate::pdata::checksum::BlockKind;
+use crate::pdata::space_map::allocator::BlockAllocator;
 use crate::pdata::space_map::count_map::CountMap;
 use crate::pdata::space_map::disk::{
     entries_in_bitmap, IndexEntry, BITMAP_HEADER_SIZE, MAX_METADATA_BITMAPS,
 };
 use crate::pdata::space_map::{SmRoot, ENTRIES_PER_BITMAP};
-use crate::pdata::writer::{MetadataWriter, WriteError};
 use crate::pdata::{low_u32, to_index};
 
 /// Words of one bitmap.
@@ -89,7 +90,7 @@ fn encode_bitmap(counts: &CountMap, index: u64, block: &mut Block) -> EncodedBit
 ///
 /// # Errors
 /// Out of metadata space, output I/O.
-pub fn write_data_sm(w: &mut MetadataWriter, counts: &CountMap) -> Result<SmRoot, WriteError> {
+pub fn write_data_sm(w: &mut BlockAllocator, counts: &CountMap) -> Result<SmRoot, WriteError> {
     let nr_bitmaps = counts.nr_blocks().div_ceil(ENTRIES_PER_BITMAP);
     let mut index = BtreeBuilder::new(16);
     let mut refs = BtreeBuilder::new(4);
@@ -127,7 +128,7 @@ pub fn write_data_sm(w: &mut MetadataWriter, counts: &CountMap) -> Result<SmRoot
 ///
 /// # Errors
 /// Out of metadata space, output I/O.
-pub fn write_metadata_sm(w: &mut MetadataWriter) -> Result<SmRoot, WriteError> {
+pub fn write_metadata_sm(w: &mut BlockAllocator) -> Result<SmRoot, WriteError> {
     let nr_blocks = w.nr_blocks();
     let nr_bitmaps = nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
     if nr_bitmaps > MAX_METADATA_BITMAPS as u64 {

@@ -9,9 +9,8 @@
 use std::io;
 
 use crate::pdata::block::BlockNr;
+use crate::pdata::btree::build::WriteError;
 use crate::pdata::btree::node::NodeError;
-use crate::pdata::writer::WriteError;
-use crate::thin::ir::xml::lexer::LexError;
 
 /// A failure while events travel from a source to a sink.
 #[derive(Debug, thiserror::Error)]
@@ -213,4 +212,20 @@ pub enum XmlErrorKind {
     /// A data block size the kernel does not accept.
     #[error("invalid data block size")]
     InvalidDataBlockSize(u32),
+}
+
+/// Lexical errors (malformed XML).
+#[derive(Debug, thiserror::Error)]
+pub enum LexError {
+    /// Malformed markup at an offset.
+    #[error("parse error at byte {pos}: {detail}")]
+    Syntax {
+        /// Offset of the problem.
+        pos: u64,
+        /// What was wrong.
+        detail: &'static str,
+    },
+    /// Reading the input failed.
+    #[error("reading input: {0}")]
+    Io(#[from] io::Error),
 }

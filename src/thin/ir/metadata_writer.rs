@@ -22,9 +22,9 @@ use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::build::{BtreeBuilder, LeafPacker, NodeStore, WrittenNode};
 use crate::pdata::btree::node::NodeRef;
 use crate::pdata::io::BlockDevice;
+use crate::pdata::space_map::allocator::BlockAllocator;
 use crate::pdata::space_map::count_map::CountMap;
 use crate::pdata::space_map::write::{write_data_sm, write_metadata_sm};
-use crate::pdata::writer::MetadataWriter;
 use crate::thin::ir::error::WriterError;
 use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit};
 use crate::thin::model::device_details::DeviceDetails;
@@ -84,7 +84,7 @@ enum Current {
 
 /// Everything live between `superblock_begin` and the end.
 struct Active<'d> {
-    w: MetadataWriter<'d>,
+    w: BlockAllocator<'d>,
     sb: SuperblockInfo,
     data: CountMap,
     defs: HashMap<u64, Def>,
@@ -244,7 +244,7 @@ impl<'d> Active<'d> {
     /// Copies a written leaf's entries into the device's own leaves (a new
     /// leaf: its data blocks get one more reference).
     fn copy_leaf(
-        w: &mut MetadataWriter<'d>,
+        w: &mut BlockAllocator<'d>,
         data: &mut CountMap,
         builder: &mut BtreeBuilder,
         leaf: BlockNr,
@@ -421,7 +421,7 @@ impl MetadataVisitor for ThinWriter<'_> {
         }
         let mut sb = sb.clone();
         self.overrides.apply(&mut sb);
-        let w = MetadataWriter::new(self.out).map_err(WriterError::from)?;
+        let w = BlockAllocator::new(self.out).map_err(WriterError::from)?;
         self.active = Some(Active {
             w,
             data: CountMap::new(sb.nr_data_blocks),

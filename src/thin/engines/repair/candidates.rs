@@ -1,5 +1,8 @@
-//! Root candidates, their upstream ordering and pairing (spec/repair.md
-//! §1.2–1.4, §1.8), plus the damaged and empty-pool pairs of G2/G3.
+//! Root candidates: every unreferenced top-level and details tree, ordered
+//! as upstream orders them (complete before damaged, snapshot copies last,
+//! then by time histogram), paired (complete pairs need equal device ids and
+//! mapping counts, damaged ones id sets one of which holds the other), plus
+//! the empty leaves of a pool with no devices.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -83,7 +86,7 @@ pub fn find(cls: &Classifier, snapshot_roots: &BTreeSet<BlockNr>) -> Candidates 
     let mut empty_top = None;
     let mut empty_details = None;
     for n in &table.nodes {
-        if cls.is_referenced(n.nr) {
+        if cls.is_referenced(n.nr) || n.misplaced {
             continue;
         }
         let class = cls.class_of(n.nr);
@@ -152,7 +155,7 @@ fn compatible_ids(a: &BTreeSet<u64>, b: &BTreeSet<u64>) -> bool {
     !a.is_empty() && !b.is_empty() && (a.is_subset(b) || b.is_subset(a))
 }
 
-/// The `-v` lines of §1.8.
+/// The `-v` lines: every candidate and every compatible pair.
 #[must_use]
 pub fn info_lines(c: &Candidates) -> Vec<String> {
     let mut out = vec![format!("mapping candidates ({}):", c.tops.len())];
@@ -209,5 +212,50 @@ mod tests {
         assert_eq!(compare_histograms(&longer, &shorter), Ordering::Less);
         assert_eq!(compare_histograms(&h(&[]), &shorter), Ordering::Greater);
         assert_eq!(compare_histograms(&longer, &longer), Ordering::Equal);
+    }
+
+    #[test]
+    fn a_pool_without_its_superblock_gives_one_complete_pair() {
+        use crate::thin::engines::repair::classify::Classifier;
+        use crate::thin::engines::repair::scan::scan;
+        use crate::thin::engines::repair::test_images::{pool, superblock, zero};
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        zero(&dev, 0);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let c = find(&cls, &BTreeSet::new());
+        assert_eq!(c.tops.len(), 1);
+        assert_eq!(c.tops[0].root, sb.mapping_root);
+        assert_eq!(c.tops[0].ids, BTreeSet::from([1, 2]));
+        assert_eq!(c.tops[0].hist, h(&[(1, 610)]));
+        assert!(!c.tops[0].ambiguous && !c.tops[0].from_snapshot);
+        assert_eq!(c.details.len(), 1);
+        assert_eq!(c.details[0].root, sb.details_root);
+        assert_eq!(c.pairs, vec![(0, 0)]);
+        assert!(c.damaged_pairs.is_empty() && c.empty_pair.is_none());
+        let lines = info_lines(&c);
+        assert_eq!(lines[0], "mapping candidates (1):");
+        assert_eq!(
+            lines.last().unwrap(),
+            &format!("({}, {})", sb.mapping_root, sb.details_root)
+        );
+    }
+
+    #[test]
+    fn a_damaged_top_level_tree_pairs_only_as_damaged() {
+        use crate::thin::engines::repair::classify::Classifier;
+        use crate::thin::engines::repair::scan::scan;
+        use crate::thin::engines::repair::test_images::{corrupt, entries, pool, superblock};
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let root1 = entries(&dev, sb.mapping_root)[0].1;
+        corrupt(&dev, entries(&dev, root1)[0].1);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let c = find(&cls, &BTreeSet::new());
+        assert!(c.pairs.is_empty());
+        assert_eq!(c.damaged_pairs, vec![(0, 0)]);
+        assert_eq!(c.tops[0].agg.status, Status::Damaged);
     }
 }

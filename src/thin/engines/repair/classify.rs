@@ -1,5 +1,4 @@
-//! Classification of scanned nodes, children before parents, memoised
-//! (spec/repair.md §1.1 in salvage form, G2, G3).
+//! Classification of scanned nodes, children before parents, memoised.
 //!
 //! A node may be read three ways: as part of a mapping tree, of the
 //! top-level tree, or of the details tree. Each reading that survives is an
@@ -9,7 +8,8 @@
 //! minority height). An internal node keeps the readings supported by the
 //! largest number of its children, so one bad child costs only its own key
 //! range. A value_size-8 leaf is always a possible mapping leaf, and also a
-//! top-level leaf when G3's shape rules hold and most of its values name
+//! top-level leaf when its shape allows it (device-id keys, distinct block
+//! numbers as values) and most of its values name
 //! mapping-tree roots; its parent decides between the two.
 
 use crate::pdata::block::BlockNr;
@@ -245,7 +245,7 @@ impl<'t> Classifier<'t> {
         c
     }
 
-    /// G3: a top-level reading when most values name mapping-tree roots.
+    /// A top-level reading when most values name mapping-tree roots.
     fn top_leaf(&mut self, n: &ScanNode, depth: u32) -> Option<Agg> {
         let table = self.table;
         let values = table.values(n);
@@ -582,5 +582,36 @@ mod tests {
         assert!(cls.agg(31, Kind::Mapping).is_some());
         assert!(cls.is_root_referenced(10));
         assert_eq!(BLOCK_SIZE, 4096);
+    }
+
+    #[test]
+    fn a_written_pool_reads_as_complete_trees_and_a_bad_leaf_damages_them() {
+        use crate::thin::engines::repair::test_images::{corrupt, entries, pool, superblock};
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let top = cls.agg(sb.mapping_root, Kind::Top).unwrap();
+        assert_eq!(
+            (top.status, top.entries, top.mappings),
+            (Status::Complete, 2, 610)
+        );
+        let det = cls.agg(sb.details_root, Kind::Details).unwrap();
+        assert_eq!(
+            (det.status, det.entries, det.mappings),
+            (Status::Complete, 2, 610)
+        );
+        assert!(cls.agg(sb.details_root, Kind::Mapping).is_none());
+
+        let root1 = entries(&dev, sb.mapping_root)[0].1;
+        let leaf = entries(&dev, root1)[1].1;
+        let lost = u64::try_from(entries(&dev, leaf).len()).unwrap();
+        corrupt(&dev, leaf);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let top = cls.agg(sb.mapping_root, Kind::Top).unwrap();
+        assert_eq!((top.status, top.mappings), (Status::Damaged, 610 - lost));
+        let sel = cls.selection(root1, Kind::Mapping);
+        assert_eq!(sel.lost, vec![(1, leaf, Loss::Unreadable)]);
     }
 }

@@ -1,5 +1,5 @@
-//! G4.1: when block 0 is a valid superblock whose trees are whole and agree
-//! with each other, repair is a plain read of those trees (no scan).
+//! When block 0 is a valid superblock whose trees are whole and agree with
+//! each other, repair is a plain read of those trees (no scan).
 
 use std::collections::BTreeMap;
 

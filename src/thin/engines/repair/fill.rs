@@ -5,7 +5,7 @@
 //! disk by an earlier transaction. Whole leaves of that older tree whose keys
 //! lie entirely inside a lost key range are taken back, newest candidate
 //! first, and named in a warning: the current tree stays authoritative
-//! everywhere it is readable (G2), and only what it lost is rolled back (G7).
+//! everywhere it is readable, and only what it lost is rolled back.
 
 use std::collections::BTreeMap;
 
@@ -180,84 +180,70 @@ impl<'c, 't> Filler<'c, 't> {
     }
 }
 
-/// A device being assembled: id, leaves in key order, key ranges still
-/// missing, and whether it has no tree at all.
-pub type Pending = (u64, Vec<BlockNr>, Vec<(u64, Option<u64>)>, bool);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thin::engines::repair::candidates;
+    use crate::thin::engines::repair::scan::scan;
+    use crate::thin::engines::repair::test_images::{
+        copy_node, corrupt, entries, pool, superblock,
+    };
 
-/// Gives unreferenced mapping subtrees (no parent, no top-level entry) to
-/// the one device whose missing key range holds them whole without
-/// overlapping its leaves: the children of a lost internal node come back.
-/// Newest subtrees (highest mapping time), then largest, are placed first.
-/// Subtrees holding mappings newer than `max_time` (the superblock's time,
-/// when known) never were part of a committed transaction and are skipped.
-pub fn adopt_orphans(
-    cls: &Classifier,
-    devices: &mut [Pending],
-    max_time: Option<u32>,
-    log: &crate::thin::engines::repair::Log,
-) {
-    if devices.iter().all(|d| d.2.is_empty()) {
-        return;
+    #[test]
+    fn a_lost_leaf_is_taken_back_from_an_older_copy_of_the_device() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let top = sb.mapping_root;
+        let root1 = entries(&dev, top)[0].1;
+        let slots = entries(&dev, root1);
+        let leaf = slots[1].1;
+        let n = u64::try_from(entries(&dev, leaf).len()).unwrap();
+        // An older transaction's copy: the same device with its own copy of
+        // the leaf, under its own root and top-level leaf.
+        copy_node(&dev, leaf, 240, 0, 0);
+        copy_node(&dev, root1, 241, leaf, 240);
+        copy_node(&dev, top, 242, root1, 241);
+        corrupt(&dev, leaf);
+
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let cands = candidates::find(&cls, &std::collections::BTreeSet::new());
+        let mut filler = Filler::new(&cls, &cands.tops, top);
+        assert_eq!(filler.exact_root(1, 600), Some((242, 241)));
+        assert_eq!(filler.exact_root(1, 599), None);
+
+        let (mut leaves, lost) = mapping_leaves(&cls, root1);
+        assert_eq!(leaves.len(), slots.len() - 1);
+        let filled = filler.fill(1, Some(root1), &lost, &mut leaves);
+        assert_eq!(
+            filled,
+            vec![Filled {
+                top_root: 242,
+                leaves: 1,
+                mappings: n
+            }]
+        );
+        let mut want: Vec<BlockNr> = slots.iter().map(|s| s.1).collect();
+        want[1] = 240;
+        assert_eq!(leaves, want, "the copy goes in key order");
     }
-    let used: std::collections::HashSet<BlockNr> =
-        devices.iter().flat_map(|d| d.1.iter().copied()).collect();
-    let mut orphans: Vec<(u32, u64, BlockNr)> = Vec::new();
-    for n in &cls.table().nodes {
-        if cls.is_referenced(n.nr)
-            || cls.is_root_referenced(n.nr)
-            || used.contains(&n.nr)
-            || cls.agg(n.nr, Kind::Top).is_some()
-        {
-            continue;
-        }
-        if let Some(a) = cls.agg(n.nr, Kind::Mapping) {
-            let committed = max_time.is_none_or(|t| a.age <= t);
-            if a.entries > 0
-                && committed
-                && a.status == crate::thin::engines::repair::classify::Status::Complete
-            {
-                orphans.push((a.age, a.entries, n.nr));
-            }
-        }
-    }
-    orphans.sort_unstable_by(|a, b| b.cmp(a));
-    let mut taken: Vec<(u64, u64)> = vec![(0, 0); devices.len()];
-    for (_, _, nr) in orphans {
-        let Some(a) = cls.agg(nr, Kind::Mapping) else {
-            continue;
-        };
-        let (lo, hi) = (a.first_key, a.last_key);
-        let fits = |d: &Pending| {
-            d.2.iter()
-                .any(|&(b, e)| lo >= b && e.is_none_or(|e| hi < e))
-                && !d.1.iter().any(|&l| {
-                    cls.node(l)
-                        .is_some_and(|n| n.nr_entries > 0 && n.first_key <= hi && lo <= n.last_key)
-                })
-        };
-        let mut it = devices.iter().enumerate().filter(|(_, d)| fits(d));
-        let (Some((i, _)), None) = (it.next(), it.next()) else {
-            continue;
-        };
-        let (leaves, _) = mapping_leaves(cls, nr);
-        if leaves
-            .iter()
-            .any(|l| used.contains(l) || devices[i].1.contains(l))
-        {
-            continue;
-        }
-        let d = &mut devices[i];
-        d.1.extend(leaves);
-        d.1.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
-        taken[i].0 += 1;
-        taken[i].1 += a.entries;
-    }
-    for (d, &(k, m)) in devices.iter().zip(&taken) {
-        if k > 0 {
-            log.warn(&format!(
-                "device {}: took {m} mappings in {k} unreferenced subtrees inside its lost ranges",
-                d.0
-            ));
-        }
+
+    #[test]
+    fn a_device_with_no_tree_takes_its_largest_older_copy_whole() {
+        let dev = pool(&[(1, 600)]);
+        let top = superblock(&dev).mapping_root;
+        let root1 = entries(&dev, top)[0].1;
+        copy_node(&dev, top, 242, root1, root1);
+        let table = scan(&dev);
+        let cls = Classifier::new(&table);
+        let cands = candidates::find(&cls, &std::collections::BTreeSet::new());
+        let mut filler = Filler::new(&cls, &cands.tops, top);
+        let mut leaves = Vec::new();
+        let filled = filler.fill(1, None, &[], &mut leaves);
+        assert_eq!(filled.len(), 1);
+        assert_eq!((filled[0].top_root, filled[0].mappings), (242, 600));
+        let want: Vec<BlockNr> = entries(&dev, root1).iter().map(|s| s.1).collect();
+        assert_eq!(leaves, want);
+        assert!(filler.fill(9, None, &[], &mut Vec::new()).is_empty());
     }
 }

@@ -1,101 +1,90 @@
-//! The repair engine shared by `thin_repair` and `thin_dump --repair`
-//! (spec/repair.md): decide which superblock values and roots describe the
-//! pool, salvage what can be read, and emit it through the IR.
+//! The repair engine shared by `thin_repair` and `thin_dump --repair`:
+//! decide which superblock values and roots describe the pool, salvage what
+//! can be read, and emit it through the IR.
 //!
-//! Flow: a healthy superblock whose trees are whole is read directly
-//! ([`fast`], G4.1). Otherwise every block is scanned ([`scan`]), nodes are
-//! classified bottom-up ([`classify`]), candidate roots are ordered and
-//! paired ([`candidates`]), the roots and superblock values are chosen and the
-//! devices assembled ([`choose`]), and the result is emitted ([`output`]).
+//! Flow of [`plan`]: a valid superblock at block 0 whose trees are whole and
+//! agree with each other is read directly ([`fast`]). Otherwise every block
+//! is scanned ([`scan`]), nodes are classified children first
+//! ([`classify`]), candidate roots are collected, ordered and paired
+//! ([`candidates`]), the roots are chosen ([`select`]), the devices are
+//! assembled from the chosen trees ([`assemble`]) with holes filled from
+//! older trees ([`fill`]) and unreferenced subtrees ([`orphans`]), the
+//! superblock values are rebuilt ([`values`]), and every warning is worded
+//! in [`messages`]. [`emit`] sends the result to an IR sink.
+//!
+//! Public API used by the commands: [`plan`], [`emit_repaired`] (any
+//! [`ChunkSink`]: thin_dump's XML or human-readable writer),
+//! [`write_repaired`] (fresh binary metadata, thin_repair) and
+//! [`repair_to_sink`] (plan then emit).
 
+pub mod assemble;
 pub mod candidates;
-pub mod choose;
 pub mod classify;
-pub mod command;
-pub mod dump;
+pub mod emit;
 pub mod fast;
 pub mod fill;
-pub mod output;
+pub mod messages;
+pub mod orphans;
 pub mod scan;
+pub mod select;
 pub mod trees;
+pub mod values;
 
-use std::cell::RefCell;
+#[cfg(test)]
+mod test_images;
+
+use std::collections::BTreeSet;
 
 use crate::pdata::block::BlockNr;
+use crate::pdata::btree::node::NodeError;
 use crate::pdata::io::BlockDevice;
-use crate::thin::ir::{ChunkSink, DeviceInfo, SuperblockInfo};
+use crate::progress::{Log, Verbosity};
+use crate::thin::engines::repair::classify::Classifier;
+use crate::thin::engines::repair::messages::Notes;
+use crate::thin::ir::{ChunkSink, DeviceInfo, IrError, SuperblockInfo};
+use crate::thin::model::superblock::read_superblock;
 
-pub use command::command;
+pub use emit::{emit_repaired, write_repaired, LeafSharing};
 
-/// How much the engine says on stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verbosity {
-    /// Nothing (`-q`).
-    Quiet,
-    /// Warnings.
-    Normal,
-    /// Warnings and info lines (`-v`).
-    Verbose,
+/// A failed repair.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// No pair of trees (nor a lone top-level tree, nor an empty pool) was found.
+    #[error("no compatible roots found")]
+    NoRoots,
+    /// The superblock is lost, no snapshot copy holds the data block size and
+    /// none was given.
+    #[error("data block size needs to be provided due to corruption in the superblock")]
+    DataBlockSizeNeeded,
+    /// The data block size found (in sectors) is not one the kernel accepts.
+    #[error("invalid data block size")]
+    InvalidDataBlockSize(u32),
+    /// A mapping leaf chosen by the plan no longer reads as one while emitting.
+    #[error(transparent)]
+    Leaf(NodeError),
+    /// The sink (document writer or metadata writer) failed.
+    #[error(transparent)]
+    Sink(IrError),
 }
 
-/// Where the engine's warnings and info lines go.
-#[derive(Debug)]
-pub struct Log {
-    verbosity: Verbosity,
-    captured: Option<RefCell<Vec<String>>>,
-}
-
-impl Log {
-    /// Lines go to stderr, filtered by `verbosity`.
-    #[must_use]
-    pub fn stderr(verbosity: Verbosity) -> Self {
-        Log {
-            verbosity,
-            captured: None,
-        }
-    }
-
-    /// Lines are kept in memory (tests), filtered by `verbosity`.
-    #[must_use]
-    pub fn capture(verbosity: Verbosity) -> Self {
-        Log {
-            verbosity,
-            captured: Some(RefCell::new(Vec::new())),
-        }
-    }
-
-    /// The lines captured so far.
-    #[must_use]
-    pub fn lines(&self) -> Vec<String> {
-        self.captured
-            .as_ref()
-            .map(|c| c.borrow().clone())
-            .unwrap_or_default()
-    }
-
-    fn emit(&self, line: &str) {
-        match &self.captured {
-            Some(c) => c.borrow_mut().push(line.to_string()),
-            None => eprintln!("{line}"),
-        }
-    }
-
-    /// A warning (shown unless quiet).
-    pub fn warn(&self, line: &str) {
-        if self.verbosity != Verbosity::Quiet {
-            self.emit(line);
-        }
-    }
-
-    /// An info line (shown with `-v`).
-    pub fn info(&self, line: &str) {
-        if self.verbosity == Verbosity::Verbose {
-            self.emit(line);
+impl From<IrError> for RepairError {
+    fn from(e: IrError) -> Self {
+        match e {
+            IrError::Leaf(leaf) => RepairError::Leaf(leaf),
+            other => RepairError::Sink(other),
         }
     }
 }
 
-/// Superblock overrides (spec/tools.md §2.8) and diagnostics.
+impl RepairError {
+    /// True when the output was a pipe whose reader went away.
+    #[must_use]
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, RepairError::Sink(e) if e.is_broken_pipe())
+    }
+}
+
+/// Superblock overrides and diagnostics.
 #[derive(Debug)]
 pub struct RepairOptions {
     /// `--transaction-id`: the result is at least this.
@@ -137,47 +126,222 @@ pub struct RepairedPool {
     pub sb: SuperblockInfo,
     /// Devices in ascending id.
     pub devices: Vec<RepairedDevice>,
+    /// The warnings given while planning, in order (already logged).
+    pub warnings: Vec<String>,
+    /// Leaves used whose block-number field names another block, ascending.
+    pub misplaced: Vec<BlockNr>,
+}
+
+impl RepairedPool {
+    /// Keeps only the devices whose id is in `ids` (`--dev-id`).
+    pub fn retain_devices(&mut self, ids: &BTreeSet<u64>) {
+        self.devices.retain(|d| ids.contains(&d.info.dev_id));
+    }
+
+    /// Drops every device's mappings, keeping the devices (`--skip-mappings`).
+    pub fn drop_mappings(&mut self) {
+        for d in &mut self.devices {
+            d.leaves.clear();
+        }
+    }
+
+    /// Mappings the pool holds.
+    #[must_use]
+    pub fn mappings(&self) -> u64 {
+        self.devices.iter().map(|d| d.info.mapped_blocks).sum()
+    }
 }
 
 /// What was written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RepairReport {
     /// Devices written.
     pub devices: usize,
     /// Mappings written.
     pub mappings: u64,
+    /// Warnings of the plan, in order (printed while planning).
+    pub warnings: Vec<String>,
+    /// Warnings of the metadata writer (not printed yet).
+    pub writer_warnings: Vec<String>,
 }
 
 impl RepairReport {
-    fn of(pool: &RepairedPool) -> Self {
+    /// The report of writing `pool`, with the metadata writer's warnings.
+    #[must_use]
+    pub fn of(pool: &RepairedPool, writer_warnings: Vec<String>) -> Self {
         RepairReport {
             devices: pool.devices.len(),
-            mappings: pool.devices.iter().map(|d| d.info.mapped_blocks).sum(),
+            mappings: pool.mappings(),
+            warnings: pool.warnings.clone(),
+            writer_warnings,
         }
     }
 }
 
-/// Finds roots, rebuilds the superblock and decides what to write.
+/// Finds the roots, rebuilds the superblock of `dev` and decides what to
+/// write. Warnings and `-v` lines go to `opts.log` as they are found.
 ///
 /// # Errors
-/// `no compatible roots found`, `data block size needs to be provided due to
-/// corruption in the superblock`, `invalid data block size`.
-pub fn repair_plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> anyhow::Result<RepairedPool> {
-    choose::plan(dev, opts)
+/// [`RepairError::NoRoots`], [`RepairError::DataBlockSizeNeeded`],
+/// [`RepairError::InvalidDataBlockSize`].
+pub fn plan(dev: &dyn BlockDevice, opts: &RepairOptions) -> Result<RepairedPool, RepairError> {
+    let notes = Notes::new(&opts.log);
+    let reference = read_superblock(dev, 0).ok().map(|(sb, _)| sb);
+    if let Some(sb) = reference.as_ref().filter(|sb| sb.validate(0).is_ok()) {
+        if let Some(devs) = fast::healthy_devices(dev, sb) {
+            notes.info("superblock and trees are healthy: no scan needed");
+            return Ok(values::healthy_pool(sb, devs, opts));
+        }
+    }
+    let table = scan::scan(dev);
+    let cls = Classifier::new(&table);
+    let snapshot_roots: BTreeSet<BlockNr> = table
+        .snapshots
+        .iter()
+        .flat_map(|(_, s)| [s.mapping_root, s.details_root])
+        .collect();
+    let cands = candidates::find(&cls, &snapshot_roots);
+    for line in candidates::info_lines(&cands) {
+        notes.info(&line);
+    }
+    let chosen = select::choose(&cls, &cands, reference.as_ref()).ok_or(RepairError::NoRoots)?;
+    let ctx = assemble::Context {
+        dev,
+        cls: &cls,
+        cands: &cands,
+        chosen: &chosen,
+        reference: reference.as_ref(),
+        notes: &notes,
+    };
+    let assembled = assemble::assemble(&ctx);
+    let sb = values::superblock_values(&chosen, &assembled, reference.as_ref(), &table, opts)?;
+    let mut pool = assemble::finish(&ctx, assembled, sb);
+    pool.misplaced = assemble::misplaced_leaves(&ctx, &pool);
+    Ok(RepairedPool {
+        warnings: notes.into_warnings(),
+        ..pool
+    })
 }
 
-/// `thin_dump --repair` and `thin_repair`: repairs `dev` and sends the result
-/// to `out` (the XML or human-readable writer, or the metadata writer
-/// wrapped in [`crate::thin::ir::RunList`]).
+/// Plans the repair of `dev` and sends the result to `sink` with shared
+/// leaves as `<def>`/`<ref>`.
 ///
 /// # Errors
-/// The errors of [`repair_plan`], a damaged leaf met while emitting, or a sink failure.
-pub fn dump_repaired<S: ChunkSink + Send>(
+/// The errors of [`plan`], then those of [`emit_repaired`].
+pub fn repair_to_sink<S: ChunkSink + Send>(
     dev: &dyn BlockDevice,
     opts: &RepairOptions,
-    out: &mut S,
-) -> anyhow::Result<RepairReport> {
-    let pool = repair_plan(dev, opts)?;
-    output::emit_pool(dev, &pool, out)?;
-    Ok(RepairReport::of(&pool))
+    sink: &mut S,
+) -> Result<RepairReport, RepairError> {
+    let pool = plan(dev, opts)?;
+    emit_repaired(dev, &pool, LeafSharing::DefRef, sink)?;
+    Ok(RepairReport::of(&pool, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdata::io::MemDevice;
+    use crate::thin::engines::repair::test_images::{
+        corrupt, entries, options, pool, superblock, zero, BLOCKS,
+    };
+    use crate::thin::ir::RunList;
+
+    fn counts(p: &RepairedPool) -> Vec<(u64, u64)> {
+        p.devices
+            .iter()
+            .map(|d| (d.info.dev_id, d.info.mapped_blocks))
+            .collect()
+    }
+
+    #[test]
+    fn healthy_metadata_is_read_without_a_scan() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let opts = options();
+        let p = plan(&dev, &opts).unwrap();
+        assert_eq!(counts(&p), vec![(1, 600), (2, 10)]);
+        assert_eq!((p.sb.transaction, p.sb.time), (5, 2));
+        assert!(p.warnings.is_empty());
+        assert_eq!(
+            opts.log.lines(),
+            vec!["superblock and trees are healthy: no scan needed"]
+        );
+    }
+
+    #[test]
+    fn a_lost_superblock_needs_a_data_block_size_then_comes_back() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let healthy = plan(&dev, &options()).unwrap();
+        zero(&dev, 0);
+        let e = plan(&dev, &options()).unwrap_err();
+        assert!(matches!(e, RepairError::DataBlockSizeNeeded), "{e}");
+        let mut opts = options();
+        opts.data_block_size = Some(128);
+        let p = plan(&dev, &opts).unwrap();
+        assert_eq!(p.devices, healthy.devices);
+        assert_eq!(
+            p.warnings,
+            vec![format!(
+                "superblock lost: using mapping root {}, details root {} (transaction {}, time {})",
+                sb.mapping_root, sb.details_root, p.sb.transaction, p.sb.time
+            )]
+        );
+        assert!(opts.log.lines()[0].starts_with("mapping candidates (1):"));
+    }
+
+    #[test]
+    fn nothing_to_repair_from_is_an_error() {
+        let dev = MemDevice::new(16);
+        let e = plan(&dev, &options()).unwrap_err();
+        assert!(matches!(e, RepairError::NoRoots));
+        assert_eq!(e.to_string(), "no compatible roots found");
+    }
+
+    #[test]
+    fn written_repairs_read_back_as_healthy_metadata() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let root1 = entries(&dev, superblock(&dev).mapping_root)[0].1;
+        corrupt(&dev, entries(&dev, root1)[0].1);
+        let p = plan(&dev, &options()).unwrap();
+        assert_eq!(counts(&p)[1], (2, 10));
+        let out = MemDevice::new(BLOCKS);
+        let report = write_repaired(&dev, &p, &out).unwrap();
+        assert_eq!((report.devices, report.mappings), (2, p.mappings()));
+        assert_eq!(report.warnings, p.warnings);
+        let opts = options();
+        let again = plan(&out, &opts).unwrap();
+        assert_eq!(counts(&again), counts(&p));
+        assert_eq!(
+            opts.log.lines(),
+            vec!["superblock and trees are healthy: no scan needed"]
+        );
+    }
+
+    #[test]
+    fn a_leaf_damaged_after_planning_is_a_leaf_error() {
+        let dev = pool(&[(1, 600)]);
+        let p = plan(&dev, &options()).unwrap();
+        let leaf = p.devices[0].leaves[0];
+        corrupt(&dev, leaf);
+        let out = MemDevice::new(BLOCKS);
+        let mut w = RunList(crate::thin::ir::metadata_writer::ThinWriter::new(
+            &out,
+            crate::thin::ir::metadata_writer::Overrides::default(),
+        ));
+        match emit_repaired(&dev, &p, LeafSharing::DefRef, &mut w) {
+            Err(RepairError::Leaf(e)) => assert_eq!(e.block, leaf),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dump_selections_drop_devices_and_mappings() {
+        let dev = pool(&[(1, 600), (2, 10), (3, 1)]);
+        let mut p = plan(&dev, &options()).unwrap();
+        p.retain_devices(&BTreeSet::from([1, 3]));
+        assert_eq!(counts(&p), vec![(1, 600), (3, 1)]);
+        p.drop_mappings();
+        assert!(p.devices.iter().all(|d| d.leaves.is_empty()));
+    }
 }

@@ -1,12 +1,13 @@
 //! The repair scan: every block of the input is read once, in large
 //! sequential chunks, and each btree node is reduced to a compact
-//! [`ScanNode`] (spec/repair.md §1.1, G5).
+//! [`ScanNode`].
 //!
 //! Nothing here decides what a node *is* beyond its on-disk shape; the
 //! classification (top-level, mapping, details; complete or damaged) is
 //! done afterwards from these summaries alone, so the scan never has to
 //! re-read a block to classify it. Superblock copies met on the way
-//! (metadata snapshots) are kept for G4.4/G4.5.
+//! (metadata snapshots) are kept: their data block size, transaction id and
+//! time stand in for a lost superblock's.
 
 use rayon::prelude::*;
 
@@ -15,8 +16,15 @@ use crate::pdata::btree::node::{NodeRef, INTERNAL_NODE, LEAF_NODE};
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::{BlockDevice, MAX_RUN};
 use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_LEN, DETAILS_VALUE_SIZE};
-use crate::thin::model::mapping::{BlockTime, TIME_LIMIT};
+use crate::thin::model::mapping::{
+    BlockTime, MAPPING_VALUE_SIZE, TIME_LIMIT, TOP_LEVEL_VALUE_SIZE,
+};
 use crate::thin::model::superblock::Superblock;
+
+/// Value size of top-level and mapping leaves, and of every internal node
+/// (a block number or a packed block/time).
+pub const LEAF8_VALUE_SIZE: u32 = MAPPING_VALUE_SIZE;
+const _: () = assert!(TOP_LEVEL_VALUE_SIZE == MAPPING_VALUE_SIZE);
 
 /// Blocks classified per parallel window (64 MiB).
 const WINDOW_BLOCKS: u64 = 16384;
@@ -41,7 +49,8 @@ pub struct MappingSummary {
     pub max_time: u32,
     /// Every value ≤ the input's block count (upstream's top-level test).
     pub all_small: bool,
-    /// Fits G3's top-level rules: keys < 2^24, values distinct in 1..nr_blocks.
+    /// Could be a top-level leaf: keys < 2^24 (device ids), values block
+    /// numbers in 1..nr_blocks.
     pub top_shaped: bool,
     /// Start of this leaf's time histogram in [`ScanTable::hist`].
     pub hist_start: u32,
@@ -78,6 +87,10 @@ pub struct ScanNode {
     /// details leaves hold `n` keys then `3n` packed details; other mapping
     /// leaves hold nothing.
     pub arena_start: u32,
+    /// Its block-number field names another block. Such a node is used only
+    /// where a parent or a top-level entry names it, never as a root or an
+    /// orphan on its own.
+    pub misplaced: bool,
     /// Mapping-leaf summary (8-byte leaves).
     pub mapping: MappingSummary,
     /// Details summary (24-byte leaves).
@@ -137,8 +150,8 @@ impl ScanTable {
         DeviceDetails {
             mapped_blocks: v[0],
             transaction_id: v[1],
-            creation_time: u32::try_from(v[2] & 0xffff_ffff).unwrap_or(0),
-            snapshotted_time: u32::try_from(v[2] >> 32).unwrap_or(0),
+            creation_time: low_half(v[2]),
+            snapshotted_time: low_half(v[2] >> 32),
         }
     }
 
@@ -148,6 +161,12 @@ impl ScanTable {
         let s = n.mapping.hist_start as usize;
         &self.hist[s..s + n.mapping.hist_len as usize]
     }
+}
+
+/// The low 32 bits of `v`.
+fn low_half(v: u64) -> u32 {
+    let b = v.to_le_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// A node parsed on a worker thread, with its own small arenas.
@@ -207,7 +226,8 @@ impl ScanTable {
 
 /// Reads blocks `a..b` in one request (block by block if that fails).
 fn scan_run(dev: &dyn BlockDevice, a: u64, b: u64, nr_blocks: u64) -> Vec<Found> {
-    let len = usize::try_from(b - a).unwrap_or(0);
+    // Runs are at most MAX_RUN blocks long.
+    let len = usize::try_from(b - a).unwrap_or(MAX_RUN);
     let mut buf = Block::zeroed_vec(len);
     let mut out = Vec::new();
     if dev.read_run(a, &mut buf).is_ok() {
@@ -247,12 +267,17 @@ fn parse_node(nr: BlockNr, blk: &Block, nr_blocks: u64) -> Option<Parsed> {
     let raw_flags = u32::from_le_bytes([blk.0[4], blk.0[5], blk.0[6], blk.0[7]]);
     let raw_vs = u32::from_le_bytes([blk.0[24], blk.0[25], blk.0[26], blk.0[27]]);
     let shape = match (raw_flags, raw_vs) {
-        (INTERNAL_NODE, 8) => Shape::Internal,
-        (LEAF_NODE, 8) => Shape::Leaf8,
+        (INTERNAL_NODE, LEAF8_VALUE_SIZE) => Shape::Internal,
+        (LEAF_NODE, LEAF8_VALUE_SIZE) => Shape::Leaf8,
         (LEAF_NODE, DETAILS_VALUE_SIZE) => Shape::Leaf24,
         _ => return None,
     };
-    let node = NodeRef::parse(&blk.0, nr, raw_vs).ok()?;
+    // A node whose only fault is its block-number field (its checksum, keys
+    // and entries are sound) is kept, marked as misplaced.
+    let recorded = u64::from_le_bytes([
+        blk.0[8], blk.0[9], blk.0[10], blk.0[11], blk.0[12], blk.0[13], blk.0[14], blk.0[15],
+    ]);
+    let node = NodeRef::parse(&blk.0, recorded, raw_vs).ok()?;
     if shape == Shape::Internal && node.is_empty() {
         return None;
     }
@@ -264,6 +289,7 @@ fn parse_node(nr: BlockNr, blk: &Block, nr_blocks: u64) -> Option<Parsed> {
             nr_entries: node.nr_entries(),
             first_key: if n > 0 { node.key(0) } else { 0 },
             last_key: if n > 0 { node.key(n - 1) } else { 0 },
+            misplaced: recorded != nr,
             arena_start: 0,
             mapping: MappingSummary::default(),
             details: DetailsSummary::default(),
@@ -302,18 +328,15 @@ fn summarise_leaf8(node: &NodeRef, nr_blocks: u64, p: &mut Parsed) {
         }
     }
     p.hist.sort_unstable();
-    if m.top_shaped {
-        let keys_ok = node.keys().iter().all(|k| k.get() < TIME_LIMIT);
-        let mut vs: Vec<u64> = values.iter().map(|v| v.get()).collect();
-        vs.sort_unstable();
-        vs.dedup();
-        m.top_shaped = keys_ok && vs.len() == values.len();
-    }
+    // Two devices may name the same mapping root (a snapshot not written
+    // since it was taken), so values need not be distinct.
+    m.top_shaped &= node.keys().iter().all(|k| k.get() < TIME_LIMIT);
     if m.top_shaped {
         p.arena.extend(node.keys().iter().map(|k| k.get()));
         p.arena.extend(values.iter().map(|v| v.get()));
     }
-    m.hist_len = u32::try_from(p.hist.len()).unwrap_or(0);
+    // At most one time per entry, and the entry count is a u32.
+    m.hist_len = u32::try_from(p.hist.len()).unwrap_or(u32::MAX);
     p.node.mapping = m;
 }
 
@@ -331,4 +354,67 @@ fn summarise_details(node: &NodeRef, p: &mut Parsed) {
             .push(u64::from(dd.creation_time) | (u64::from(dd.snapshotted_time) << 32));
     }
     p.node.details = d;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thin::engines::repair::test_images::{corrupt, entries, pool, superblock};
+
+    #[test]
+    fn every_node_of_a_pool_is_summarised_by_its_shape() {
+        let dev = pool(&[(1, 600), (2, 10)]);
+        let sb = superblock(&dev);
+        let table = scan(&dev);
+        assert!(table.snapshots.is_empty(), "block 0 is not a snapshot copy");
+        assert_eq!(table.nr_blocks, 256);
+
+        let top = &table.nodes[table.find(sb.mapping_root).unwrap()];
+        assert_eq!((top.shape, top.nr_entries), (Shape::Leaf8, 2));
+        assert!(top.mapping.top_shaped);
+        assert_eq!(table.keys(top), &[1, 2]);
+
+        let det = &table.nodes[table.find(sb.details_root).unwrap()];
+        assert_eq!(det.shape, Shape::Leaf24);
+        assert_eq!((det.details.mapped, det.details.max_tid), (610, 2));
+        assert_eq!(table.details(det, 0).mapped_blocks, 600);
+        assert_eq!(table.details(det, 1).creation_time, 1);
+
+        let root1 = table.values(top)[0];
+        let internal = &table.nodes[table.find(root1).unwrap()];
+        assert_eq!(internal.shape, Shape::Internal);
+        let leaves = table.values(internal);
+        assert!(leaves.len() >= 3, "600 mappings need three leaves");
+        let mut total = 0;
+        for &l in leaves {
+            let n = &table.nodes[table.find(l).unwrap()];
+            assert_eq!(n.shape, Shape::Leaf8);
+            assert!(
+                !n.mapping.top_shaped,
+                "block 0 is mapped: not a top-level leaf"
+            );
+            assert_eq!(table.histogram(n), &[(1, n.nr_entries)]);
+            total += u64::from(n.nr_entries);
+        }
+        assert_eq!(total, 600);
+        let last = &table.nodes[table.find(*leaves.last().unwrap()).unwrap()];
+        assert_eq!((last.last_key, last.mapping.max_block), (599, 599));
+    }
+
+    #[test]
+    fn a_block_with_a_bad_checksum_is_not_a_node() {
+        let dev = pool(&[(1, 600)]);
+        let leaf = entries(&dev, entries(&dev, superblock(&dev).mapping_root)[0].1)[1].1;
+        let before = scan(&dev).nodes.len();
+        corrupt(&dev, leaf);
+        let table = scan(&dev);
+        assert_eq!(table.find(leaf), None);
+        assert_eq!(table.nodes.len(), before - 1);
+    }
+
+    #[test]
+    fn low_half_keeps_the_low_32_bits() {
+        assert_eq!(low_half(0x1234_5678_9abc_def0), 0x9abc_def0);
+        assert_eq!(low_half(0x1234_5678_9abc_def0 >> 32), 0x1234_5678);
+    }
 }

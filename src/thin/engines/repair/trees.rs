@@ -1,6 +1,6 @@
 //! Reading the surviving parts of classified trees: the devices of a
 //! top-level tree, the entries of a details tree, the leaves of a mapping
-//! tree, each with the key ranges that were lost on the way (G2).
+//! tree, each with the key ranges that were lost on the way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;

@@ -34,21 +34,7 @@ pub enum TokenKind {
     Eof,
 }
 
-/// Lexical errors (malformed XML).
-#[derive(Debug, thiserror::Error)]
-pub enum LexError {
-    /// Malformed markup at an offset.
-    #[error("parse error at byte {pos}: {detail}")]
-    Syntax {
-        /// Offset of the problem.
-        pos: u64,
-        /// What was wrong.
-        detail: &'static str,
-    },
-    /// Reading the input failed.
-    #[error("reading input: {0}")]
-    Io(#[from] io::Error),
-}
+pub use crate::thin::ir::error::LexError;
 
 /// One attribute: where its name and raw value (no entity expansion) lie in
 /// the lexer's buffer; read them with [`Lexer::bytes`].

@@ -4,13 +4,11 @@
 //! Blocks are allocated only when their content is final, so every block is
 //! written exactly once and in ascending order: the output is one long
 //! sequential write. Block 0 (the superblock) is zeroed and flushed when the
-//! writer is created and written last by [`MetadataWriter::commit`], so a
+//! writer is created and written last by [`BlockAllocator::commit`], so a
 //! crash part-way never leaves a valid superblock over partial trees.
 
-use std::io;
-
 use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE};
-use crate::pdata::btree::build::NodeStore;
+use crate::pdata::btree::build::{NodeStore, WriteError};
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::count_map::CountMap;
@@ -20,19 +18,8 @@ use crate::pdata::to_index;
 /// Blocks buffered before one large write (1 MiB).
 const BUFFER_BLOCKS: usize = 256;
 
-/// Failures of a metadata writer.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The output has no room for the next block.
-    #[error("out of metadata space")]
-    OutOfSpace,
-    /// Writing or reading the output failed.
-    #[error("output i/o error: {0}")]
-    Io(#[from] io::Error),
-}
-
 /// Sequential allocator and writer of metadata blocks.
-pub struct MetadataWriter<'d> {
+pub struct BlockAllocator<'d> {
     dev: &'d dyn BlockDevice,
     nr_blocks: u64,
     next: BlockNr,
@@ -42,7 +29,7 @@ pub struct MetadataWriter<'d> {
     counts: CountMap,
 }
 
-impl<'d> MetadataWriter<'d> {
+impl<'d> BlockAllocator<'d> {
     /// Starts writing to `dev`: zeroes block 0 and flushes, so that no valid
     /// superblock survives over partial trees. The metadata space map covers
     /// `min(dev blocks, MAX_METADATA_BLOCKS)` blocks.
@@ -55,7 +42,7 @@ impl<'d> MetadataWriter<'d> {
         dev.sync()?;
         let mut counts = CountMap::new(nr_blocks);
         counts.inc(0).map_err(|_| WriteError::OutOfSpace)?;
-        Ok(MetadataWriter {
+        Ok(BlockAllocator {
             dev,
             nr_blocks,
             next: 1,
@@ -137,7 +124,7 @@ impl<'d> MetadataWriter<'d> {
     }
 }
 
-impl NodeStore for MetadataWriter<'_> {
+impl NodeStore for BlockAllocator<'_> {
     fn append(&mut self, block: &mut Block, kind: BlockKind) -> Result<BlockNr, WriteError> {
         let loc = self.next;
         if loc >= self.nr_blocks {

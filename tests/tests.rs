@@ -19,5 +19,6 @@ mod repair;
 mod repair_recovery;
 mod restore;
 mod rmap;
+mod send_recv;
 mod shrink;
 mod trim;

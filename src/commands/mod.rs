@@ -22,9 +22,12 @@ pub mod merge;
 pub mod metadata_size;
 pub mod migrate;
 pub mod pack;
+pub mod recv;
 pub mod repair;
 pub mod restore;
 pub mod rmap;
+pub mod send;
+pub mod send_recv;
 pub mod shrink;
 pub mod trim;
 
@@ -101,9 +104,24 @@ pub const TOOLS: &[Tool] = &[
         cli: restore::cli,
     },
     Tool {
+        name: "thin_recv",
+        run: recv::command,
+        cli: recv::cli,
+    },
+    Tool {
         name: "thin_rmap",
         run: rmap::run,
         cli: rmap::cli,
+    },
+    Tool {
+        name: "thin_send",
+        run: send::command,
+        cli: send::cli,
+    },
+    Tool {
+        name: "thin_send_recv",
+        run: send_recv::command,
+        cli: send::cli,
     },
     Tool {
         name: "thin_shrink",

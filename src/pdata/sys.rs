@@ -35,6 +35,8 @@ fn off_t(v: u64) -> io::Result<libc::off_t> {
 
 /// `BLKDISCARD` = `_IO(0x12, 119)`.
 const BLKDISCARD: libc::c_ulong = 0x1277;
+/// `BLKZEROOUT` = `_IO(0x12, 127)`.
+const BLKZEROOUT: libc::c_ulong = 0x127f;
 
 /// Issues a block-device ioctl that takes a `(start, length)` pair of bytes.
 fn range_ioctl(file: &File, request: libc::c_ulong, offset: u64, len: u64) -> io::Result<()> {
@@ -53,9 +55,6 @@ fn range_ioctl(file: &File, request: libc::c_ulong, offset: u64, len: u64) -> io
 pub fn blk_discard(file: &File, offset: u64, len: u64) -> io::Result<()> {
     range_ioctl(file, BLKDISCARD, offset, len)
 }
-
-/// `BLKZEROOUT` = `_IO(0x12, 127)`.
-const BLKZEROOUT: libc::c_ulong = 0x127f;
 
 /// Zeroes `len` bytes at `offset` of a block device (`BLKZEROOUT`: the device
 /// unmaps or writes zeroes, and the range reads back as zeroes).
@@ -518,6 +517,7 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         f.set_len(4096).unwrap();
         assert!(blk_discard(&f, 0, 4096).is_err());
+        assert!(blk_zeroout(&f, 0, 4096).is_err());
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod pack;
 pub mod repair;
 pub mod restore;
 pub mod rmap;
+pub mod send_recv;
 pub mod shrink;
 pub mod trim;

@@ -1,0 +1,176 @@
+//! `thin_send`: see man/thin_send.8.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use clap::{CommandFactory, Parser};
+
+use super::send_recv::{parse_format, pick_mode, Mode};
+use crate::commands::args::MetadataSnap;
+use crate::commands::exit::Outcome;
+use crate::commands::run::{
+    glue_optional_short, report_error, run_with, stdout_writer, usage_error,
+};
+use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource};
+use crate::thin::engines::send_recv::send::{send, SendOptions};
+use crate::thin::engines::send_recv::state::Unfinished;
+use crate::thin::engines::send_recv::stream::writer::Compression;
+use crate::thin::engines::send_recv::stream::Format;
+
+/// Write a thin volume, or the difference between two, as a stream on stdout.
+#[derive(Parser, Debug)]
+#[command(name = "thin_send", disable_version_flag = true)]
+struct Args {
+    /// Allow stdout to be a terminal
+    #[arg(short = 't', long = "allow-tty")]
+    allow_tty: bool,
+    /// Accepted for compatibility; has no effect when sending
+    #[arg(long = "accept-stream-format", value_name = "FORMAT")]
+    accept_stream_format: Option<String>,
+    /// Stream format: 1.0, 1.1 (LINBIT's, the default) or 2 (ours)
+    #[arg(long = "format", value_name = "FORMAT", default_value = "1.1")]
+    format: String,
+    /// Compress DATA records with zstd (format 2), at LEVEL (default 3)
+    #[arg(long = "compress", value_name = "LEVEL", num_args = 0..=1, require_equals = true, default_missing_value = "3")]
+    compress: Option<i32>,
+    /// Send only what the receiver has not applied (format 2; the token thin_recv printed or stored)
+    #[arg(long = "resume", value_name = "TOKEN")]
+    resume: Option<String>,
+    /// Metadata device or image of the pool (offline send)
+    #[arg(long = "metadata-dev", value_name = "PATH", requires_all = ["data_dev", "thin_id"])]
+    metadata_dev: Option<PathBuf>,
+    /// Data device or image of the pool (offline send)
+    #[arg(long = "data-dev", value_name = "PATH")]
+    data_dev: Option<PathBuf>,
+    /// The thin device to send (offline send)
+    #[arg(long = "thin-id", value_name = "ID")]
+    thin_id: Option<u64>,
+    /// Send only the difference from this thin device (offline incremental send)
+    #[arg(long = "base-id", value_name = "ID")]
+    base_id: Option<u64>,
+    #[command(flatten)]
+    metadata_snap: MetadataSnap,
+    /// Volume size in bytes (offline send; default: up to the last mapped block)
+    #[arg(long = "size", value_name = "BYTES")]
+    size: Option<u64>,
+    /// Print nothing but errors
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// VOL, or SNAP1 SNAP2 (LVM names; not yet supported, see the man page)
+    #[arg(value_name = "VOLUME")]
+    volumes: Vec<OsString>,
+}
+
+/// The command-line definition.
+#[must_use]
+pub fn cli() -> clap::Command {
+    Args::command()
+}
+
+/// Entry point of `thin_send`.
+#[must_use]
+pub fn command(args: &[OsString]) -> Outcome {
+    match pick_mode(args, Some(Mode::Send)) {
+        Ok((Mode::Send, rest)) => run_args(&rest),
+        Ok((Mode::Receive, rest)) => super::recv::run_args(&rest),
+        Err(o) => o,
+    }
+}
+
+/// Runs the send mode on `args` (mode flags removed).
+#[must_use]
+pub fn run_args(args: &[OsString]) -> Outcome {
+    let args = glue_optional_short(args, 'm');
+    run_with::<Args, _>("thin_send", &args, |a| {
+        if let Some(f) = &a.accept_stream_format {
+            if f != "auto" && parse_format(f).is_none() {
+                return usage_error(&format!(
+                    "unknown stream format specifier \"{f}\"; should be one of \"auto\", \"1.0\", \"1.1\", \"2\""
+                ));
+            }
+        }
+        let Some(format) = parse_format(&a.format) else {
+            return usage_error(&format!(
+                "unknown --format \"{}\"; should be 1.0, 1.1 or 2",
+                a.format
+            ));
+        };
+        if format != Format::V2 && (a.compress.is_some() || a.resume.is_some()) {
+            return usage_error("--compress and --resume need --format 2");
+        }
+        if a.metadata_dev.is_none() {
+            return match a.volumes.len() {
+                1 | 2 => usage_error(
+                    "LVM and dm volume names are not supported yet; send from offline images with --metadata-dev, --data-dev and --thin-id",
+                ),
+                _ => usage_error("one or two positional arguments expected, or --metadata-dev"),
+            };
+        }
+        if !a.volumes.is_empty() {
+            return usage_error("volume names and --metadata-dev exclude each other");
+        }
+        if !a.allow_tty && std::io::stdout().is_terminal() {
+            eprintln!("not writing the data stream onto a terminal (use --allow-tty for that)");
+            return Outcome::Usage;
+        }
+        match run(&a, format) {
+            Ok(()) => Outcome::Success,
+            Err(e) => report_error(&e, false),
+        }
+    })
+}
+
+fn run(a: &Args, format: Format) -> anyhow::Result<()> {
+    let (Some(metadata), Some(data_dev), Some(thin_id)) = (&a.metadata_dev, &a.data_dev, a.thin_id)
+    else {
+        return Err(anyhow!("--metadata-dev needs --data-dev and --thin-id"));
+    };
+    let src = OfflineSource {
+        metadata,
+        snapshot: a.metadata_snap.choice(),
+        thin_id,
+        base_id: a.base_id,
+        volume_size: a.size,
+    };
+    let holes = if format == Format::V2 {
+        Holes::Unmap
+    } else {
+        Holes::Skip
+    };
+    let plan = plan_offline(&src, holes)?;
+    let resume_from = match &a.resume {
+        None => 0,
+        Some(t) => {
+            let u = Unfinished::parse_token(t)
+                .ok_or_else(|| anyhow!("--resume {t}: not a resume token (SOURCE:BASE:OFFSET)"))?;
+            if u.source != plan.source || u.base != plan.base {
+                return Err(anyhow!(
+                    "--resume: the token is for source {} base {}, this stream is source {} base {}",
+                    u.source,
+                    u.base.map_or_else(|| "none".into(), |b| b.to_string()),
+                    plan.source,
+                    plan.base.map_or_else(|| "none".into(), |b| b.to_string()),
+                ));
+            }
+            u.applied
+        }
+    };
+    let data = File::open(data_dev).with_context(|| format!("{}", data_dev.display()))?;
+    let opts = SendOptions {
+        format,
+        compression: a.compress.map_or(Compression::None, Compression::Zstd),
+        resume_from,
+    };
+    let out = stdout_writer();
+    let (_, sent) = send(&plan, &data, out, &opts)?;
+    if !a.quiet && std::io::stderr().is_terminal() {
+        eprintln!(
+            "thin_send: {} records, {} data bytes, {} stream bytes",
+            sent.counts.records, sent.data_bytes, sent.stream_bytes
+        );
+    }
+    Ok(())
+}

@@ -9,6 +9,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::commands::exit::Outcome;
 use crate::commands::run::{report_error, run_with};
+use crate::progress::Verbosity;
 use crate::thin::engines::pack::{pack, unpack, Overwrite, PackOptions, UnpackOptions};
 
 /// Produce a compressed file of thin metadata.
@@ -88,7 +89,7 @@ pub fn run_pack(args: &[OsString]) -> Outcome {
         };
         match pack(&opts) {
             Ok(_) => Outcome::Success,
-            Err(e) => report_error(&anyhow::Error::from(e), false),
+            Err(e) => report_error(&anyhow::Error::from(e), Verbosity::Normal),
         }
     })
 }
@@ -104,7 +105,7 @@ pub fn run_unpack(args: &[OsString]) -> Outcome {
         };
         match unpack(&opts) {
             Ok(()) => Outcome::Success,
-            Err(e) => report_error(&anyhow::Error::from(e), false),
+            Err(e) => report_error(&anyhow::Error::from(e), Verbosity::Normal),
         }
     })
 }

@@ -1,5 +1,5 @@
-//! thin_check: kernel-written metadata passes; each kind of damage of
-//! spec/check.md gives its documented message and exit code; leak repair and
+//! thin_check: kernel-written metadata passes; each kind of damage gives its
+//! documented message and exit code; leak repair and
 //! NEEDS_CHECK clearing write exactly what they must; read-only runs never
 //! change the input.
 

@@ -1,4 +1,5 @@
-//! The command-line contract every tool shares (spec/tools.md §1–2, §4), as
+//! The command-line contract every tool shares (-V, -h, usage errors, exit
+//! codes, man pages), as
 //! one plain table: each row is a rule, run over every tool it applies to.
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! thin_dump: byte-identity with upstream 1.3.3 on kernel-written metadata,
 //! content round trips against the kernel's hashes, and the option contract
-//! (spec/tools.md "thin_dump", §2.5–2.8; spec/formats.md §1, §3).
+//! (-o opened late, -m, overrides, --format, --dev-id, --skip-mappings).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -537,7 +537,7 @@ fn a_damaged_leaf_is_fatal_and_named() {
     let Some((meta, _)) = corpus_sample("e3-discard-ignore", tmp.path(), false) else {
         return;
     };
-    // Def 29 of this sample is a leaf shared by devices 0 and 1 (formats.md §1.5).
+    // Def 29 of this sample is a leaf shared by devices 0 and 1 (a def used by two refs).
     patch_block(&meta, 29, None, |b| b[2000] ^= 0x55);
     let r = dump(&[p(&meta)]);
     r.expect_code(1);

@@ -116,7 +116,7 @@ note "pool down at $(elapsed) s"
 type Delta = (&'static str, u64, u64);
 
 /// The deltas (kind, begin, length) between two mappings, classified block
-/// by block and coalesced by kind (formats.md §4 describes the same result
+/// by block and coalesced by kind (thin_delta reaches the same result
 /// through runs; this is an independent formulation for the host side).
 fn block_deltas(left: &Mappings, right: &Mappings) -> Vec<Delta> {
     let mut keys: Vec<u64> = left.keys().chain(right.keys()).copied().collect();

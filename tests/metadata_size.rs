@@ -1,9 +1,9 @@
-//! thin_metadata_size: numbers identical to upstream 1.3.3 (spec/formats.md §8),
-//! the output styles of `-n`, and the usage errors of spec/tools.md.
+//! thin_metadata_size: numbers identical to upstream 1.3.3, the output styles
+//! of `-n`, and the usage errors.
 
 use crate::util::run;
 
-/// (arguments, expected stdout) — values from formats.md §8 and upstream 1.3.3.
+/// (arguments, expected stdout) — values printed by upstream 1.3.3.
 const CASES: &[(&str, &str)] = &[
     ("-s 2097152 -b 128 -m 1", "1064 sectors\n"),
     ("-b 64k -s 1t -m 1000 -u m -n=short", "524.04m\n"),

@@ -1,6 +1,6 @@
 //! thin_metadata_pack / thin_metadata_unpack: lossless round trips, reading
 //! packs written by thin-provisioning-tools, the overwrite prompt and every
-//! error of spec/tools.md.
+//! error with its message.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Repair engine (spec/repair.md): the cases upstream 1.3.3 pins, salvage of
+//! Repair engine: the cases upstream 1.3.3 pins, salvage of
 //! damaged trees, and the damage matrix over kernel-written images.
 
 use std::fmt::Write as _;
@@ -501,7 +501,7 @@ fn superblock_attr(xml: &str, a: &str) -> u64 {
     s[..s.find('"').unwrap()].parse().unwrap()
 }
 
-/// Every details leaf on disk destroyed (spec/repair.md §1, pinned case): the
+/// Every details leaf on disk destroyed (a case upstream pins): the
 /// details are regenerated from the mapping trees.
 #[test]
 fn lost_details_trees_are_regenerated_from_the_mapping_trees() {
@@ -553,7 +553,7 @@ fn healthy_pools_repair_to_themselves_through_the_scan_too() {
         };
         img.patch_u64(0, 320, 10, BlockKind::Superblock);
         let r = repair(&img);
-        // The superblock is rebuilt as upstream does (§1.5): the transaction
+        // The superblock is rebuilt as upstream does: the transaction
         // id is at least the highest device transaction + 1.
         let (got, want) = (r.xml(), healthy.xml());
         let tid = superblock_attr(want, "transaction")
@@ -647,7 +647,7 @@ fn a_damaged_leaf_costs_only_its_key_range() {
     );
 }
 
-/// spec/repair.md §2/G3: a mapping leaf whose values all look like block
+/// A mapping leaf whose values all look like block
 /// numbers (data block 0 at small times) is still a mapping leaf.
 #[test]
 fn leaves_mapping_to_data_block_zero_are_not_taken_for_top_level_leaves() {
@@ -687,7 +687,7 @@ fn leaves_mapping_to_data_block_zero_are_not_taken_for_top_level_leaves() {
     assert_eq!(repair(&img).xml(), doc);
 }
 
-/// G4.4/G4.5: with the superblock lost, a metadata-snapshot copy still tells
+/// With the superblock lost, a metadata-snapshot copy still tells
 /// the data block size, and its older trees are not preferred.
 #[test]
 fn a_metadata_snapshot_copy_supplies_the_data_block_size() {
@@ -767,7 +767,7 @@ fn valid_looking_garbage_never_breaks_repair() {
     assert!(repaired > 0, "no damaged image could be repaired");
 }
 
-/// spec/repair.md G1: a healthy pool dumps identically with and without
+/// A healthy pool dumps identically with and without
 /// `--repair`, through the thin_dump binary, and `-q` keeps stderr empty.
 #[test]
 fn dump_repair_of_healthy_fixtures_is_byte_identical_to_dump() {

@@ -179,7 +179,15 @@ fn bad_inputs() -> Vec<(String, &'static str)> {
         ),
         (format!("{sb}\n{dev}\n"), "incomplete source metadata"),
         (String::new(), "incomplete source metadata"),
-        ("\u{1}\0\0\0binary".to_string(), "incomplete source metadata"),
+        // Not XML at all: what was found, and where.
+        (
+            "\u{1}\0\0\0binary".to_string(),
+            "not XML: found \"\\x01\\x00\\x00\\x00binary\" at byte 0 where <superblock> should begin",
+        ),
+        (
+            "  \nthin pool notes\n".to_string(),
+            "not XML: found \"thin pool notes\\n\" at byte 3 where <superblock> should begin",
+        ),
     ]
 }
 

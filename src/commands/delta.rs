@@ -12,6 +12,7 @@ use crate::commands::exit::Outcome;
 use crate::commands::run::{
     glue_optional_short, report_error, run_with, stdout_writer, usage_error,
 };
+use crate::progress::Verbosity;
 use crate::thin::engines::delta::{delta, write_xml, DeltaOptions, Side, Style};
 
 /// Print the differences between the mappings of two thin devices.
@@ -74,7 +75,7 @@ pub fn run(args: &[OsString]) -> Outcome {
         };
         match print(&opts, style) {
             Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, false),
+            Err(e) => report_error(&e, Verbosity::Normal),
         }
     })
 }

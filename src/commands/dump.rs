@@ -8,6 +8,7 @@ use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use crate::commands::args::{MetadataSnap, SuperblockOverrides, Verbosity};
 use crate::commands::exit::Outcome;
 use crate::commands::run::{glue_optional_short, report_error, run_with};
+use crate::progress;
 use crate::progress::{Log, Progress};
 use crate::thin::engines::dump::{dump, DumpError, DumpOptions, Format, Mappings, SharedLeaves};
 
@@ -140,7 +141,10 @@ fn report(e: DumpError, quiet: bool) -> Outcome {
     if e.is_broken_pipe() {
         return Outcome::Failure;
     }
-    report_error(&anyhow::Error::from(e), quiet)
+    report_error(
+        &anyhow::Error::from(e),
+        progress::Verbosity::from_flags(quiet, 0),
+    )
 }
 
 /// `--repair`: the repair engine plans the pool, then emits it into the
@@ -150,7 +154,7 @@ fn dump_repaired(opts: &DumpOptions) -> Outcome {
         Ok(()) => Outcome::Success,
         Err(e) => match e.downcast::<DumpError>() {
             Ok(d) => report(d, opts.quiet),
-            Err(e) => report_error(&e, opts.quiet),
+            Err(e) => report_error(&e, progress::Verbosity::from_flags(opts.quiet, 0)),
         },
     }
 }

@@ -11,6 +11,7 @@ use crate::commands::exit::Outcome;
 use crate::commands::run::{
     glue_optional_short, report_error, run_with, stdout_writer, usage_error,
 };
+use crate::progress::Verbosity;
 use crate::thin::engines::ls::{ls, Field, LsOptions};
 
 /// List thin devices with their mapping counts.
@@ -56,7 +57,7 @@ pub fn run(args: &[OsString]) -> Outcome {
         };
         match print(&opts) {
             Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, false),
+            Err(e) => report_error(&e, Verbosity::Normal),
         }
     })
 }

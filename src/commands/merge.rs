@@ -11,6 +11,7 @@ use crate::commands::exit::Outcome;
 use crate::commands::migrate::parse_size;
 use crate::commands::run::{report_error, run_with, usage_error};
 use crate::pdata::sys;
+use crate::progress::Verbosity;
 use crate::thin::engines::merge::{merge, MergeRequest, MergeSource};
 
 /// Merge a thin back into its external origin, so the origin reads as the thin.
@@ -125,7 +126,7 @@ pub fn run(args: &[OsString]) -> Outcome {
                 }
                 Outcome::Success
             }
-            Err(e) => report_error(&anyhow::Error::new(e), a.quiet),
+            Err(e) => report_error(&anyhow::Error::new(e), Verbosity::from_flags(a.quiet, 0)),
         };
         if let Some(sig) = sys::pending_signal() {
             sys::reraise(sig);

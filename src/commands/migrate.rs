@@ -11,6 +11,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 use crate::commands::exit::Outcome;
 use crate::commands::run::{report_error, run_with, usage_error};
 use crate::pdata::sys;
+use crate::progress::Verbosity;
 use crate::thin::engines::migrate::{self, CopyRequest, DestSpec, OfflineSource, Report};
 
 /// Copy a thin volume to another device or file, whole or incrementally.
@@ -126,7 +127,7 @@ pub fn run(args: &[OsString]) -> Outcome {
                 }
                 Outcome::Success
             }
-            Err(e) => report_error(&e, a.quiet),
+            Err(e) => report_error(&e, Verbosity::from_flags(a.quiet, 0)),
         };
         if let Some(sig) = sys::pending_signal() {
             sys::reraise(sig);

@@ -9,7 +9,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::commands::exit::Outcome;
 use crate::commands::run::{report_error, run_with};
-use crate::progress::{Display, Progress};
+use crate::progress::{Display, Progress, Verbosity};
 use crate::thin::engines::pack::{pack, unpack, Overwrite, PackOptions, UnpackOptions};
 
 /// Produce a compressed file of thin metadata.
@@ -89,7 +89,7 @@ pub fn run_pack(args: &[OsString]) -> Outcome {
         };
         match pack(&opts, &Progress::new(Display::Shown)) {
             Ok(_) => Outcome::Success,
-            Err(e) => report_error(&anyhow::Error::from(e), false),
+            Err(e) => report_error(&anyhow::Error::from(e), Verbosity::Normal),
         }
     })
 }
@@ -105,7 +105,7 @@ pub fn run_unpack(args: &[OsString]) -> Outcome {
         };
         match unpack(&opts, &Progress::new(Display::Shown)) {
             Ok(()) => Outcome::Success,
-            Err(e) => report_error(&anyhow::Error::from(e), false),
+            Err(e) => report_error(&anyhow::Error::from(e), Verbosity::Normal),
         }
     })
 }

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 use super::send_recv::{parse_format, pick_mode, Mode};
 use crate::commands::exit::Outcome;
 use crate::commands::run::{report_error, run_with, usage_error};
+use crate::progress::Verbosity;
 use crate::thin::engines::send_recv::apply::{apply, ApplyOptions, BaseCheck, Notices};
 use crate::thin::engines::send_recv::stream::Accept;
 use crate::thin::engines::send_recv::target::{Target, TargetKind};
@@ -81,7 +82,7 @@ pub fn run_args(args: &[OsString]) -> Outcome {
         }
         match run(&a, target, accept) {
             Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, false),
+            Err(e) => report_error(&e, Verbosity::Normal),
         }
     })
 }

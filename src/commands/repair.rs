@@ -10,6 +10,7 @@ use crate::commands::args::{SuperblockOverrides, Verbosity};
 use crate::commands::exit::Outcome;
 use crate::commands::run as cli;
 use crate::pdata::io::{open_metadata, open_output, Access, Sharing};
+use crate::progress;
 use crate::progress::Log;
 use crate::thin::engines::repair::{self, RepairOptions};
 
@@ -39,7 +40,7 @@ pub fn run(args: &[OsString]) -> Outcome {
         let quiet = a.verbosity.quiet;
         match repair_files(&a) {
             Ok(()) => Outcome::Success,
-            Err(e) => cli::report_error(&e, quiet),
+            Err(e) => cli::report_error(&e, progress::Verbosity::from_flags(quiet, 0)),
         }
     })
 }

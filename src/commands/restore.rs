@@ -48,7 +48,7 @@ pub fn run(args: &[OsString]) -> Outcome {
                 }
                 Outcome::Success
             }
-            Err(e) => report_error(&anyhow::Error::from(e), a.verbosity.quiet),
+            Err(e) => report_error(&anyhow::Error::from(e), a.verbosity.level()),
         }
     })
 }

@@ -10,6 +10,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::commands::exit::Outcome;
 use crate::commands::run::{report_error, run_with, stdout_writer};
+use crate::progress::Verbosity;
 use crate::thin::engines::rmap::{rmap_input, RmapOptions};
 
 /// Print the thin blocks that map to given data blocks.
@@ -61,7 +62,7 @@ pub fn run(args: &[OsString]) -> Outcome {
         };
         match print(&opts) {
             Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, false),
+            Err(e) => report_error(&e, Verbosity::Normal),
         }
     })
 }

@@ -9,6 +9,7 @@ use clap::Parser;
 
 use crate::commands::exit::Outcome;
 use crate::commands::VERSION;
+use crate::progress::Verbosity;
 
 /// Parses `args` (without argv[0]) for `tool`. `-V/--version` and `-h/--help`
 /// win over every other argument error. On `Err` the outcome to exit with has
@@ -69,10 +70,10 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// Reports a runtime error: one bare line per message (`{:#}` joins context),
-/// nothing for a broken pipe, nothing when quiet.
+/// nothing for a broken pipe, nothing at [`Verbosity::Quiet`].
 #[must_use]
-pub fn report_error(err: &anyhow::Error, quiet: bool) -> Outcome {
-    if !quiet && !is_broken_pipe(err) {
+pub fn report_error(err: &anyhow::Error, level: Verbosity) -> Outcome {
+    if level != Verbosity::Quiet && !is_broken_pipe(err) {
         let mut e = io::stderr().lock();
         let _ = writeln!(e, "{err:#}");
     }

@@ -14,6 +14,7 @@ use crate::commands::exit::Outcome;
 use crate::commands::run::{
     glue_optional_short, report_error, run_with, stdout_writer, usage_error,
 };
+use crate::progress::Verbosity;
 use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource};
 use crate::thin::engines::send_recv::send::{send, SendOptions};
 use crate::thin::engines::send_recv::state::Unfinished;
@@ -118,7 +119,7 @@ pub fn run_args(args: &[OsString]) -> Outcome {
         }
         match run(&a, format) {
             Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, false),
+            Err(e) => report_error(&e, Verbosity::Normal),
         }
     })
 }

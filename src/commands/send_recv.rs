@@ -1,5 +1,5 @@
 //! What `thin_send` and `thin_recv` share: one program with two names, as
-//! LINBIT's thin-send-recv (spec/send-recv.md §1). `-s/--send` or
+//! LINBIT's thin-send-recv. `-s/--send` or
 //! `-r/--receive` picks the mode; without either, the name does.
 
 use std::ffi::OsString;

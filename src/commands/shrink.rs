@@ -70,7 +70,7 @@ pub fn run(args: &[OsString]) -> Outcome {
         let log = Log::stderr(level);
         match shrink(&opts, &log) {
             Ok(_) => Outcome::Success,
-            Err(e) => report_error(&anyhow::Error::new(e), a.verbosity.quiet),
+            Err(e) => report_error(&anyhow::Error::new(e), a.verbosity.level()),
         }
     })
 }

@@ -61,7 +61,7 @@ pub fn run(args: &[OsString]) -> Outcome {
                 }
                 Outcome::Success
             }
-            Err(e) => report_error(&anyhow::Error::from(e), quiet),
+            Err(e) => report_error(&anyhow::Error::from(e), Verbosity::from_flags(quiet, 0)),
         }
     })
 }

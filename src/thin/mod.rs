@@ -7,7 +7,7 @@
 //!   metadata writer, the def/ref sharing planner, the two-thread channel);
 //! - [`engines`]: one engine per tool. An engine takes an options struct and
 //!   returns a typed result; it knows nothing of argument parsing or exit
-//!   codes, which belong to [`crate::commands`].
+//!   codes, which belong to the command layer.
 
 pub mod engines;
 pub mod ir;

@@ -11,7 +11,7 @@ use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE};
 use crate::pdata::btree::build::{NodeStore, WriteError};
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
-use crate::pdata::space_map::count_map::CountMap;
+use crate::pdata::space_map::sparse_counts::CountMap;
 use crate::pdata::space_map::MAX_METADATA_BLOCKS;
 use crate::pdata::to_index;
 

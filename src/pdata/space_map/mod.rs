@@ -1,5 +1,8 @@
-//! Reference-counting space maps: the on-disk format (`disk`) and in-memory
-//! counters (`counts`).
+//! Reference-counting space maps: the on-disk format (`disk`, `read`,
+//! `write`) and in-memory counters: `dense_counts` (two bits per block over a
+//! whole device, for counting references while checking) and `sparse_counts`
+//! (four bits per block, allocated only where blocks are counted, for writers
+//! and their block `allocator`).
 //!
 //! Space-map root (first 32 bytes of each 128-byte superblock field):
 //! ```text
@@ -11,10 +14,10 @@
 //! ```
 
 pub mod allocator;
-pub mod count_map;
-pub mod counts;
+pub mod dense_counts;
 pub mod disk;
 pub mod read;
+pub mod sparse_counts;
 pub mod write;
 
 use zerocopy::little_endian::U64;

@@ -14,10 +14,10 @@ use crate::pdata::btree::build::WriteError;
 use crate::pdata::btree::build::{BtreeBuilder, NodeStore};
 use crate::pdata::checksum::BlockKind;
 use crate::pdata::space_map::allocator::BlockAllocator;
-use crate::pdata::space_map::count_map::CountMap;
 use crate::pdata::space_map::disk::{
     entries_in_bitmap, IndexEntry, BITMAP_HEADER_SIZE, MAX_METADATA_BITMAPS,
 };
+use crate::pdata::space_map::sparse_counts::CountMap;
 use crate::pdata::space_map::{SmRoot, ENTRIES_PER_BITMAP};
 use crate::pdata::{low_u32, to_index};
 

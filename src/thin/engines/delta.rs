@@ -126,7 +126,7 @@ impl Run {
 
 /// What a delta says about a range of thin blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum DeltaKind {
     /// Mapped on the left only.
     LeftOnly,
     /// Mapped on the right only.
@@ -137,13 +137,13 @@ pub enum Kind {
     Same,
 }
 
-impl Kind {
+impl DeltaKind {
     fn tag(self) -> &'static str {
         match self {
-            Kind::LeftOnly => "left_only",
-            Kind::RightOnly => "right_only",
-            Kind::Different => "different",
-            Kind::Same => "same",
+            DeltaKind::LeftOnly => "left_only",
+            DeltaKind::RightOnly => "right_only",
+            DeltaKind::Different => "different",
+            DeltaKind::Same => "same",
         }
     }
 }
@@ -153,8 +153,8 @@ impl Kind {
 /// `right_data` the right side's for `different`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delta {
-    /// Kind of difference.
-    pub kind: Kind,
+    /// DeltaKind of difference.
+    pub kind: DeltaKind,
     /// First thin block.
     pub begin: u64,
     /// Number of thin blocks.
@@ -344,18 +344,18 @@ fn merge(left: &[Run], right: &[Run], mut emit: impl FnMut(Delta)) {
         };
         if lr.thin < rr.thin {
             let len = lr.len.min(rr.thin - lr.thin);
-            emit(one(Kind::LeftOnly, lr, len));
+            emit(one(DeltaKind::LeftOnly, lr, len));
             l.consume(len);
         } else if rr.thin < lr.thin {
             let len = rr.len.min(lr.thin - rr.thin);
-            emit(one(Kind::RightOnly, rr, len));
+            emit(one(DeltaKind::RightOnly, rr, len));
             r.consume(len);
         } else {
             let len = lr.len.min(rr.len);
             let kind = if lr.data == rr.data {
-                Kind::Same
+                DeltaKind::Same
             } else {
-                Kind::Different
+                DeltaKind::Different
             };
             emit(Delta {
                 kind,
@@ -368,7 +368,7 @@ fn merge(left: &[Run], right: &[Run], mut emit: impl FnMut(Delta)) {
             r.consume(len);
         }
     }
-    for (s, kind) in [(l, Kind::LeftOnly), (r, Kind::RightOnly)] {
+    for (s, kind) in [(l, DeltaKind::LeftOnly), (r, DeltaKind::RightOnly)] {
         let mut s = s;
         while let Some(c) = s.cur {
             emit(Delta {
@@ -470,7 +470,7 @@ pub fn write_xml(
 }
 
 fn write_verbose(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {
-    let mut group: Option<Kind> = None;
+    let mut group: Option<DeltaKind> = None;
     for d in deltas {
         if group != Some(d.kind) {
             if let Some(g) = group {
@@ -479,7 +479,7 @@ fn write_verbose(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {
             writeln!(w, "    <{}>", d.kind.tag())?;
             group = Some(d.kind);
         }
-        if d.kind == Kind::Different {
+        if d.kind == DeltaKind::Different {
             writeln!(
                 w,
                 "      <range begin=\"{}\" left_data_begin=\"{}\" right_data_begin=\"{}\" length=\"{}\"/>",
@@ -507,7 +507,7 @@ mod tests {
         Run { thin, data, len }
     }
 
-    fn deltas(left: &[Run], right: &[Run]) -> Vec<(Kind, u64, u64)> {
+    fn deltas(left: &[Run], right: &[Run]) -> Vec<(DeltaKind, u64, u64)> {
         let mut out = Vec::new();
         let mut co = Coalescer::default();
         merge(left, right, |d| co.push(d, &mut out));
@@ -521,9 +521,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (Kind::LeftOnly, 0, 4),
-                (Kind::Same, 4, 2),
-                (Kind::RightOnly, 6, 4)
+                (DeltaKind::LeftOnly, 0, 4),
+                (DeltaKind::Same, 4, 2),
+                (DeltaKind::RightOnly, 6, 4)
             ]
         );
     }
@@ -532,16 +532,19 @@ mod tests {
     fn same_pieces_with_different_data_runs_coalesce_by_thin_block() {
         // Left: 0..2 -> 10.., 2..4 -> 50..; right identical: two runs, one `same`.
         let got = deltas(&[r(0, 10, 2), r(2, 50, 2)], &[r(0, 10, 2), r(2, 50, 2)]);
-        assert_eq!(got, vec![(Kind::Same, 0, 4)]);
+        assert_eq!(got, vec![(DeltaKind::Same, 0, 4)]);
         // A gap in thin blocks keeps them apart.
         let got = deltas(&[r(0, 10, 2), r(3, 50, 2)], &[r(0, 10, 2), r(3, 50, 2)]);
-        assert_eq!(got, vec![(Kind::Same, 0, 2), (Kind::Same, 3, 2)]);
+        assert_eq!(got, vec![(DeltaKind::Same, 0, 2), (DeltaKind::Same, 3, 2)]);
     }
 
     #[test]
     fn different_data_is_different() {
         let got = deltas(&[r(0, 32, 32)], &[r(0, 38, 4)]);
-        assert_eq!(got, vec![(Kind::Different, 0, 4), (Kind::LeftOnly, 4, 28)]);
+        assert_eq!(
+            got,
+            vec![(DeltaKind::Different, 0, 4), (DeltaKind::LeftOnly, 4, 28)]
+        );
     }
 
     #[test]
@@ -549,14 +552,14 @@ mod tests {
         let sb = Superblock::fresh(1, 2, 128);
         let ds = [
             Delta {
-                kind: Kind::LeftOnly,
+                kind: DeltaKind::LeftOnly,
                 begin: 0,
                 len: 2,
                 data: 10,
                 right_data: 10,
             },
             Delta {
-                kind: Kind::Different,
+                kind: DeltaKind::Different,
                 begin: 2,
                 len: 1,
                 data: 3,

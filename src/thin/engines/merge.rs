@@ -19,7 +19,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::thin::engines::copy::exec::{self, Dest, DestKind, Options, Source};
-use crate::thin::engines::copy::plan::{Action, Gaps};
+use crate::thin::engines::copy::plan::{Action, Gaps, Plan};
 use crate::thin::engines::copy::source::SourceMetadata;
 use crate::thin::engines::migrate::{refuse_dest_among, MigrateError, Report};
 use crate::thin::live::resolve::{resolve_pool_path, resolve_thin};
@@ -164,30 +164,7 @@ fn merge_from(
     if let Some(b) = req.base {
         md.root_of(b)?;
     }
-    let om = std::fs::metadata(&req.origin).map_err(io_err(&req.origin))?;
-    let kind = if om.file_type().is_block_device() {
-        DestKind::Block
-    } else if om.is_file() {
-        DestKind::File
-    } else {
-        return Err(MigrateError::WrongType(req.origin.display().to_string()));
-    };
-    let mut opts = File::options();
-    opts.read(true).write(!req.dry_run);
-    if kind == DestKind::Block {
-        opts.custom_flags(libc::O_EXCL | libc::O_DIRECT);
-    }
-    let origin = opts.open(&req.origin).map_err(|e| {
-        if e.raw_os_error() == Some(libc::EBUSY) {
-            MigrateError::Invalid(format!(
-                "{}: the origin is in use (an active thin still uses it as its external origin, or it is mounted): deactivate every thin over it first",
-                req.origin.display()
-            ))
-        } else {
-            io_err(&req.origin)(e)
-        }
-    })?;
-    let origin_size = size_of(&origin).map_err(io_err(&req.origin))?;
+    let (origin, kind, origin_size) = open_origin(req)?;
     let size = match req.size {
         Some(s) => s,
         None => md.mapped_end(req.thin)?.max(origin_size),
@@ -204,29 +181,7 @@ fn merge_from(
             req.thin
         )));
     }
-    // Provisioned blocks past the thin's size are not part of it.
-    let end_of_writes = plan
-        .extents
-        .last()
-        .map_or(0, |e| plan.extent_bytes(e).0 + plan.extent_bytes(e).1);
-    if end_of_writes > origin_size || size > origin_size {
-        let need = end_of_writes.max(size);
-        if !(req.grow && kind == DestKind::File) {
-            let hint = if kind == DestKind::File {
-                "pass --grow to extend it"
-            } else {
-                "a block device cannot be grown here"
-            };
-            return Err(MigrateError::Invalid(format!(
-                "origin {} ({origin_size} bytes) is smaller than thin {} ({need} bytes): {hint}",
-                req.origin.display(),
-                req.thin
-            )));
-        }
-        if !req.dry_run {
-            origin.set_len(need).map_err(io_err(&req.origin))?;
-        }
-    }
+    fit_origin(req, &plan, size, &origin, kind, origin_size)?;
     let bytes = plan.bytes_where(|a| matches!(a, Action::Mapped { .. }));
     let blocks = plan.extents.iter().map(|e| e.len).sum();
     if req.dry_run {
@@ -265,6 +220,72 @@ fn merge_from(
             stats,
         }),
     })
+}
+
+/// Opens the origin for the merge (exclusively when it is a block device, so
+/// that an active thin over it makes the merge refuse): the file, its kind and
+/// its size.
+fn open_origin(req: &MergeRequest) -> Result<(File, DestKind, u64), MigrateError> {
+    let om = std::fs::metadata(&req.origin).map_err(io_err(&req.origin))?;
+    let kind = if om.file_type().is_block_device() {
+        DestKind::Block
+    } else if om.is_file() {
+        DestKind::File
+    } else {
+        return Err(MigrateError::WrongType(req.origin.display().to_string()));
+    };
+    let mut opts = File::options();
+    opts.read(true).write(!req.dry_run);
+    if kind == DestKind::Block {
+        opts.custom_flags(libc::O_EXCL | libc::O_DIRECT);
+    }
+    let origin = opts.open(&req.origin).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            MigrateError::Invalid(format!(
+                "{}: the origin is in use (an active thin still uses it as its external origin, or it is mounted): deactivate every thin over it first",
+                req.origin.display()
+            ))
+        } else {
+            io_err(&req.origin)(e)
+        }
+    })?;
+    let origin_size = size_of(&origin).map_err(io_err(&req.origin))?;
+    Ok((origin, kind, origin_size))
+}
+
+/// Checks that the thin fits the origin, growing a regular file when asked.
+fn fit_origin(
+    req: &MergeRequest,
+    plan: &Plan,
+    size: u64,
+    origin: &File,
+    kind: DestKind,
+    origin_size: u64,
+) -> Result<(), MigrateError> {
+    // Provisioned blocks past the thin's size are not part of it.
+    let end_of_writes = plan
+        .extents
+        .last()
+        .map_or(0, |e| plan.extent_bytes(e).0 + plan.extent_bytes(e).1);
+    if end_of_writes > origin_size || size > origin_size {
+        let need = end_of_writes.max(size);
+        if !(req.grow && kind == DestKind::File) {
+            let hint = if kind == DestKind::File {
+                "pass --grow to extend it"
+            } else {
+                "a block device cannot be grown here"
+            };
+            return Err(MigrateError::Invalid(format!(
+                "origin {} ({origin_size} bytes) is smaller than thin {} ({need} bytes): {hint}",
+                req.origin.display(),
+                req.thin
+            )));
+        }
+        if !req.dry_run {
+            origin.set_len(need).map_err(io_err(&req.origin))?;
+        }
+    }
+    Ok(())
 }
 
 fn open_data(path: &Path, shared: bool) -> Result<(File, u64), MigrateError> {

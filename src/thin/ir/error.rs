@@ -140,6 +140,15 @@ pub enum XmlErrorKind {
     /// The input ended before `</superblock>`, or holds binary data.
     #[error("incomplete source metadata")]
     Incomplete,
+    /// Something other than markup before the first element: the input is
+    /// not thin_dump XML (binary metadata, a text file...).
+    #[error("not XML: found \"{found}\" at byte {at} where <superblock> should begin")]
+    NotXml {
+        /// Offset of the first byte that is not markup.
+        at: u64,
+        /// Its first bytes, escaped.
+        found: String,
+    },
     /// A declaration after the start, a comment, a DOCTYPE...
     #[error("unsupported element at byte {0}")]
     Unsupported(u64),

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::thin::ir::xml::write::{give_back_fragment, leaf_fragment, push_num, LineBuf};
+use crate::thin::ir::text::{give_back_fragment, leaf_fragment, push_num, LineBuf};
 use crate::thin::ir::{
     ChunkSink, DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit,
 };

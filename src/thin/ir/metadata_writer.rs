@@ -23,7 +23,7 @@ use crate::pdata::btree::build::{BtreeBuilder, LeafPacker, NodeStore, WrittenNod
 use crate::pdata::btree::node::NodeRef;
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::allocator::BlockAllocator;
-use crate::pdata::space_map::count_map::CountMap;
+use crate::pdata::space_map::sparse_counts::CountMap;
 use crate::pdata::space_map::write::{write_data_sm, write_metadata_sm};
 use crate::thin::ir::error::WriterError;
 use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit};

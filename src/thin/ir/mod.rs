@@ -13,6 +13,7 @@ pub mod error;
 pub mod human;
 pub mod metadata_writer;
 pub mod sharing_plan;
+pub mod text;
 pub mod xml;
 
 pub use error::IrError;

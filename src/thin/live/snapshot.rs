@@ -82,6 +82,65 @@ fn write_state(f: &mut File, text: &str) -> io::Result<()> {
     f.sync_data()
 }
 
+/// Takes the pool's lock file (waiting, with a note, while another run holds
+/// it): the file, its path and the state the previous run left in it.
+fn take_lock(
+    pool: &Pool,
+    note: &mut dyn FnMut(String),
+) -> Result<(File, PathBuf, String), SnapError> {
+    let path = PathBuf::from(LOCK_DIR).join(format!("metasnap-{}.lock", pool.name));
+    std::fs::create_dir_all(LOCK_DIR).map_err(lock_err(&path))?;
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err(&path))?;
+    if file.try_lock().is_err() {
+        note(format!(
+            "waiting for another run holding {} (pool {})",
+            path.display(),
+            pool.name
+        ));
+        file.lock().map_err(lock_err(&path))?;
+    }
+    let mut state = String::new();
+    file.read_to_string(&mut state).map_err(lock_err(&path))?;
+    Ok((file, path, state))
+}
+
+/// Releases a reservation that an interrupted run of ours left behind: the
+/// lock file says "reserving PID" (killed before it learnt the root) or
+/// "reserved PID ROOT" with the root the pool still holds. Returns the held
+/// root that remains, if any.
+fn release_stale(
+    pool: &Pool,
+    state: &str,
+    held: Option<u64>,
+    note: &mut dyn FnMut(String),
+) -> Result<Option<u64>, SnapError> {
+    let Some(root) = held else {
+        return Ok(None);
+    };
+    let f: Vec<&str> = state.split_whitespace().collect();
+    let ours = match f.first().copied() {
+        Some("reserving") => true,
+        Some("reserved") => f.get(2) == Some(&root.to_string().as_str()),
+        _ => false,
+    };
+    if !ours {
+        return Ok(Some(root));
+    }
+    pool_message(pool, "release_metadata_snap")?;
+    note(format!(
+        "released the metadata snapshot (root {root}) of pool {} left reserved by an interrupted run (pid {})",
+        pool.name,
+        f.get(1).unwrap_or(&"?")
+    ));
+    Ok(None)
+}
+
 impl Session {
     /// Starts a session on `pool`; `note` receives what the user should be
     /// told (waiting for the lock, a stale reservation released, a held
@@ -90,49 +149,9 @@ impl Session {
     /// # Errors
     /// A [`SnapError`]; nothing is left reserved then.
     pub fn open(pool: &Pool, note: &mut dyn FnMut(String)) -> Result<Session, SnapError> {
-        let path = PathBuf::from(LOCK_DIR).join(format!("metasnap-{}.lock", pool.name));
-        std::fs::create_dir_all(LOCK_DIR).map_err(lock_err(&path))?;
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(lock_err(&path))?;
-        if file.try_lock().is_err() {
-            note(format!(
-                "waiting for another run holding {} (pool {})",
-                path.display(),
-                pool.name
-            ));
-            file.lock().map_err(lock_err(&path))?;
-        }
-        let mut state = String::new();
-        file.read_to_string(&mut state).map_err(lock_err(&path))?;
+        let (mut file, path, state) = take_lock(pool, note)?;
         let status = pool_status(pool)?;
-        let mut held = status.held_root;
-        let f: Vec<&str> = state.split_whitespace().collect();
-        match (f.first().copied(), held) {
-            (Some("reserving"), Some(root)) => {
-                pool_message(pool, "release_metadata_snap")?;
-                note(format!(
-                    "released the metadata snapshot (root {root}) of pool {} left reserved by an interrupted run (pid {})",
-                    pool.name,
-                    f.get(1).unwrap_or(&"?")
-                ));
-                held = None;
-            }
-            (Some("reserved"), Some(root)) if f.get(2) == Some(&root.to_string().as_str()) => {
-                pool_message(pool, "release_metadata_snap")?;
-                note(format!(
-                    "released the metadata snapshot (root {root}) of pool {} left reserved by an interrupted run (pid {})",
-                    pool.name,
-                    f.get(1).unwrap_or(&"?")
-                ));
-                held = None;
-            }
-            _ => {}
-        }
+        let held = release_stale(pool, &state, status.held_root, note)?;
         if !state.is_empty() {
             write_state(&mut file, "").map_err(lock_err(&path))?;
         }

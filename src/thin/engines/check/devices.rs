@@ -9,7 +9,7 @@ use crate::pdata::block::BlockNr;
 use crate::pdata::btree::node::NodeRef;
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
-use crate::pdata::space_map::counts::RefCounts;
+use crate::pdata::space_map::dense_counts::RefCounts;
 use crate::pdata::space_map::read::tree_errors;
 use crate::thin::model::device_details::{DeviceDetails, DETAILS_VALUE_LEN, DETAILS_VALUE_SIZE};
 use crate::thin::model::mapping::TOP_LEVEL_VALUE_SIZE;

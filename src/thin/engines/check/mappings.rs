@@ -8,7 +8,7 @@ use crate::pdata::block::BlockNr;
 use crate::pdata::btree::node::{NodeErrorKind, NodeRef};
 use crate::pdata::btree::walk::{NodeState, TreeGraph, Walker};
 use crate::pdata::io::BlockDevice;
-use crate::pdata::space_map::counts::{RefCounts, SharedCounts};
+use crate::pdata::space_map::dense_counts::{RefCounts, SharedCounts};
 use crate::thin::engines::check::report::Report;
 use crate::thin::model::device_details::DeviceDetails;
 use crate::thin::model::mapping::MAPPING_VALUE_SIZE;

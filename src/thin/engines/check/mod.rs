@@ -20,7 +20,7 @@ use std::io::{self, Write};
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::io::{Access, BlockDevice, Sharing};
-use crate::pdata::space_map::counts::{CountSource, FrozenCounts, RefCounts, SharedCounts};
+use crate::pdata::space_map::dense_counts::{CountSource, FrozenCounts, RefCounts, SharedCounts};
 use crate::pdata::space_map::read::{read_space_map, DiskSpaceMap, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
 use crate::thin::model::open::SnapshotChoice;

@@ -12,7 +12,7 @@ use crate::pdata::btree::node::NodeRef;
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
-use crate::pdata::space_map::counts::CountSource;
+use crate::pdata::space_map::dense_counts::CountSource;
 use crate::pdata::space_map::disk::{
     bitmap_get, bitmap_set, entries_in_bitmap, IndexEntry, REF_COUNT_VALUE_SIZE,
 };

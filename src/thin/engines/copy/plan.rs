@@ -13,7 +13,7 @@ use crate::pdata::block::BlockNr;
 use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
-use crate::thin::engines::delta::{Delta, Kind, Run};
+use crate::thin::engines::delta::{Delta, DeltaKind, Run};
 use crate::thin::model::mapping::BlockTime;
 
 /// Failures building a plan.
@@ -221,13 +221,13 @@ pub fn delta_plan(
         }
         let len = d.len.min(nr_blocks - d.begin);
         match d.kind {
-            Kind::Same => {}
-            Kind::LeftOnly => out.push(Extent {
+            DeltaKind::Same => {}
+            DeltaKind::LeftOnly => out.push(Extent {
                 begin: d.begin,
                 len,
                 action: if origin { Action::Origin } else { Action::Zero },
             }),
-            Kind::RightOnly | Kind::Different => match &mut runs {
+            DeltaKind::RightOnly | DeltaKind::Different => match &mut runs {
                 None => out.push(Extent {
                     begin: d.begin,
                     len,
@@ -326,10 +326,10 @@ mod tests {
             right_data: 0,
         };
         let deltas = [
-            d(Kind::Same, 0, 2),
-            d(Kind::Different, 2, 4),
-            d(Kind::LeftOnly, 6, 1),
-            d(Kind::RightOnly, 9, 2),
+            d(DeltaKind::Same, 0, 2),
+            d(DeltaKind::Different, 2, 4),
+            d(DeltaKind::LeftOnly, 6, 1),
+            d(DeltaKind::RightOnly, 9, 2),
         ];
         let src = [run(0, 50, 2), run(2, 10, 2), run(4, 30, 2), run(9, 70, 2)];
         assert_eq!(

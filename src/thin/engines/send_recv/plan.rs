@@ -10,7 +10,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::stream::Identity;
-use crate::thin::engines::delta::{diff_runs, DeltaError, Kind};
+use crate::thin::engines::delta::{diff_runs, DeltaError, DeltaKind};
 use crate::thin::model::device_details::DeviceDetails;
 use crate::thin::model::open::{devices, open_for_reading, DeviceEntry, ReadError, SnapshotChoice};
 
@@ -188,13 +188,13 @@ pub fn plan_offline(src: &OfflineSource, holes: Holes) -> Result<Plan, PlanError
     for d in &deltas {
         let (offset, len) = (bytes(d.begin)?, bytes(d.len)?);
         let data = match (base.is_some(), d.kind) {
-            (false, _) | (true, Kind::RightOnly) => d.data,
-            (true, Kind::Different) => d.right_data,
-            (true, Kind::LeftOnly) => {
+            (false, _) | (true, DeltaKind::RightOnly) => d.data,
+            (true, DeltaKind::Different) => d.right_data,
+            (true, DeltaKind::LeftOnly) => {
                 pieces.push(Piece::Unmap { offset, len });
                 continue;
             }
-            (true, Kind::Same) => continue,
+            (true, DeltaKind::Same) => continue,
         };
         pieces.push(Piece::Data {
             offset,

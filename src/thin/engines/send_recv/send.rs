@@ -175,20 +175,11 @@ pub fn send<W: Write>(
                     if opts.format != Format::V2 {
                         w.data_record(offset, len)?;
                     }
-                    let mut done = 0;
-                    while done < len {
-                        let f = full_rx.recv().map_err(|_| {
-                            SendError::Write(io::Error::other("data reader stopped"))
-                        })??;
-                        done += f.buf.len() as u64;
-                        data_bytes += f.buf.len() as u64;
-                        if opts.format == Format::V2 {
-                            v2_chunk(&mut w, &mut zeros, f.offset, &f.buf, unit)?;
-                        } else {
-                            w.payload(&f.buf)?;
-                        }
-                        let _ = empty_tx.send(f.buf);
-                    }
+                    let buffers = Buffers {
+                        full: &full_rx,
+                        empty: &empty_tx,
+                    };
+                    data_bytes += write_data(&mut w, &mut zeros, &buffers, len, opts.format, unit)?;
                 }
             }
         }
@@ -206,6 +197,39 @@ pub fn send<W: Write>(
             data_bytes,
         },
     ))
+}
+
+/// The two channels between the reading thread and the stream writer.
+struct Buffers<'a> {
+    full: &'a Receiver<Result<Filled, SendError>>,
+    empty: &'a SyncSender<Vec<u8>>,
+}
+
+/// Writes the `len` bytes of one data piece as the reading thread delivers
+/// them (payload after a DATA record, or format 2 chunks); returns the bytes.
+fn write_data<W: Write>(
+    w: &mut StreamWriter<W>,
+    zeros: &mut ZeroRun,
+    buffers: &Buffers,
+    len: u64,
+    format: Format,
+    unit: usize,
+) -> Result<u64, SendError> {
+    let mut done = 0;
+    while done < len {
+        let f = buffers
+            .full
+            .recv()
+            .map_err(|_| SendError::Write(io::Error::other("data reader stopped")))??;
+        done += f.buf.len() as u64;
+        if format == Format::V2 {
+            v2_chunk(w, zeros, f.offset, &f.buf, unit)?;
+        } else {
+            w.payload(&f.buf)?;
+        }
+        let _ = buffers.empty.send(f.buf);
+    }
+    Ok(done)
 }
 
 /// Zero units waiting to become one ZERO record.

@@ -1,5 +1,5 @@
 //! What a receiving target holds, kept in a small text file beside it
-//! (`--state FILE`; docs/stream-format.md §"Target state"):
+//! (`--state FILE`; docs/stream-format.md, "Target state"):
 //!
 //! ```text
 //! thintools-recv-state 1

@@ -57,7 +57,14 @@ pub struct Lexer<R> {
     tag: (usize, usize),
     name: (usize, usize),
     after: u64,
+    /// Whether a `<` has been met yet.
+    markup_seen: bool,
+    /// The first character data before any markup: offset and a sample.
+    stray: Option<(u64, String)>,
 }
+
+/// Bytes of stray text quoted in a message.
+const STRAY_SAMPLE: usize = 16;
 
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -80,6 +87,27 @@ impl<R: Read> Lexer<R> {
             tag: (0, 0),
             name: (0, 0),
             after: 0,
+            markup_seen: false,
+            stray: None,
+        }
+    }
+
+    /// The first character data met before any markup (the input is then not
+    /// XML): its offset and its first bytes, escaped.
+    #[must_use]
+    pub fn stray_text(&self) -> Option<(u64, &str)> {
+        self.stray.as_ref().map(|(at, s)| (*at, s.as_str()))
+    }
+
+    /// Remembers the first non-space byte of `self.buf[from..to]` when no
+    /// markup has been seen yet.
+    #[cold]
+    fn note_stray(&mut self, from: usize, to: usize) {
+        let text = &self.buf[from..to];
+        if let Some(i) = text.iter().position(|&b| !is_space(b)) {
+            let sample = &text[i..text.len().min(i + STRAY_SAMPLE)];
+            let at = self.base + (from + i) as u64;
+            self.stray = Some((at, sample.escape_ascii().to_string()));
         }
     }
 
@@ -233,6 +261,13 @@ impl<R: Read> Lexer<R> {
                 None => memchr(b'<', text),
             };
             let upto = lt.unwrap_or(text.len());
+            if !self.markup_seen {
+                if self.stray.is_none() {
+                    self.note_stray(self.pos, self.pos + upto);
+                }
+                self.markup_seen = lt.is_some();
+            }
+            let text = &self.buf[self.pos..self.end];
             if memchr(0, &text[..upto]).is_some() {
                 self.after = self.base + (self.pos + upto) as u64;
                 return Ok(Some(TokenKind::Binary));

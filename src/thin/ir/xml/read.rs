@@ -109,6 +109,18 @@ fn parse_number<T: Unsigned>(raw: &[u8], attr: &'static str, tag: &'static str) 
 
 impl<R: Read> XmlSource<R> {
     /// `kind`, at the lexer's current offset.
+    /// The input ended, or turned binary, before its first element: name what
+    /// was found instead, when anything was.
+    fn not_xml(&self) -> IrError {
+        match self.lex.stray_text() {
+            Some((at, found)) => self.fail(Kind::NotXml {
+                at,
+                found: found.to_string(),
+            }),
+            None => self.fail(Kind::Incomplete),
+        }
+    }
+
     fn fail(&self, kind: impl Into<Kind>) -> IrError {
         IrError::Xml(XmlError {
             at: self.lex.position(),
@@ -170,6 +182,9 @@ impl<R: Read> XmlSource<R> {
             let kind = self.lex.next_token().map_err(|e| self.fail(e))?;
             let pos = self.lex.position();
             match kind {
+                TokenKind::Eof | TokenKind::Binary if self.place == Place::Start => {
+                    return Err(self.not_xml());
+                }
                 TokenKind::Eof => {
                     if self.place != Place::Done {
                         return Err(self.fail(Kind::Incomplete));

@@ -1,5 +1,5 @@
-//! LINBIT thin-send-recv's record header (formats 1.0 and 1.1; spec/send-recv.md
-//! §3). All integers are big-endian; nothing is padded.
+//! LINBIT thin-send-recv's record header (formats 1.0 and 1.1). All integers
+//! are big-endian; nothing is padded.
 //!
 //! | offset | size | field | meaning |
 //! |---|---|---|---|

@@ -1,5 +1,5 @@
 //! The byte streams `thin_send` writes and `thin_recv` reads: LINBIT's formats
-//! 1.0 and 1.1 (spec/send-recv.md §3, in [`linbit`]) and our format 2
+//! 1.0 and 1.1 (in [`linbit`]) and our format 2
 //! (docs/stream-format.md, in [`v2`]).
 //!
 //! [`reader::StreamReader`] turns any of them into [`Event`]s, with every

@@ -129,7 +129,7 @@ fn empty_input_accepted_by_auto_and_1_0_only() {
     assert!(read_all(&[], Accept::Only(Format::V2)).is_err());
 }
 
-/// The rejections of upstream test 04 (spec §5), on the worked example.
+/// The damaged streams LINBIT's own test 04 rejects, on the worked example.
 #[test]
 fn upstream_damage_cases_are_refused() {
     let good = linbit_example(Format::V1_1);

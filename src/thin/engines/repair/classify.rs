@@ -62,6 +62,21 @@ pub struct Agg {
 }
 
 impl Agg {
+    /// A leaf's reading: its key range and entry count, nothing beneath it.
+    fn leaf(n: &ScanNode, status: Status) -> Agg {
+        Agg {
+            status,
+            height: 0,
+            first_key: n.first_key,
+            last_key: n.last_key,
+            entries: u64::from(n.nr_entries),
+            mappings: 0,
+            max_block: 0,
+            age: 0,
+            max_tid: 0,
+        }
+    }
+
     fn merge(&mut self, o: &Agg) {
         self.entries += o.entries;
         self.mappings += o.mappings;
@@ -225,15 +240,10 @@ impl<'t> Classifier<'t> {
 
     fn classify_leaf8(&mut self, n: &ScanNode, depth: u32) -> Class {
         let mapping = Agg {
-            status: Status::Complete,
-            height: 0,
-            first_key: n.first_key,
-            last_key: n.last_key,
-            entries: u64::from(n.nr_entries),
             mappings: u64::from(n.nr_entries),
             max_block: n.mapping.max_block,
             age: n.mapping.max_time,
-            max_tid: 0,
+            ..Agg::leaf(n, Status::Complete)
         };
         let mut c = Class {
             mapping: Some(mapping),
@@ -249,17 +259,7 @@ impl<'t> Classifier<'t> {
     fn top_leaf(&mut self, n: &ScanNode, depth: u32) -> Option<Agg> {
         let table = self.table;
         let values = table.values(n);
-        let mut agg = Agg {
-            status: Status::Complete,
-            height: 0,
-            first_key: n.first_key,
-            last_key: n.last_key,
-            entries: u64::from(n.nr_entries),
-            mappings: 0,
-            max_block: 0,
-            age: 0,
-            max_tid: 0,
-        };
+        let mut agg = Agg::leaf(n, Status::Complete);
         let mut roots = 0usize;
         for &v in values {
             match self.class_at_depth(v, depth + 1).mapping {
@@ -387,17 +387,7 @@ impl<'t> Classifier<'t> {
         if n.shape != Shape::Leaf8 || !n.mapping.top_shaped {
             return None;
         }
-        let mut agg = Agg {
-            status: Status::Damaged,
-            height: 0,
-            first_key: n.first_key,
-            last_key: n.last_key,
-            entries: u64::from(n.nr_entries),
-            mappings: 0,
-            max_block: 0,
-            age: 0,
-            max_tid: 0,
-        };
+        let mut agg = Agg::leaf(n, Status::Damaged);
         for &v in self.table.values(n) {
             if let Some(m) = self.agg(v, Kind::Mapping) {
                 agg.mappings += m.mappings;
@@ -423,15 +413,10 @@ impl<'t> Classifier<'t> {
 
 fn details_leaf(n: &ScanNode) -> Agg {
     Agg {
-        status: Status::Complete,
-        height: 0,
-        first_key: n.first_key,
-        last_key: n.last_key,
-        entries: u64::from(n.nr_entries),
         mappings: n.details.mapped,
-        max_block: 0,
         age: n.details.age,
         max_tid: n.details.max_tid,
+        ..Agg::leaf(n, Status::Complete)
     }
 }
 

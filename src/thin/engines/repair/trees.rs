@@ -117,23 +117,36 @@ pub fn mapping_leaves(cls: &Classifier, root: BlockNr) -> (Vec<BlockNr>, Vec<Los
 /// root is not a usable mapping tree.
 pub type TopEntry = (u64, BlockNr, bool);
 
-/// The devices of the top-level tree at `root` (id, mapping root, whether the
-/// root is usable), and the id ranges lost.
-#[must_use]
-pub fn top_devices(cls: &Classifier, root: BlockNr) -> (Vec<TopEntry>, Vec<LostRange>) {
+/// The leaves of the `kind` tree at `root` that survive, and the key ranges
+/// lost; nothing when the root has no `readable` reading of that kind.
+fn surviving_leaves(
+    cls: &Classifier,
+    root: BlockNr,
+    kind: Kind,
+    readable: bool,
+) -> (Vec<BlockNr>, Vec<LostRange>) {
     let mut leaves = Vec::new();
     let mut lost = Vec::new();
-    if cls.top_or_named_leaf(root).is_some() {
+    if readable {
         walk(
             cls,
             root,
-            Kind::Top,
+            kind,
             None,
             &mut Walk::default(),
             &mut |l| leaves.push(l),
             &mut lost,
         );
     }
+    (leaves, lost)
+}
+
+/// The devices of the top-level tree at `root` (id, mapping root, whether the
+/// root is usable), and the id ranges lost.
+#[must_use]
+pub fn top_devices(cls: &Classifier, root: BlockNr) -> (Vec<TopEntry>, Vec<LostRange>) {
+    let readable = cls.top_or_named_leaf(root).is_some();
+    let (leaves, lost) = surviving_leaves(cls, root, Kind::Top, readable);
     let table = cls.table();
     let mut out = Vec::new();
     for l in leaves {
@@ -153,19 +166,8 @@ pub fn details_entries(
     cls: &Classifier,
     root: BlockNr,
 ) -> (Vec<(u64, DeviceDetails)>, Vec<LostRange>) {
-    let mut leaves = Vec::new();
-    let mut lost = Vec::new();
-    if cls.agg(root, Kind::Details).is_some() {
-        walk(
-            cls,
-            root,
-            Kind::Details,
-            None,
-            &mut Walk::default(),
-            &mut |l| leaves.push(l),
-            &mut lost,
-        );
-    }
+    let readable = cls.agg(root, Kind::Details).is_some();
+    let (leaves, lost) = surviving_leaves(cls, root, Kind::Details, readable);
     let table = cls.table();
     let mut out = Vec::new();
     for l in leaves {

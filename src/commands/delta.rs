@@ -9,9 +9,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::commands::args::MetadataSnap;
 use crate::commands::exit::Outcome;
-use crate::commands::run::{
-    glue_optional_short, report_error, run_with, stdout_writer, usage_error,
-};
+use crate::commands::run::{finish, glue_optional_short, run_with, stdout_writer, usage_error};
 use crate::progress::Verbosity;
 use crate::thin::engines::delta::{delta, write_xml, DeltaOptions, Side, Style};
 
@@ -73,10 +71,7 @@ pub fn run(args: &[OsString]) -> Outcome {
             left,
             right,
         };
-        match print(&opts, style) {
-            Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, Verbosity::Normal),
-        }
+        finish(print(&opts, style), Verbosity::Normal)
     })
 }
 

@@ -8,9 +8,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::commands::args::MetadataSnap;
 use crate::commands::exit::Outcome;
-use crate::commands::run::{
-    glue_optional_short, report_error, run_with, stdout_writer, usage_error,
-};
+use crate::commands::run::{finish, glue_optional_short, run_with, stdout_writer, usage_error};
 use crate::progress::Verbosity;
 use crate::thin::engines::ls::{ls, Field, LsOptions};
 
@@ -55,10 +53,7 @@ pub fn run(args: &[OsString]) -> Outcome {
             fields,
             headers: a.no_headers == 0,
         };
-        match print(&opts) {
-            Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, Verbosity::Normal),
-        }
+        finish(print(&opts), Verbosity::Normal)
     })
 }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use clap::{CommandFactory, Parser};
 
 use crate::commands::exit::Outcome;
-use crate::commands::run::{report_error, run_with, usage_error};
+use crate::commands::run::{finish, run_with, usage_error};
 use crate::progress::Verbosity;
 use crate::thin::engines::metadata_size::{
     format_size, parse_size, parse_unit, Estimate, NumericOnly, SizeError, Unit, SECTOR,
@@ -77,10 +77,10 @@ pub fn run(args: &[OsString]) -> Outcome {
             a.numeric_only,
         );
         let mut out = std::io::stdout().lock();
-        match writeln!(out, "{line}").and_then(|()| out.flush()) {
-            Ok(()) => Outcome::Success,
-            Err(e) => report_error(&anyhow::Error::from(e), Verbosity::Normal),
-        }
+        finish(
+            writeln!(out, "{line}").and_then(|()| out.flush()),
+            Verbosity::Normal,
+        )
     })
 }
 

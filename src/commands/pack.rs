@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::commands::exit::Outcome;
-use crate::commands::run::{report_error, run_with};
+use crate::commands::run::{finish, report_error, run_with};
 use crate::progress::{Display, Progress, Verbosity};
 use crate::thin::engines::pack::{pack, unpack, Overwrite, PackOptions, UnpackOptions};
 
@@ -103,10 +103,10 @@ pub fn run_unpack(args: &[OsString]) -> Outcome {
             output: a.output,
             overwrite: overwrite(a.force),
         };
-        match unpack(&opts, &Progress::new(Display::Shown)) {
-            Ok(()) => Outcome::Success,
-            Err(e) => report_error(&anyhow::Error::from(e), Verbosity::Normal),
-        }
+        finish(
+            unpack(&opts, &Progress::new(Display::Shown)),
+            Verbosity::Normal,
+        )
     })
 }
 

@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser};
 
 use super::send_recv::{parse_format, pick_mode, Mode};
 use crate::commands::exit::Outcome;
-use crate::commands::run::{report_error, run_with, usage_error};
+use crate::commands::run::{finish, run_with, usage_error};
 use crate::progress::Verbosity;
 use crate::thin::engines::send_recv::apply::{apply, ApplyOptions, BaseCheck, Notices};
 use crate::thin::engines::send_recv::stream::Accept;
@@ -80,10 +80,7 @@ pub fn run_args(args: &[OsString]) -> Outcome {
             eprintln!("expecting a data stream on stdin (use --allow-tty to read a terminal)");
             return Outcome::Usage;
         }
-        match run(&a, target, accept) {
-            Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, Verbosity::Normal),
-        }
+        finish(run(&a, target, accept), Verbosity::Normal)
     })
 }
 

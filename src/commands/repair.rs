@@ -38,10 +38,7 @@ struct Args {
 pub fn run(args: &[OsString]) -> Outcome {
     cli::run_with::<Args, _>("thin_repair", args, |a| {
         let quiet = a.verbosity.quiet;
-        match repair_files(&a) {
-            Ok(()) => Outcome::Success,
-            Err(e) => cli::report_error(&e, progress::Verbosity::from_flags(quiet, 0)),
-        }
+        cli::finish(repair_files(&a), progress::Verbosity::from_flags(quiet, 0))
     })
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::commands::exit::Outcome;
-use crate::commands::run::{report_error, run_with, stdout_writer};
+use crate::commands::run::{finish, run_with, stdout_writer};
 use crate::progress::Verbosity;
 use crate::thin::engines::rmap::{rmap_input, RmapOptions};
 
@@ -60,10 +60,7 @@ pub fn run(args: &[OsString]) -> Outcome {
             input: a.input,
             regions: a.region,
         };
-        match print(&opts) {
-            Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, Verbosity::Normal),
-        }
+        finish(print(&opts), Verbosity::Normal)
     })
 }
 

@@ -80,6 +80,16 @@ pub fn report_error(err: &anyhow::Error, level: Verbosity) -> Outcome {
     Outcome::Failure
 }
 
+/// The outcome of a run that returned `r`: success, or the error reported
+/// (at `level`) and a failure.
+#[must_use]
+pub fn finish<E: Into<anyhow::Error>>(r: Result<(), E>, level: Verbosity) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Success,
+        Err(e) => report_error(&e.into(), level),
+    }
+}
+
 /// Parses with [`parse_args`] and runs `run` on success.
 pub fn run_with<T, F>(tool: &str, args: &[OsString], run: F) -> Outcome
 where

@@ -11,9 +11,7 @@ use clap::{CommandFactory, Parser};
 use super::send_recv::{parse_format, pick_mode, Mode};
 use crate::commands::args::MetadataSnap;
 use crate::commands::exit::Outcome;
-use crate::commands::run::{
-    glue_optional_short, report_error, run_with, stdout_writer, usage_error,
-};
+use crate::commands::run::{finish, glue_optional_short, run_with, stdout_writer, usage_error};
 use crate::progress::Verbosity;
 use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource};
 use crate::thin::engines::send_recv::send::{send, SendOptions};
@@ -117,10 +115,7 @@ pub fn run_args(args: &[OsString]) -> Outcome {
             eprintln!("not writing the data stream onto a terminal (use --allow-tty for that)");
             return Outcome::Usage;
         }
-        match run(&a, format) {
-            Ok(()) => Outcome::Success,
-            Err(e) => report_error(&e, Verbosity::Normal),
-        }
+        finish(run(&a, format), Verbosity::Normal)
     })
 }
 

@@ -8,6 +8,7 @@ mod delta;
 mod dump;
 mod kernel_vm;
 mod kernel_vm_e2e;
+mod kernel_vm_lvm;
 mod kernel_vm_migrate;
 mod layers;
 mod ls;

@@ -21,8 +21,14 @@ CACHE=$(cd "$CACHE" && pwd)
 # Modules to load, in dependency order after resolution (kernel-vm.md).
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
 virtio_blk crc32c_generic libcrc32c dm-mod dm-bufio dm-persistent-data dm-bio-prison
-dm-thin-pool dm-flakey dm-delay dm-zero loop"
+dm-thin-pool dm-snapshot dm-flakey dm-delay dm-zero loop"
 PACKAGES="busybox-static dmsetup libdevmapper1.02.1 libselinux1 libpcre2-8-0 libudev1 libc6"
+# lvm2 (the lvm multi-call binary) and the libraries it links, so that guest
+# scripts can use LVM-managed thin pools the way people do (guest-lib.sh:
+# lvm_setup). Its configuration is written by lvm_setup, not taken from the
+# package.
+PACKAGES="$PACKAGES lvm2 libdevmapper-event1.02.1 libaio1 libblkid1 libedit2 libbsd0 libmd0
+libtinfo6 libsystemd0 libcap2 libgcrypt20 libgpg-error0 liblz4-1 liblzma5 libzstd1"
 
 key=$(cat "$HERE/build.sh" "$HERE/init.sh" | sha256sum | cut -d' ' -f1)
 if [ -f "$CACHE/stamp" ] && [ "$(cat "$CACHE/stamp")" = "$key" ] &&
@@ -78,6 +84,12 @@ ird=$work/initrd
 mkdir -p "$ird"/{bin,sbin,dev,proc,sys,tmp,run,out,etc,lib/modules,lib64,usr/lib,opt/bin}
 cp "$root/bin/busybox" "$ird/bin/busybox"
 cp "$root/sbin/dmsetup" "$ird/sbin/dmsetup"
+cp "$root/sbin/lvm" "$ird/sbin/lvm"
+for c in lvs vgs pvs lvcreate lvremove lvchange lvconvert lvextend lvrename lvresize \
+    lvdisplay vgcreate vgremove vgchange vgdisplay vgextend pvcreate pvremove pvdisplay; do
+    ln -sf lvm "$ird/sbin/$c"
+done
+mkdir -p "$ird/etc/lvm" "$ird/run/lock/lvm"
 # Shared libraries of dmsetup: everything the downloaded library packages ship.
 for d in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do
     [ -d "$root/$d" ] || continue

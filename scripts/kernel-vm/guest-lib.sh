@@ -179,3 +179,53 @@ write_info() {
 }
 
 echo "guest: kernel $(uname -r), $(dmsetup version | tr '\n' ' ')"
+
+# ---- lvm2 ---------------------------------------------------------------------------------
+# lvm_setup [TOOL_DIR]: write /etc/lvm/lvm.conf for a guest without udev or
+# dmeventd (lvm2 creates the /dev nodes itself, no monitoring, no metadata
+# backups, no devices file). The pool tools lvm2 runs (thin_check, thin_dump,
+# thin_repair, thin_restore) are taken from TOOL_DIR (default /opt/bin,
+# where run.sh --bin puts executables) when they are there; a tool that is
+# absent is configured as "" (lvm2 then skips it). Each call appends to
+# $LVM_TOOL_LOG (default /tmp/lvm-tools.log) the command line lvm2 ran and its exit
+# status ("thin_check exit 0"), through a wrapper, so that tests can see what lvm2 called.
+LVM_TOOL_LOG=${LVM_TOOL_LOG:-/tmp/lvm-tools.log}
+lvm_setup() {
+    dir=${1:-/opt/bin}
+    mkdir -p /etc/lvm /run/lock/lvm /run/lvm /tmp/lvm-wrap
+    for t in thin_check thin_dump thin_repair; do
+        eval "exe_$t="
+        [ -x "$dir/$t" ] || continue
+        printf '#!/bin/sh\necho "%s $*" >> %s\n%s "$@"\nrc=$?\necho "%s exit $rc" >> %s\nexit $rc\n' \
+            "$t" "$LVM_TOOL_LOG" "$dir/$t" "$t" "$LVM_TOOL_LOG" > "/tmp/lvm-wrap/$t"
+        chmod 755 "/tmp/lvm-wrap/$t"
+        eval "exe_$t=/tmp/lvm-wrap/$t"
+    done
+    cat > /etc/lvm/lvm.conf <<CONF
+config { checks = 1 }
+devices {
+    dir = "/dev"
+    scan = [ "/dev" ]
+    obtain_device_list_from_udev = 0
+    external_device_info_source = "none"
+    use_devicesfile = 0
+    filter = [ "a|^/dev/vd|", "a|^/dev/mapper/|", "r|.*|" ]
+}
+activation {
+    udev_sync = 0
+    udev_rules = 0
+    verify_udev_operations = 1
+    monitoring = 0
+    thin_pool_autoextend_threshold = 100
+}
+global {
+    thin_check_executable = "$exe_thin_check"
+    thin_dump_executable = "$exe_thin_dump"
+    thin_repair_executable = "$exe_thin_repair"
+    thin_check_options = [ "-q", "--clear-needs-check-flag" ]
+}
+backup { backup = 0 archive = 0 }
+log { verbose = 0 level = 0 command_names = 0 }
+CONF
+    : > "$LVM_TOOL_LOG"
+}

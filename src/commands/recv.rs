@@ -6,11 +6,14 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
 
-use super::send_recv::{parse_format, pick_mode, Mode};
+use super::send_recv::{
+    catch_signals, parse_format, pick_mode, reraise_caught, stdin_file, Mode, StopOnSignal,
+};
 use crate::commands::exit::Outcome;
 use crate::commands::run::{finish, run_with, usage_error};
 use crate::progress::Verbosity;
 use crate::thin::engines::send_recv::apply::{apply, ApplyOptions, BaseCheck, Notices};
+use crate::thin::engines::send_recv::live::LiveTarget;
 use crate::thin::engines::send_recv::stream::Accept;
 use crate::thin::engines::send_recv::target::{Target, TargetKind};
 
@@ -37,9 +40,9 @@ struct Args {
     /// Print nothing but errors
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
-    /// The target: a block device, or a regular file (created when missing)
+    /// The target: an LVM name (VG/LV, /dev/VG/LV), a block device, or a regular file (created when missing)
     #[arg(value_name = "TARGET")]
-    targets: Vec<PathBuf>,
+    targets: Vec<OsString>,
 }
 
 /// The command-line definition.
@@ -80,11 +83,22 @@ pub fn run_args(args: &[OsString]) -> Outcome {
             eprintln!("expecting a data stream on stdin (use --allow-tty to read a terminal)");
             return Outcome::Usage;
         }
-        finish(run(&a, target, accept), Verbosity::Normal)
+        catch_signals();
+        let outcome = finish(run(&a, target, accept), Verbosity::Normal);
+        reraise_caught();
+        outcome
     })
 }
 
-fn run(a: &Args, path: &std::path::Path, accept: Accept) -> anyhow::Result<()> {
+fn run(a: &Args, name: &std::ffi::OsStr, accept: Accept) -> anyhow::Result<()> {
+    let live = LiveTarget::open(name)?;
+    let applied = apply_to(a, &live.path, accept);
+    let ended = live.finish();
+    applied?;
+    Ok(ended?)
+}
+
+fn apply_to(a: &Args, path: &std::path::Path, accept: Accept) -> anyhow::Result<()> {
     let mut target = Target::open(path)?;
     let state = a.state.clone().or_else(|| {
         (target.kind() == TargetKind::File).then(|| {
@@ -107,7 +121,7 @@ fn run(a: &Args, path: &std::path::Path, accept: Accept) -> anyhow::Result<()> {
             Notices::Print
         },
     };
-    let stdin = std::io::stdin().lock();
+    let stdin = std::io::BufReader::with_capacity(1 << 20, StopOnSignal(stdin_file()?));
     let applied = apply(stdin, &mut target, &opts)?;
     if applied.format.is_none() && !a.quiet {
         eprintln!("empty input: nothing applied");

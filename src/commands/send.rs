@@ -8,12 +8,15 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context};
 use clap::{CommandFactory, Parser};
 
-use super::send_recv::{parse_format, pick_mode, Mode};
+use super::send_recv::{
+    catch_signals, parse_format, pick_mode, reraise_caught, stdout_file, Mode, StopOnSignal,
+};
 use crate::commands::args::MetadataSnap;
 use crate::commands::exit::Outcome;
-use crate::commands::run::{finish, glue_optional_short, run_with, stdout_writer, usage_error};
+use crate::commands::run::{finish, glue_optional_short, run_with, usage_error};
 use crate::progress::Verbosity;
-use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource};
+use crate::thin::engines::send_recv::live::LiveSend;
+use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource, Plan};
 use crate::thin::engines::send_recv::send::{send, SendOptions};
 use crate::thin::engines::send_recv::state::Unfinished;
 use crate::thin::engines::send_recv::stream::writer::Compression;
@@ -58,7 +61,7 @@ struct Args {
     /// Print nothing but errors
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
-    /// VOL, or SNAP1 SNAP2 (LVM names; not yet supported, see the man page)
+    /// VOL, or SNAP1 SNAP2: LVM names (VG/LV, /dev/VG/LV) or dm paths (/dev/mapper/NAME, /dev/dm-N)
     #[arg(value_name = "VOLUME")]
     volumes: Vec<OsString>,
 }
@@ -101,27 +104,40 @@ pub fn run_args(args: &[OsString]) -> Outcome {
             return usage_error("--compress and --resume need --format 2");
         }
         if a.metadata_dev.is_none() {
-            return match a.volumes.len() {
-                1 | 2 => usage_error(
-                    "LVM and dm volume names are not supported yet; send from offline images with --metadata-dev, --data-dev and --thin-id",
-                ),
-                _ => usage_error("one or two positional arguments expected, or --metadata-dev"),
-            };
-        }
-        if !a.volumes.is_empty() {
+            if a.volumes.is_empty() || a.volumes.len() > 2 {
+                return usage_error("one or two positional arguments expected, or --metadata-dev");
+            }
+            if a.data_dev.is_some()
+                || a.thin_id.is_some()
+                || a.base_id.is_some()
+                || a.size.is_some()
+            {
+                return usage_error("--data-dev, --thin-id, --base-id and --size go with --metadata-dev, not with volume names");
+            }
+        } else if !a.volumes.is_empty() {
             return usage_error("volume names and --metadata-dev exclude each other");
         }
         if !a.allow_tty && std::io::stdout().is_terminal() {
             eprintln!("not writing the data stream onto a terminal (use --allow-tty for that)");
             return Outcome::Usage;
         }
-        finish(run(&a, format), Verbosity::Normal)
+        catch_signals();
+        let outcome = finish(run(&a, format), Verbosity::Normal);
+        reraise_caught();
+        outcome
     })
 }
 
 fn run(a: &Args, format: Format) -> anyhow::Result<()> {
-    let (Some(metadata), Some(data_dev), Some(thin_id)) = (&a.metadata_dev, &a.data_dev, a.thin_id)
-    else {
+    let holes = if format == Format::V2 {
+        Holes::Unmap
+    } else {
+        Holes::Skip
+    };
+    let Some(metadata) = &a.metadata_dev else {
+        return run_live(a, format, holes);
+    };
+    let (Some(data_dev), Some(thin_id)) = (&a.data_dev, a.thin_id) else {
         return Err(anyhow!("--metadata-dev needs --data-dev and --thin-id"));
     };
     let src = OfflineSource {
@@ -131,37 +147,55 @@ fn run(a: &Args, format: Format) -> anyhow::Result<()> {
         base_id: a.base_id,
         volume_size: a.size,
     };
-    let holes = if format == Format::V2 {
-        Holes::Unmap
-    } else {
-        Holes::Skip
-    };
     let plan = plan_offline(&src, holes)?;
-    let resume_from = match &a.resume {
-        None => 0,
-        Some(t) => {
-            let u = Unfinished::parse_token(t)
-                .ok_or_else(|| anyhow!("--resume {t}: not a resume token (SOURCE:BASE:OFFSET)"))?;
-            if u.source != plan.source || u.base != plan.base {
-                return Err(anyhow!(
-                    "--resume: the token is for source {} base {}, this stream is source {} base {}",
-                    u.source,
-                    u.base.map_or_else(|| "none".into(), |b| b.to_string()),
-                    plan.source,
-                    plan.base.map_or_else(|| "none".into(), |b| b.to_string()),
-                ));
-            }
-            u.applied
+    let data = File::open(data_dev).with_context(|| format!("{}", data_dev.display()))?;
+    send_plan(a, format, &plan, &data)
+}
+
+/// Sends from live volumes (LVM names or dm paths), holding a metadata
+/// snapshot of their pool for the run.
+fn run_live(a: &Args, format: Format, holes: Holes) -> anyhow::Result<()> {
+    let volumes: Vec<&std::ffi::OsStr> = a.volumes.iter().map(OsString::as_os_str).collect();
+    let mut note = |m: String| {
+        if !a.quiet {
+            eprintln!("thin_send: {m}");
         }
     };
-    let data = File::open(data_dev).with_context(|| format!("{}", data_dev.display()))?;
+    let live = LiveSend::open(&volumes, holes, &mut note)?;
+    let sent = send_plan(a, format, &live.plan, &live.data);
+    let ended = live.finish();
+    sent?;
+    Ok(ended?)
+}
+
+/// The offset a `--resume` token says the receiver has applied up to,
+/// checked against the plan's identities.
+fn resume_offset(a: &Args, plan: &Plan) -> anyhow::Result<u64> {
+    let Some(t) = &a.resume else {
+        return Ok(0);
+    };
+    let u = Unfinished::parse_token(t)
+        .ok_or_else(|| anyhow!("--resume {t}: not a resume token (SOURCE:BASE:OFFSET)"))?;
+    if u.source != plan.source || u.base != plan.base {
+        return Err(anyhow!(
+            "--resume: the token is for source {} base {}, this stream is source {} base {}",
+            u.source,
+            u.base.map_or_else(|| "none".into(), |b| b.to_string()),
+            plan.source,
+            plan.base.map_or_else(|| "none".into(), |b| b.to_string()),
+        ));
+    }
+    Ok(u.applied)
+}
+
+fn send_plan(a: &Args, format: Format, plan: &Plan, data: &File) -> anyhow::Result<()> {
     let opts = SendOptions {
         format,
         compression: a.compress.map_or(Compression::None, Compression::Zstd),
-        resume_from,
+        resume_from: resume_offset(a, plan)?,
     };
-    let out = stdout_writer();
-    let (_, sent) = send(&plan, &data, out, &opts)?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, StopOnSignal(stdout_file()?));
+    let (_, sent) = send(plan, data, out, &opts)?;
     if !a.quiet && std::io::stderr().is_terminal() {
         eprintln!(
             "thin_send: {} records, {} data bytes, {} stream bytes",

@@ -3,8 +3,12 @@
 //! `-r/--receive` picks the mode; without either, the name does.
 
 use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 
 use crate::commands::exit::Outcome;
+use crate::pdata::sys;
 
 /// The mode the program runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,4 +95,86 @@ pub fn parse_format(s: &str) -> Option<crate::thin::engines::send_recv::stream::
         "2" | "2.0" => Some(Format::V2),
         _ => None,
     }
+}
+
+/// The signals both modes catch (LINBIT's list): each ends the run through
+/// its clean-up (the metadata snapshot released, an activated LV
+/// deactivated, the receiver's state recorded) and is then re-raised.
+pub const CAUGHT_SIGNALS: &[libc::c_int] = &[
+    libc::SIGABRT,
+    libc::SIGALRM,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGPIPE,
+    libc::SIGPWR,
+    libc::SIGQUIT,
+    libc::SIGSEGV,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+];
+
+/// Catches [`CAUGHT_SIGNALS`] so that a blocked read or write returns.
+pub fn catch_signals() {
+    let _ = sys::catch_signals_interrupting(CAUGHT_SIGNALS);
+}
+
+/// Re-raises a caught signal, once everything is cleaned up.
+pub fn reraise_caught() {
+    if let Some(sig) = sys::pending_signal() {
+        sys::reraise(sig);
+    }
+}
+
+/// A reader or writer that fails once a caught signal is pending, so that
+/// a run blocked on its stream unwinds (std retries `EINTR` by calling it
+/// again).
+pub struct StopOnSignal<T>(pub T);
+
+fn stopped() -> io::Result<()> {
+    match sys::pending_signal() {
+        Some(sig) => Err(io::Error::other(format!(
+            "interrupted by {}",
+            sys::signal_name(sig)
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl<T: Write> Write for StopOnSignal<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        stopped()?;
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        stopped()?;
+        self.0.flush()
+    }
+}
+
+impl<T: Read> Read for StopOnSignal<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        stopped()?;
+        self.0.read(buf)
+    }
+}
+
+/// stdout as a plain file (one write(2) per call, no line buffering).
+///
+/// # Errors
+/// The dup failure.
+pub fn stdout_file() -> io::Result<File> {
+    Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
+}
+
+/// stdin as a plain file.
+///
+/// # Errors
+/// The dup failure.
+pub fn stdin_file() -> io::Result<File> {
+    Ok(File::from(io::stdin().as_fd().try_clone_to_owned()?))
 }

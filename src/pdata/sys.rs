@@ -273,6 +273,42 @@ pub fn catch_signals(signals: &[libc::c_int]) -> io::Result<()> {
     Ok(())
 }
 
+/// Like [`catch_signals`], but without `SA_RESTART`: a read or write blocked
+/// on a pipe when one arrives returns `EINTR`, so that a tool waiting on a
+/// stalled peer notices the signal at once. The fault signals (SIGSEGV,
+/// SIGBUS, SIGFPE) are caught once (`SA_RESETHAND`): sent by `kill` they
+/// unwind like the others; raised by a real fault, the repeated fault then
+/// ends the process instead of looping. A signal inherited as ignored (as
+/// `nohup` leaves SIGHUP) stays ignored.
+///
+/// # Errors
+/// The sigaction error.
+pub fn catch_signals_interrupting(signals: &[libc::c_int]) -> io::Result<()> {
+    for &sig in signals {
+        let flags = if matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE) {
+            libc::SA_RESETHAND
+        } else {
+            0
+        };
+        // SAFETY: as in catch_signals; the first call only reads the
+        // current action into a zeroed struct.
+        let r = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            check(libc::sigaction(sig, std::ptr::null(), &mut old))?;
+            if old.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = flags;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        check(r)?;
+    }
+    Ok(())
+}
+
 /// The last caught signal not yet handled, if any.
 #[must_use]
 pub fn pending_signal() -> Option<i32> {
@@ -300,6 +336,17 @@ pub fn signal_name(sig: i32) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGHUP => "SIGHUP",
         libc::SIGPIPE => "SIGPIPE",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPWR => "SIGPWR",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
         _ => "a signal",
     }
 }

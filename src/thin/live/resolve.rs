@@ -194,7 +194,9 @@ fn targets(num: DevNum, shown: &str, table: bool) -> Result<Vec<DmTarget>, Resol
     })
 }
 
-fn parse_devnum(s: &str) -> Option<DevNum> {
+/// Parses `major:minor`.
+#[must_use]
+pub fn parse_devnum(s: &str) -> Option<DevNum> {
     let (a, b) = s.split_once(':')?;
     Some((a.parse().ok()?, b.parse().ok()?))
 }
@@ -251,24 +253,15 @@ pub fn resolve_thin(path: &Path) -> Result<Thin, ResolveError> {
             kind: t.kind,
         });
     }
-    let bad = |text: &str| ResolveError::Parse {
-        dev: shown.clone(),
-        what: "table",
-        text: text.to_string(),
+    let Some(table) = parse_thin_table(&t.params) else {
+        return Err(ResolveError::Parse {
+            dev: shown,
+            what: "table",
+            text: t.params,
+        });
     };
-    let f: Vec<&str> = t.params.split_whitespace().collect();
-    let (Some(pool_num), Some(thin_id)) = (
-        f.first().and_then(|s| parse_devnum(s)),
-        f.get(1).and_then(|s| s.parse::<u64>().ok()),
-    ) else {
-        return Err(bad(&t.params));
-    };
-    let origin = match f.get(2) {
-        Some(s) => Some(BlockDev::from_num(
-            parse_devnum(s).ok_or_else(|| bad(&t.params))?,
-        )),
-        None => None,
-    };
+    let (pool_num, thin_id) = (table.pool, table.thin_id);
+    let origin = table.origin.map(BlockDev::from_num);
     let status = dm_ioctl(DmCmd::DevStatus, num, 0, &[]).map_err(|source| ResolveError::Ioctl {
         dev: shown.clone(),
         what: "status",
@@ -320,13 +313,12 @@ fn resolve_pool(num: DevNum, thin: &str) -> Result<Pool, ResolveError> {
             kind: t.kind,
         });
     }
-    let f: Vec<&str> = t.params.split_whitespace().collect();
-    let parsed = (
-        f.first().and_then(|s| parse_devnum(s)),
-        f.get(1).and_then(|s| parse_devnum(s)),
-        f.get(2).and_then(|s| s.parse::<u64>().ok()),
-    );
-    let (Some(meta), Some(data), Some(block_sectors)) = parsed else {
+    let Some(PoolTable {
+        metadata: meta,
+        data,
+        block_sectors,
+    }) = parse_pool_table(&t.params)
+    else {
         return Err(ResolveError::Parse {
             dev: name,
             what: "table",
@@ -349,33 +341,94 @@ fn resolve_pool(num: DevNum, thin: &str) -> Result<Pool, ResolveError> {
 pub fn pool_status(pool: &Pool) -> Result<PoolStatus, ResolveError> {
     let t = targets(pool.dev.num, &pool.name, false)?;
     let text = t.first().map(|t| t.params.clone()).unwrap_or_default();
-    let bad = || ResolveError::Parse {
+    parse_pool_status(&text).ok_or_else(|| ResolveError::Parse {
         dev: pool.name.clone(),
         what: "status",
         text: text.clone(),
-    };
+    })
+}
+
+/// A thin target's table parameters: `<pool dev> <dev id> [<external origin dev>]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThinTable {
+    /// The pool device.
+    pub pool: DevNum,
+    /// The thin device id.
+    pub thin_id: u64,
+    /// The external origin.
+    pub origin: Option<DevNum>,
+}
+
+/// Parses a thin target's table parameters (devices as `major:minor`, as the
+/// kernel reports them); None for anything else.
+#[must_use]
+pub fn parse_thin_table(params: &str) -> Option<ThinTable> {
+    let f: Vec<&str> = params.split_whitespace().collect();
+    if f.len() < 2 || f.len() > 3 {
+        return None;
+    }
+    Some(ThinTable {
+        pool: parse_devnum(f[0])?,
+        thin_id: f[1].parse().ok()?,
+        origin: match f.get(2) {
+            Some(s) => Some(parse_devnum(s)?),
+            None => None,
+        },
+    })
+}
+
+/// A thin-pool target's table parameters (the part tools need):
+/// `<metadata dev> <data dev> <block size> <low water mark> [features]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolTable {
+    /// Metadata device.
+    pub metadata: DevNum,
+    /// Data device.
+    pub data: DevNum,
+    /// Data block size in sectors.
+    pub block_sectors: u64,
+}
+
+/// Parses a thin-pool target's table parameters; None for anything else
+/// (including a zero block size).
+#[must_use]
+pub fn parse_pool_table(params: &str) -> Option<PoolTable> {
+    let f: Vec<&str> = params.split_whitespace().collect();
+    let block_sectors = f.get(2)?.parse::<u64>().ok().filter(|&b| b > 0)?;
+    Some(PoolTable {
+        metadata: parse_devnum(f.first()?)?,
+        data: parse_devnum(f.get(1)?)?,
+        block_sectors,
+    })
+}
+
+/// Parses a thin-pool target's status line: `<transaction id>
+/// <used>/<total metadata blocks> <used>/<total data blocks> <held root|->
+/// <rw|ro|out_of_data_space> <discard mode> <queue mode> <needs_check|-> ...`,
+/// or `Fail` / `Error`; None for anything else.
+#[must_use]
+pub fn parse_pool_status(text: &str) -> Option<PoolStatus> {
     let f: Vec<&str> = text.split_whitespace().collect();
     if f.first() == Some(&"Fail") || f.first() == Some(&"Error") {
-        return Ok(PoolStatus {
+        return Some(PoolStatus {
             transaction_id: 0,
             held_root: None,
             mode: PoolMode::Fail,
             needs_check: false,
         });
     }
-    let transaction_id = f.first().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    let held_root = match f.get(3) {
-        Some(&"-") => None,
-        Some(s) => Some(s.parse().map_err(|_| bad())?),
-        None => return Err(bad()),
+    let transaction_id = f.first()?.parse().ok()?;
+    let held_root = match *f.get(3)? {
+        "-" => None,
+        s => Some(s.parse().ok()?),
     };
-    let mode = match f.get(4) {
-        Some(&"rw") => PoolMode::ReadWrite,
-        Some(&"ro") => PoolMode::ReadOnly,
-        Some(&"out_of_data_space") => PoolMode::OutOfDataSpace,
-        _ => return Err(bad()),
+    let mode = match *f.get(4)? {
+        "rw" => PoolMode::ReadWrite,
+        "ro" => PoolMode::ReadOnly,
+        "out_of_data_space" => PoolMode::OutOfDataSpace,
+        _ => return None,
     };
-    Ok(PoolStatus {
+    Some(PoolStatus {
         transaction_id,
         held_root,
         mode,

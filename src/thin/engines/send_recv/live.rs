@@ -275,9 +275,17 @@ impl LiveSend {
     ///
     /// # Errors
     /// The release or deactivation failure.
-    pub fn finish(mut self) -> Result<(), LiveError> {
-        let released = self.session.take().map_or(Ok(()), Session::release);
-        let deactivated = self.activated.take().map_or(Ok(()), Activation::end);
+    pub fn finish(self) -> Result<(), LiveError> {
+        let LiveSend {
+            data,
+            session,
+            activated,
+            ..
+        } = self;
+        // Closed first: an open device cannot be deactivated.
+        drop(data);
+        let released = session.map_or(Ok(()), Session::release);
+        let deactivated = activated.map_or(Ok(()), Activation::end);
         released?;
         deactivated?;
         Ok(())

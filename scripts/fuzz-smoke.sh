@@ -2,6 +2,8 @@
 # Runs every cargo-fuzz target for N seconds (default 20). cargo-fuzz needs
 # nightly features; RUSTC_BOOTSTRAP=1 enables them on the stable toolchain.
 # Seeds: fuzz/seeds/<target>/ plus, for the image targets, the small fixtures.
+# Targets: every one `cargo fuzz list` names (images, XML, the send/receive
+# stream reader, live_names: LVM/dm names, lvs lines, dm tables and status).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}

@@ -651,3 +651,97 @@ fn our_thin_recv_applies_reference_incremental_streams() {
         assert_eq!(sha256_file(&target), p.hash(id), "snapshot {id}");
     }
 }
+
+/// Live names without a kernel: usage errors, dm paths that are not thin
+/// devices, and LVM names through a stub `lvs` (a linear LV, a failing
+/// lvs). Nothing is created and nothing written to stdout.
+#[test]
+fn live_names_are_resolved_or_refused() {
+    let r = crate::util::run("thin_send", &["a", "b", "c"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr()
+            .contains("one or two positional arguments expected"),
+        "{}",
+        r.stderr()
+    );
+    let r = crate::util::run("thin_send", &["--thin-id", "3", "vg/lv"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("go with --metadata-dev"),
+        "{}",
+        r.stderr()
+    );
+
+    let missing = "/dev/mapper/thintools-test-no-such-device";
+    let r = crate::util::run("thin_send", &[missing]);
+    r.expect_code(1);
+    assert_eq!(
+        r.stderr(),
+        format!("{missing}: No such file or directory (os error 2)\n")
+    );
+    assert!(r.stdout().is_empty());
+    let r = crate::util::run("thin_recv", &[missing]);
+    r.expect_code(1);
+    assert_eq!(
+        r.stderr(),
+        format!("{missing}: No such file or directory (os error 2)\n")
+    );
+    assert!(!Path::new(missing).exists());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain");
+    fs::write(&file, b"x").unwrap();
+    let r = crate::util::run("thin_send", &[file.to_str().unwrap()]);
+    r.expect_code(1);
+    assert_eq!(
+        r.stderr(),
+        format!("{}: not a block device\n", file.display())
+    );
+
+    // A stub lvs: "vg/lin" is a linear LV, anything else fails.
+    let stub = dir.path().join("lvs");
+    fs::write(
+        &stub,
+        "#!/bin/sh\n[ \"$1\" = --version ] && exit 0\n\
+         case \"$*\" in *vg/lin) echo '  vg|lin||/dev/mapper/vg-lin||-wi-a-----';; *) exit 5;; esac\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&stub).status().unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |tool: &str, args: &[&str]| {
+        let out = Command::new(bin(tool))
+            .args(args)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.stdout,
+        )
+    };
+    let (code, err, out) = run("thin_send", &["vg/lin"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            Some(1),
+            "vg/lin: not a thin volume (lvs reports no thin pool)\n"
+        )
+    );
+    assert!(out.is_empty());
+    let (code, err, _) = run("thin_send", &["vg/base", "/dev/vg/lin"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(1), "vg/base: lvs failed with exit status 5\n")
+    );
+    let (code, err, _) = run("thin_recv", &["vg/other"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(1), "vg/other: lvs failed with exit status 5\n")
+    );
+    assert!(!Path::new("vg").exists());
+}

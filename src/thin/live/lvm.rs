@@ -100,14 +100,14 @@ impl LvInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum LvmError {
     /// The command could not be started.
-    #[error("{name}: running {cmd}: {source}")]
+    #[error("{name}: running {cmd}: {cause}")]
     Spawn {
         /// The LV.
         name: String,
         /// The command.
         cmd: &'static str,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The command failed (its messages went to stderr).
     #[error("{name}: {cmd} failed with exit status {status}")]
@@ -185,10 +185,10 @@ pub fn lvs(name: &str) -> Result<LvInfo, LvmError> {
         .args(["--noheadings", "--separator", "|", "-o", LVS_FIELDS, name])
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|source| LvmError::Spawn {
+        .map_err(|cause| LvmError::Spawn {
             name: name.to_string(),
             cmd: "lvs",
-            source,
+            cause,
         })?;
     if !out.status.success() {
         return Err(LvmError::Failed {
@@ -221,10 +221,10 @@ fn lvchange(lv: &LvInfo, args: &[&str]) -> Result<(), LvmError> {
         .arg(lv.full_name())
         .stdout(stderr_for_child())
         .status()
-        .map_err(|source| LvmError::Spawn {
+        .map_err(|cause| LvmError::Spawn {
             name: lv.full_name(),
             cmd: "lvchange",
-            source,
+            cause,
         })?;
     if status.success() {
         Ok(())

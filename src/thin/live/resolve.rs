@@ -14,12 +14,12 @@ use crate::pdata::sys::{dm_ioctl, dm_message, dm_table_status, DmCmd, DmTarget, 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// stat failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Stat {
         /// The path.
         path: String,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Not a block device.
     #[error("{0}: not a block device")]
@@ -67,14 +67,14 @@ pub enum ResolveError {
         text: String,
     },
     /// A device-mapper ioctl failed.
-    #[error("{dev}: device-mapper {what}: {source}")]
+    #[error("{dev}: device-mapper {what}: {cause}")]
     Ioctl {
         /// The device.
         dev: String,
         /// Which request.
         what: &'static str,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -187,10 +187,10 @@ fn dm_name(num: DevNum) -> Option<String> {
 }
 
 fn targets(num: DevNum, shown: &str, table: bool) -> Result<Vec<DmTarget>, ResolveError> {
-    dm_table_status(num, table).map_err(|source| ResolveError::Ioctl {
+    dm_table_status(num, table).map_err(|cause| ResolveError::Ioctl {
         dev: shown.to_string(),
         what: if table { "table" } else { "status" },
-        source,
+        cause,
     })
 }
 
@@ -207,9 +207,9 @@ pub fn parse_devnum(s: &str) -> Option<DevNum> {
 /// stat failure or not a block device.
 pub fn block_dev_of(path: &Path) -> Result<DevNum, ResolveError> {
     let shown = path.display().to_string();
-    let m = std::fs::metadata(path).map_err(|source| ResolveError::Stat {
+    let m = std::fs::metadata(path).map_err(|cause| ResolveError::Stat {
         path: shown.clone(),
-        source,
+        cause,
     })?;
     if !m.file_type().is_block_device() {
         return Err(ResolveError::NotBlock(shown));
@@ -262,10 +262,10 @@ pub fn resolve_thin(path: &Path) -> Result<Thin, ResolveError> {
     };
     let (pool_num, thin_id) = (table.pool, table.thin_id);
     let origin = table.origin.map(BlockDev::from_num);
-    let status = dm_ioctl(DmCmd::DevStatus, num, 0, &[]).map_err(|source| ResolveError::Ioctl {
+    let status = dm_ioctl(DmCmd::DevStatus, num, 0, &[]).map_err(|cause| ResolveError::Ioctl {
         dev: shown.clone(),
         what: "status",
-        source,
+        cause,
     })?;
     let pool = resolve_pool(pool_num, &shown)?;
     Ok(Thin {
@@ -441,10 +441,10 @@ pub fn parse_pool_status(text: &str) -> Option<PoolStatus> {
 /// # Errors
 /// The ioctl failure (the kernel logs its reason).
 pub fn pool_message(pool: &Pool, msg: &str) -> Result<(), ResolveError> {
-    dm_message(pool.dev.num, msg).map_err(|source| ResolveError::Ioctl {
+    dm_message(pool.dev.num, msg).map_err(|cause| ResolveError::Ioctl {
         dev: pool.name.clone(),
         what: "message",
-        source,
+        cause,
     })
 }
 

@@ -28,12 +28,12 @@ pub const LOCK_DIR: &str = "/run/thintools";
 #[derive(Debug, thiserror::Error)]
 pub enum SnapError {
     /// The lock file.
-    #[error("lock file {path}: {source}")]
+    #[error("lock file {path}: {cause}")]
     Lock {
         /// Its path.
         path: String,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Status or message.
     #[error(transparent)]
@@ -60,9 +60,9 @@ pub struct Session {
 }
 
 fn lock_err(path: &std::path::Path) -> impl Fn(io::Error) -> SnapError + '_ {
-    move |source| SnapError::Lock {
+    move |cause| SnapError::Lock {
         path: path.display().to_string(),
-        source,
+        cause,
     }
 }
 

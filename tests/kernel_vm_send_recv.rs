@@ -35,6 +35,13 @@ replica() {
     show dmsetup create "r$1" --table "0 $SZ thin /dev/mapper/pool2 $1"
 }
 hash() { sha256sum < "/dev/mapper/$1" | cut -d' ' -f1 > "$OUT/$2.sha"; }
+# wait_bounded PID: waits for PID, at most ~60 s (then kills it and says so)
+wait_bounded() {
+    n=0
+    while kill -0 "$1" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+    if kill -0 "$1" 2>/dev/null; then note "pid $1 did not end"; kill -9 "$1"; fi
+    wait "$1"
+}
 held() { echo "$(dmsetup status pool | awk '{ print $7 }')$(dmsetup status pool2 | awk '{ print $7 }')"; }
 # step NAME COMMAND...: runs a shell pipeline, recording status, stderr and
 # both pools' held roots ("--": none).
@@ -42,7 +49,9 @@ step() {
     name=$1
     shift
     rc=0
+    t0=$(elapsed)
     sh -c "$*" 2> "$OUT/$name.err" || rc=$?
+    note "$name: status $rc, from $t0 s to $(elapsed) s"
     echo $rc > "$OUT/$name.rc"
     held > "$OUT/$name.held"
 }
@@ -109,8 +118,9 @@ pid=$!
 n=0
 while [ "$(held)" = -- ] && [ $n -lt 3000 ]; do n=$((n + 1)); done
 kill -9 $pid
-wait $pid 2>/dev/null || true
+wait_bounded $pid 2>/dev/null || true
 held > "$OUT/sigkill.held"
+note "SIGKILL done at $(elapsed) s"
 kill $reader
 wait $reader 2>/dev/null || true
 step rerun "thin_send /dev/mapper/snap4 | thin_recv /dev/mapper/r13"
@@ -126,8 +136,9 @@ while [ "$(held)" = -- ] && [ $n -lt 3000 ]; do n=$((n + 1)); done
 held > "$OUT/sigterm.before"
 kill -TERM $pid
 rc=0
-wait $pid || rc=$?
+wait_bounded $pid || rc=$?
 echo $rc > "$OUT/sigterm.rc"
+note "SIGTERM done at $(elapsed) s"
 held > "$OUT/sigterm.held"
 kill $reader
 wait $reader 2>/dev/null || true
@@ -146,15 +157,17 @@ fn send_recv_between_live_pools() {
     let mut g = Guest::new(TWO_POOLS)
         .tool("thin_send")
         .tool("thin_recv")
-        .timeout(300);
+        .timeout(600);
     for (name, mib) in [("meta", 8), ("data", 128), ("meta2", 8), ("data2", 192)] {
         let p = work.path().join(format!("{name}.img"));
         fs::File::create(&p).unwrap().set_len(mib << 20).unwrap();
         g = g.disk(name, &p);
     }
     let run = g.run(work.path());
+    for l in run.console.lines().filter(|l| l.starts_with("### ")) {
+        eprintln!("{l}");
+    }
     run.expect_ok();
-    eprintln!("guest {:?} s", run.guest_seconds);
     let ctx = run.describe();
     let read = |n: &str| run.read(n).trim().to_string();
     let ok = |n: &str| {

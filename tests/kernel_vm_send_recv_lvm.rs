@@ -108,7 +108,7 @@ fn boot(script: &str, extra: Option<&Path>, work: &Path) -> util_vm::GuestRun {
         .tool("thin_recv")
         .tool("thin_delta")
         .tool("thin_dump")
-        .timeout(300);
+        .timeout(600);
     if let Some(r) = extra {
         g = g.bin(r).env("REF", "/opt/bin/thin_send_recv-1.1.3");
     }

@@ -3,7 +3,7 @@
 //! full and incremental streams in formats 1.1 and 2 between snapshots of a
 //! thin written and discarded between them, a stream cut half way and
 //! resumed, damaged and truncated streams, a wrong base, and a sender
-//! killed with SIGKILL (then rerun) or stopped by SIGTERM while it holds the
+//! killed with SIGKILL (then rerun) or stopped by caught signals while it holds the
 //! metadata snapshot. Every replica must hash like its source snapshot, and
 //! no metadata snapshot may stay reserved.
 
@@ -126,22 +126,27 @@ wait $reader 2>/dev/null || true
 step rerun "thin_send /dev/mapper/snap4 | thin_recv /dev/mapper/r13"
 hash r13 rerun
 
-# SIGTERM while blocked the same way: released on the way out.
-sleep 600 < /tmp/fifo &
-reader=$!
-thin_send /dev/mapper/snap4 > /tmp/fifo 2> "$OUT/sigterm.err" &
-pid=$!
-n=0
-while [ "$(held)" = -- ] && [ $n -lt 3000 ]; do n=$((n + 1)); done
-held > "$OUT/sigterm.before"
-kill -TERM $pid
-rc=0
-wait_bounded $pid || rc=$?
-echo $rc > "$OUT/sigterm.rc"
-note "SIGTERM done at $(elapsed) s"
-held > "$OUT/sigterm.held"
-kill $reader
-wait $reader 2>/dev/null || true
+# Caught signals while blocked the same way (SIGTERM, and some more of
+# LINBIT's list; SIGSEGV is caught once): released on the way out, then
+# the process dies of the signal.
+signalled() {
+    sleep 600 < /tmp/fifo &
+    reader=$!
+    thin_send /dev/mapper/snap4 > /tmp/fifo 2> "$OUT/sig$1.err" &
+    pid=$!
+    n=0
+    while [ "$(held)" = -- ] && [ $n -lt 3000 ]; do n=$((n + 1)); done
+    held > "$OUT/sig$1.before"
+    kill -"$1" $pid
+    rc=0
+    wait_bounded $pid || rc=$?
+    echo $rc > "$OUT/sig$1.rc"
+    held > "$OUT/sig$1.held"
+    kill $reader
+    wait $reader 2>/dev/null || true
+    note "SIG$1 done at $(elapsed) s"
+}
+for sig in TERM HUP USR1 SEGV; do signalled $sig; done
 
 for d in snap2 snap3 snap4 thin1 r10 r11 r12 r13; do dmsetup remove $d; done
 show dmsetup remove pool2
@@ -249,11 +254,23 @@ fn send_recv_between_live_pools() {
         "{rerun}"
     );
 
-    assert_ne!(
-        read("sigterm.before"),
-        "--",
-        "the sender held no snapshot when signalled"
-    );
-    assert_eq!(read("sigterm.rc"), "143", "{}", read("sigterm.err"));
-    assert_eq!(read("sigterm.held"), "--", "SIGTERM left the snapshot held");
+    for (sig, status) in [("TERM", 143), ("HUP", 129), ("USR1", 138), ("SEGV", 139)] {
+        let n = format!("sig{sig}");
+        assert_ne!(
+            read(&format!("{n}.before")),
+            "--",
+            "the sender held no snapshot when sent SIG{sig}"
+        );
+        assert_eq!(
+            read(&format!("{n}.rc")),
+            status.to_string(),
+            "SIG{sig}: {}",
+            read(&format!("{n}.err"))
+        );
+        assert_eq!(
+            read(&format!("{n}.held")),
+            "--",
+            "SIG{sig} left the snapshot held"
+        );
+    }
 }

@@ -56,7 +56,8 @@ note "set up at $(elapsed) s"
 "#;
 
 /// Our tools with LVM names: a full send of `s1`, the incremental `s1` ->
-/// `s2` into the same replica, a format 2 full send by `/dev/VG/LV` name.
+/// `s2` into the same replica, a format 2 full send by `/dev/VG/LV` name, a
+/// full send of the (active, writable) origin.
 const OURS: &str = r#"
 replica r
 step full "thin_send vg/s1 | thin_recv vg/r"
@@ -67,6 +68,11 @@ hash r incr
 replica r2
 step full2 "thin_send --format 2 /dev/vg/s2 | thin_recv --state /tmp/r2.state /dev/vg/r2"
 hash r2 full2
+# The origin itself, active and writable (nobody writes it now; LINBIT's
+# test 00).
+replica r0
+step origin "thin_send vg/vol | thin_recv vg/r0"
+hash r0 origin
 note "done at $(elapsed) s"
 lvm vgchange -an vg
 "#;
@@ -163,6 +169,7 @@ fn send_recv_with_lvm_names() {
     assert_eq!(attr.as_bytes().get(4), Some(&b'-'), "{attr}");
     check(&run, "incr", Some("s2"));
     check(&run, "full2", Some("s2"));
+    check(&run, "origin", Some("s2"));
 }
 
 #[test]

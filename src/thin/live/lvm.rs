@@ -204,15 +204,18 @@ pub fn lvs(name: &str) -> Result<LvInfo, LvmError> {
     })
 }
 
-/// True when `lvs` can be run at all (lvm2 is installed).
+/// True when `lvs` can be run at all (lvm2 is installed); asked once.
 #[must_use]
 pub fn lvm_available() -> bool {
-    lvm_command("lvs")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        lvm_command("lvs")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 fn lvchange(lv: &LvInfo, args: &[&str]) -> Result<(), LvmError> {

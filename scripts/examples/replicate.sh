@@ -93,7 +93,8 @@ snap_create() {
     side=$1 vol=$2 n=$3 s=$(snap_name "$2" "$3")
     if is_lvm "$vol"; then
         lvcreate -q -s -n "$(basename "$s")" "$vol" >/dev/null
-        lvchange -q -ay -K -pr "$s" >/dev/null
+        lvchange -q -pr "$s" >/dev/null
+        lvchange -q -ay -K "$s" >/dev/null
         return
     fi
     set -- $(dm_table "$vol")

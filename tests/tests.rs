@@ -10,6 +10,7 @@ mod kernel_vm;
 mod kernel_vm_e2e;
 mod kernel_vm_lvm;
 mod kernel_vm_migrate;
+mod kernel_vm_replicate;
 mod kernel_vm_send_recv;
 mod kernel_vm_send_recv_lvm;
 mod layers;

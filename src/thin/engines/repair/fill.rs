@@ -35,12 +35,12 @@ impl Hole {
 }
 
 /// What one fill took.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filled {
     /// Root of the older top-level tree the leaves came from.
     pub top_root: BlockNr,
-    /// Leaves taken.
-    pub leaves: usize,
+    /// Leaves taken, in key order.
+    pub blocks: Vec<BlockNr>,
     /// Mappings in them.
     pub mappings: u64,
 }
@@ -144,7 +144,7 @@ impl<'c, 't> Filler<'c, 't> {
             let (older, _) = mapping_leaves(self.cls, r);
             let mut f = Filled {
                 top_root: self.tops[i],
-                leaves: 0,
+                blocks: Vec::new(),
                 mappings: 0,
             };
             for l in older {
@@ -159,11 +159,11 @@ impl<'c, 't> Filler<'c, 't> {
                 let clash = added.iter().any(|&(x, y, _)| a <= y && x <= b);
                 if inside && !clash {
                     added.push((a, b, l));
-                    f.leaves += 1;
+                    f.blocks.push(l);
                     f.mappings += u64::from(n.nr_entries);
                 }
             }
-            if f.leaves > 0 {
+            if !f.blocks.is_empty() {
                 out.push(f);
             }
             if current_root.is_none() && !added.is_empty() {
@@ -219,7 +219,7 @@ mod tests {
             filled,
             vec![Filled {
                 top_root: 242,
-                leaves: 1,
+                blocks: vec![240],
                 mappings: n
             }]
         );

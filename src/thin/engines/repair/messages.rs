@@ -71,8 +71,14 @@ pub enum Warning {
     TopLevelLost { range: KeyRange, why: String },
     /// Part of the details tree was dropped.
     DetailsLost { range: KeyRange, why: String },
-    /// A device's mapping tree came whole from an older top-level tree.
-    TreeFromOlderTop { id: u64, top: BlockNr },
+    /// A device's mapping tree came whole from an older top-level tree;
+    /// `dropped` mappings of it named reused data blocks.
+    TreeFromOlderTop {
+        id: u64,
+        top: BlockNr,
+        mappings: u64,
+        dropped: u64,
+    },
     /// Part of a device's mapping tree was dropped.
     MappingsLost {
         id: u64,
@@ -80,20 +86,25 @@ pub enum Warning {
         block: BlockNr,
         why: String,
     },
-    /// Leaves of an older copy of the device filled a lost range.
+    /// Leaves of an older copy of the device filled a lost range;
+    /// `dropped` mappings of them named reused data blocks.
     FilledFromOlderTop {
         id: u64,
+        range: KeyRange,
         mappings: u64,
         leaves: usize,
         top: BlockNr,
+        dropped: u64,
     },
     /// A device's whole mapping tree was an unreferenced root.
     TreeFromOrphan { id: u64, root: BlockNr },
-    /// Unreferenced subtrees filled a device's lost ranges.
+    /// Unreferenced subtrees filled a device's lost ranges; `dropped`
+    /// mappings of them named reused data blocks.
     SubtreesAdopted {
         id: u64,
         mappings: u64,
         subtrees: usize,
+        dropped: u64,
     },
     /// A leaf whose block-number field names another block was used.
     Misplaced { block: BlockNr },
@@ -182,10 +193,19 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f,
             "device details tree: lost details of devices in {range} ({why})"
         ),
-        W::TreeFromOlderTop { id, top } => write!(
-            f,
-            "device {id}: mapping tree taken whole from the older top-level tree at block {top}"
-        ),
+        W::TreeFromOlderTop {
+            id,
+            top,
+            mappings,
+            dropped,
+        } => {
+            write!(
+                f,
+                "device {id}: mapping tree taken whole from the older top-level tree at block \
+                 {top} ({mappings} mappings): they may be older than the pool's last commit"
+            )?;
+            fmt_dropped(*dropped, f)
+        }
         W::MappingsLost {
             id,
             range,
@@ -197,14 +217,20 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ),
         W::FilledFromOlderTop {
             id,
+            range,
             mappings,
             leaves,
             top,
-        } => write!(
-            f,
-            "device {id}: took {mappings} mappings in {leaves} leaves from the older \
-                 top-level tree at block {top}"
-        ),
+            dropped,
+        } => {
+            write!(
+                f,
+                "device {id}: mappings in {range} taken from an older copy of its tree \
+                 ({mappings} mappings in {leaves} leaves of the older top-level tree at block \
+                 {top}): they may be older than the pool's last commit"
+            )?;
+            fmt_dropped(*dropped, f)
+        }
         W::TreeFromOrphan { id, root } => write!(
             f,
             "device {id}: mapping tree recovered from unreferenced root {root}"
@@ -213,11 +239,15 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             id,
             mappings,
             subtrees,
-        } => write!(
-            f,
-            "device {id}: took {mappings} mappings in {subtrees} unreferenced subtrees \
+            dropped,
+        } => {
+            write!(
+                f,
+                "device {id}: took {mappings} mappings in {subtrees} unreferenced subtrees \
                  inside its lost ranges"
-        ),
+            )?;
+            fmt_dropped(*dropped, f)
+        }
         W::KeptEmpty { id } => write!(f, "device {id}: kept with no mappings"),
         W::Misplaced { block } => write!(
             f,
@@ -238,6 +268,18 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Routed to the other group by `Warning::fmt`.
         _ => Ok(()),
     }
+}
+
+/// The end of a warning about mappings taken from older copies: how many
+/// were dropped because their data blocks have been reused.
+fn fmt_dropped(dropped: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if dropped == 0 {
+        return Ok(());
+    }
+    write!(
+        f,
+        "; dropped {dropped} whose data blocks the surviving trees use elsewhere (reused)"
+    )
 }
 
 /// Wording of the warnings about the pool as a whole.

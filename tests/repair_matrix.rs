@@ -4,7 +4,8 @@
 //! binary's `thin_dump --repair`. A mapping counts as recovered only when the
 //! original pool has it (same device, virtual block and data block); a
 //! mapping the original does not have counts against the repair, and those
-//! pointing at a data block the original maps elsewhere are shown apart.
+//! pointing at a data block the original maps at another virtual block (a
+//! block reused since the copy they came from) are shown apart.
 //!
 //! `scripts/repair-matrix.sh` prints the table; the test asserts ours is at
 //! least the reference in every cell.
@@ -104,8 +105,9 @@ pub struct Score {
     pub recovered: u64,
     /// Mappings the original does not have.
     pub extra: u64,
-    /// Of `extra`, those whose data block the original maps elsewhere.
-    pub foreign: u64,
+    /// Of `extra`, those whose data block the original maps at another
+    /// virtual block.
+    pub reused: u64,
 }
 
 impl Score {
@@ -120,8 +122,8 @@ impl Score {
         if self.extra > 0 {
             let _ = write!(
                 s,
-                " (+{} not in the pool, {} foreign)",
-                self.extra, self.foreign
+                " (+{} not in the pool, {} reused)",
+                self.extra, self.reused
             );
         }
         s
@@ -130,11 +132,11 @@ impl Score {
 
 /// Scores `got` against `original`.
 pub fn score(original: &Mappings, got: &Mappings) -> Score {
-    let owners: HashMap<u64, BTreeSet<(u64, u64)>> = {
-        let mut m: HashMap<u64, BTreeSet<(u64, u64)>> = HashMap::new();
-        for (&dev, maps) in &original.0 {
+    let places: HashMap<u64, BTreeSet<u64>> = {
+        let mut m: HashMap<u64, BTreeSet<u64>> = HashMap::new();
+        for maps in original.0.values() {
             for (&v, &d) in maps {
-                m.entry(d).or_default().insert((dev, v));
+                m.entry(d).or_default().insert(v);
             }
         }
         m
@@ -148,7 +150,7 @@ pub fn score(original: &Mappings, got: &Mappings) -> Score {
                 s.recovered += 1;
             } else {
                 s.extra += 1;
-                s.foreign += u64::from(owners.contains_key(d));
+                s.reused += u64::from(places.get(d).is_some_and(|p| p.iter().any(|w| w != v)));
             }
         }
     }
@@ -321,7 +323,8 @@ fn repair_matrix_ours_at_least_the_reference() {
 }
 
 /// The scoring rule on a small case: exact mappings count, others count
-/// against, and a data block the original maps elsewhere is foreign.
+/// against, and a data block the original maps at another virtual block is
+/// reused.
 #[test]
 fn a_mapping_counts_only_when_the_original_has_it() {
     let original = Mappings(BTreeMap::from([
@@ -329,7 +332,7 @@ fn a_mapping_counts_only_when_the_original_has_it() {
         (2, BTreeMap::from([(0, 20)])),
     ]));
     let got = Mappings(BTreeMap::from([
-        (1, BTreeMap::from([(0, 10), (1, 20), (2, 30)])),
+        (1, BTreeMap::from([(0, 10), (1, 20), (2, 30), (3, 11)])),
         (3, BTreeMap::new()),
     ]));
     let s = score(&original, &got);
@@ -338,9 +341,9 @@ fn a_mapping_counts_only_when_the_original_has_it() {
         Score {
             devices: 1,
             recovered: 1,
-            extra: 2,
-            foreign: 1
+            extra: 3,
+            reused: 2
         }
     );
-    assert_eq!(s.net(), -1);
+    assert_eq!(s.net(), -2);
 }

@@ -305,3 +305,55 @@ fn a_damaged_leaf_is_filled_from_its_older_copy_less_the_reused_blocks() {
         ]
     );
 }
+
+/// With no older top-level tree left, an older internal node of the
+/// device's own tree (it still keeps the device's current leaves as
+/// children) gives back the lost leaf's predecessor; what comes back is in
+/// the original pool, and named as possibly older.
+#[test]
+fn a_damaged_leaf_is_filled_from_an_older_internal_node_of_its_tree() {
+    let img0 = fixture("i-three-level-tree");
+    let healthy = device_mappings(crate::repair::repair(&img0).xml(), 0);
+    let mut img = Image {
+        bytes: img0.bytes.clone(),
+    };
+    let top = img.mapping_root();
+    // Every older top-level leaf (one entry for device 0, naming an
+    // internal node) is damaged too.
+    let older_tops: Vec<u64> = mapping_leaves_on_disk(&img)
+        .into_iter()
+        .filter(|(b, k, _)| *b != top && k.as_slice() == [0])
+        .filter(|(b, _, _)| u32_at(&img, value(&img, *b, 0), FLAGS) == INTERNAL)
+        .map(|(b, _, _)| b)
+        .collect();
+    assert!(
+        !older_tops.is_empty(),
+        "the kernel left older top-level leaves"
+    );
+    for &b in &older_tops {
+        img.corrupt(b);
+    }
+    let leaf = some_mapping_leaf(&img, 40);
+    let lost = u32_at(&img, leaf, NR_ENTRIES) as usize;
+    img.corrupt(leaf);
+    let r = crate::repair::repair(&img);
+    let got = device_mappings(r.xml(), 0);
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(v, d)| healthy.get(v) != Some(d))
+        .collect();
+    assert!(extra.is_empty(), "not in the pool: {extra:?}");
+    assert!(
+        got.len() > healthy.len() - lost,
+        "{} of {}",
+        got.len(),
+        healthy.len()
+    );
+    assert!(
+        device_warnings(&r.log).iter().any(|l| l
+            .contains("leaves under the older internal node at block")
+            && l.ends_with("they may be older than the pool's last commit")),
+        "{:#?}",
+        device_warnings(&r.log)
+    );
+}

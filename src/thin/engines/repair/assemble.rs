@@ -23,7 +23,7 @@ use crate::thin::engines::repair::reuse::{
 };
 use crate::thin::engines::repair::select::{Chosen, Source};
 use crate::thin::engines::repair::trees::{
-    details_entries, mapping_leaves, top_devices, LostRange, TopEntry,
+    details_entries, mapping_leaves, mapping_tree_nodes, top_devices, LostRange, TopEntry,
 };
 use crate::thin::engines::repair::values::regenerated_details;
 use crate::thin::engines::repair::{RepairedDevice, RepairedPool};
@@ -177,7 +177,10 @@ pub fn assemble(ctx: &Context) -> Assembled {
     warn_lost_roots(ctx, &gathered);
     let mut ids: BTreeSet<u64> = gathered.top.iter().map(|d| d.0).collect();
     ids.extend(gathered.details.keys().copied());
-    let mut filler = Filler::new(cls, &ctx.cands.tops, ctx.chosen.mapping_root);
+    let current = mapping_tree_nodes(cls, gathered.top.iter().map(|d| d.1));
+    let mut filler = Filler::new(cls, &ctx.cands.tops, ctx.chosen.mapping_root)
+        .committed_by(ctx.reference.map(|r| r.time))
+        .outside(current);
     let roots = Roots::new(ctx, &gathered, &mut filler);
     let mut lost_subtrees = gathered.top_lost.len() + gathered.details_lost.len();
     let mut pending = Vec::with_capacity(ids.len());
@@ -201,8 +204,7 @@ pub fn assemble(ctx: &Context) -> Assembled {
         }
         let mut mappings = 0u64;
         for n in p.leaves.iter().filter_map(|&l| cls.node(l)) {
-            let dropped = reused.keys.get(&n.nr).map_or(0, Vec::len) as u64;
-            mappings += u64::from(n.nr_entries) - dropped;
+            mappings += u64::from(n.nr_entries) - reused.left_out(n.nr);
             if n.nr_entries > 0 {
                 highest = Some(highest.unwrap_or(0).max(n.mapping.max_block));
                 age = age.max(n.mapping.max_time);
@@ -233,48 +235,75 @@ fn drop_reused(ctx: &Context, pending: &mut [PendingDevice]) -> Reused {
             id: p.id,
             leaves: &p.leaves,
             borrowed: &p.borrowed,
+            clip: &p.clip,
         })
         .collect();
     let reused = reused_mappings(ctx.dev, &sets);
     let cls = ctx.cls;
     let entries = |l: &BlockNr| cls.node(*l).map_or(0, |n| u64::from(n.nr_entries));
     for p in pending.iter_mut() {
-        p.leaves
-            .retain(|l| reused.keys.get(l).map_or(0, Vec::len) as u64 != entries(l));
+        p.leaves.retain(|l| reused.left_out(*l) != entries(l));
         for part in &p.older {
             let dropped = reused.dropped_from(&part.blocks);
-            let mappings = part.blocks.iter().map(entries).sum::<u64>() - dropped;
+            let mappings = part
+                .blocks
+                .iter()
+                .map(|l| entries(l) - reused.left_out(*l))
+                .sum::<u64>();
             ctx.notes
-                .warn(&older_warning(cls, p.id, part, mappings, dropped));
+                .warn(&older_warning(cls, p, part, mappings, dropped));
         }
     }
     reused
 }
 
-/// The warning naming what device `id` took from one older source.
+/// The key ranges the leaves `blocks` (in key order) give device `p`, each
+/// clipped to what is taken of it, adjacent ones merged.
+fn taken_ranges(cls: &Classifier, p: &PendingDevice, blocks: &[BlockNr]) -> Vec<KeyRange> {
+    let mut out: Vec<KeyRange> = Vec::new();
+    for &l in blocks {
+        let Some(n) = cls.node(l) else {
+            continue;
+        };
+        let (lo, hi) = p.clip.get(&l).copied().unwrap_or((n.first_key, n.last_key));
+        match out.last_mut() {
+            Some(last) if last.end == Some(lo) => last.end = hi.checked_add(1),
+            _ => out.push(KeyRange {
+                begin: lo,
+                end: hi.checked_add(1),
+            }),
+        }
+    }
+    out
+}
+
+/// The warning naming what device `p` took from one older source.
 fn older_warning(
     cls: &Classifier,
-    id: u64,
+    p: &PendingDevice,
     part: &OlderPart,
     mappings: u64,
     dropped: u64,
 ) -> Warning {
+    let id = p.id;
+    let ranges = || taken_ranges(cls, p, &part.blocks);
     match part.source {
-        OlderSource::Fill { top } => {
-            let node = |i: Option<&BlockNr>| i.and_then(|&l| cls.node(l));
-            let range = KeyRange {
-                begin: node(part.blocks.first()).map_or(0, |n| n.first_key),
-                end: node(part.blocks.last()).and_then(|n| n.last_key.checked_add(1)),
-            };
-            Warning::FilledFromOlderTop {
-                id,
-                range,
-                mappings,
-                leaves: part.blocks.len(),
-                top,
-                dropped,
-            }
-        }
+        OlderSource::Fill { top } => Warning::FilledFromOlderTop {
+            id,
+            ranges: ranges(),
+            mappings,
+            leaves: part.blocks.len(),
+            top,
+            dropped,
+        },
+        OlderSource::FillFromNode { node } => Warning::FilledFromOlderNode {
+            id,
+            ranges: ranges(),
+            mappings,
+            leaves: part.blocks.len(),
+            node,
+            dropped,
+        },
         OlderSource::WholeTree { top } => Warning::TreeFromOlderTop {
             id,
             top,
@@ -338,8 +367,10 @@ fn device_leaves(
     if !lost.is_empty() || (root.is_none() && expected) {
         for f in filler.fill(id, root, &lost, &mut leaves) {
             p.borrowed.extend(f.blocks.iter().copied());
+            p.clip
+                .extend(f.clipped.iter().map(|&(l, lo, hi)| (l, (lo, hi))));
             p.older.push(OlderPart {
-                source: OlderSource::Fill { top: f.top_root },
+                source: f.source,
                 blocks: f.blocks,
             });
         }
@@ -347,6 +378,7 @@ fn device_leaves(
     // A device with no tree at all adopts nothing: any stray subtree, a
     // deleted thin's included, would fit its missing range.
     p.leaves = leaves;
+    p.sort_leaves(ctx.cls);
     p.rootless = root.is_none() && expected;
     (p, lost.len())
 }

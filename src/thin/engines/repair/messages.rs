@@ -45,6 +45,21 @@ impl fmt::Display for KeyRange {
     }
 }
 
+/// Key ranges written one after the other, separated by ", ".
+struct RangeList<'a>(&'a [KeyRange]);
+
+impl fmt::Display for RangeList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The roots a repair used instead of the superblock's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsedRoots {
@@ -90,10 +105,20 @@ pub enum Warning {
     /// `dropped` mappings of them named reused data blocks.
     FilledFromOlderTop {
         id: u64,
-        range: KeyRange,
+        ranges: Vec<KeyRange>,
         mappings: u64,
         leaves: usize,
         top: BlockNr,
+        dropped: u64,
+    },
+    /// Leaves under an older internal node of the device's tree filled a
+    /// lost range; `dropped` mappings of them named reused data blocks.
+    FilledFromOlderNode {
+        id: u64,
+        ranges: Vec<KeyRange>,
+        mappings: u64,
+        leaves: usize,
+        node: BlockNr,
         dropped: u64,
     },
     /// A device's whole mapping tree was an unreferenced root.
@@ -165,6 +190,7 @@ impl fmt::Display for Warning {
             | W::TreeFromOlderTop { .. }
             | W::MappingsLost { .. }
             | W::FilledFromOlderTop { .. }
+            | W::FilledFromOlderNode { .. }
             | W::TreeFromOrphan { .. }
             | W::SubtreesAdopted { .. }
             | W::Misplaced { .. }
@@ -217,7 +243,7 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ),
         W::FilledFromOlderTop {
             id,
-            range,
+            ranges,
             mappings,
             leaves,
             top,
@@ -225,9 +251,27 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         } => {
             write!(
                 f,
-                "device {id}: mappings in {range} taken from an older copy of its tree \
+                "device {id}: mappings in {} taken from an older copy of its tree \
                  ({mappings} mappings in {leaves} leaves of the older top-level tree at block \
-                 {top}): they may be older than the pool's last commit"
+                 {top}): they may be older than the pool's last commit",
+                RangeList(ranges)
+            )?;
+            fmt_dropped(*dropped, f)
+        }
+        W::FilledFromOlderNode {
+            id,
+            ranges,
+            mappings,
+            leaves,
+            node,
+            dropped,
+        } => {
+            write!(
+                f,
+                "device {id}: mappings in {} taken from an older copy of its tree \
+                 ({mappings} mappings in {leaves} leaves under the older internal node at block \
+                 {node}): they may be older than the pool's last commit",
+                RangeList(ranges)
             )?;
             fmt_dropped(*dropped, f)
         }

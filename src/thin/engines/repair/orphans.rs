@@ -108,6 +108,8 @@ pub struct PendingDevice {
     pub borrowed: BTreeSet<BlockNr>,
     /// What was taken from older copies, to be named in warnings.
     pub older: Vec<OlderPart>,
+    /// Borrowed leaves of which only the keys in `[lo, hi]` are taken.
+    pub clip: BTreeMap<BlockNr, (u64, u64)>,
 }
 
 impl PendingDevice {
@@ -121,7 +123,28 @@ impl PendingDevice {
             rootless: false,
             borrowed: BTreeSet::new(),
             older: Vec::new(),
+            clip: BTreeMap::new(),
         }
+    }
+
+    /// The first key taken from `leaf`: its first, or where its clip starts.
+    #[must_use]
+    pub fn first_key(&self, cls: &Classifier, leaf: BlockNr) -> u64 {
+        match self.clip.get(&leaf) {
+            Some(&(lo, _)) => lo,
+            None => cls.node(leaf).map_or(0, |n| n.first_key),
+        }
+    }
+
+    /// Puts the leaves back in key order.
+    pub fn sort_leaves(&mut self, cls: &Classifier) {
+        let mut keyed: Vec<(u64, BlockNr)> = self
+            .leaves
+            .iter()
+            .map(|&l| (self.first_key(cls, l), l))
+            .collect();
+        keyed.sort_by_key(|k| k.0);
+        self.leaves = keyed.into_iter().map(|k| k.1).collect();
     }
 
     /// True when the subtree with keys `lo..=hi` lies inside one hole and
@@ -180,8 +203,7 @@ pub fn adopt_orphans(cls: &Classifier, devices: &mut [PendingDevice], max_time: 
         d.borrowed.extend(leaves.iter().copied());
         taken[i].1.extend(leaves.iter().copied());
         d.leaves.extend(leaves);
-        d.leaves
-            .sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
+        d.sort_leaves(cls);
         taken[i].0 += 1;
     }
     for (d, (subtrees, mut blocks)) in devices.iter_mut().zip(taken) {

@@ -29,6 +29,12 @@ pub enum OlderSource {
         /// Root of that older top-level tree.
         top: BlockNr,
     },
+    /// Leaves under an older internal node of the device's own tree,
+    /// filling its lost ranges.
+    FillFromNode {
+        /// That older internal node.
+        node: BlockNr,
+    },
     /// The device's whole mapping tree, from an older top-level tree.
     WholeTree {
         /// Root of that older top-level tree.
@@ -59,7 +65,12 @@ pub struct DeviceLeafSets<'a> {
     pub leaves: &'a [BlockNr],
     /// The leaves among them borrowed from older copies.
     pub borrowed: &'a BTreeSet<BlockNr>,
+    /// Borrowed leaves of which only the keys in `[lo, hi]` are taken.
+    pub clip: &'a BTreeMap<BlockNr, (u64, u64)>,
 }
+
+/// One mapping of a leaf: (virtual block, data block).
+type Entry = (u64, u64);
 
 /// The mappings (key, data block) of the leaf at `nr`, read as the scan
 /// classified it (its block-number field is not checked); empty when it no
@@ -89,21 +100,23 @@ pub fn leaf_entries(dev: &dyn BlockDevice, nr: BlockNr) -> Vec<(u64, u64)> {
 /// device (every device borrowing a leaf loses what the leaf loses).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reused {
-    /// Leaf → keys dropped from it, ascending.
+    /// Leaf → keys left out of it (outside the range taken, or reused), ascending.
     pub keys: BTreeMap<BlockNr, Vec<u64>>,
-    /// Device id → mappings dropped.
-    pub per_device: BTreeMap<u64, u64>,
+    /// Leaf → how many of those were left out as reused.
+    pub reused: BTreeMap<BlockNr, u64>,
 }
 
 impl Reused {
-    /// Mappings dropped from `leaves`.
+    /// Mappings of `leaves` left out as reused.
     #[must_use]
     pub fn dropped_from(&self, leaves: &[BlockNr]) -> u64 {
-        leaves
-            .iter()
-            .filter_map(|l| self.keys.get(l))
-            .map(|k| k.len() as u64)
-            .sum()
+        leaves.iter().filter_map(|l| self.reused.get(l)).sum()
+    }
+
+    /// Keys of `leaf` left out.
+    #[must_use]
+    pub fn left_out(&self, leaf: BlockNr) -> u64 {
+        self.keys.get(&leaf).map_or(0, |k| k.len() as u64)
     }
 }
 
@@ -120,24 +133,36 @@ pub fn reused_mappings(dev: &dyn BlockDevice, devices: &[DeviceLeafSets]) -> Reu
         }
         m
     };
-    // Borrowed leaves, with the devices borrowing each.
+    // Borrowed leaves, with the devices borrowing each and the key range
+    // taken (the narrowest any of them takes).
     let mut borrowed: BTreeMap<BlockNr, Vec<u64>> = BTreeMap::new();
+    let mut clip: BTreeMap<BlockNr, (u64, u64)> = BTreeMap::new();
     for d in devices {
         for &l in d.borrowed.iter().filter(|l| !surviving.contains_key(l)) {
             borrowed.entry(l).or_default().push(d.id);
+            if let Some(&(lo, hi)) = d.clip.get(&l) {
+                let c = clip.entry(l).or_insert((lo, hi));
+                *c = (c.0.max(lo), c.1.min(hi));
+            }
         }
     }
     if borrowed.is_empty() {
         return Reused::default();
     }
-    let entries: BTreeMap<BlockNr, Vec<(u64, u64)>> = borrowed
-        .keys()
-        .map(|&l| (l, leaf_entries(dev, l)))
-        .collect();
+    let mut out = Reused::default();
+    let mut entries: BTreeMap<BlockNr, Vec<(u64, u64)>> = BTreeMap::new();
+    for &l in borrowed.keys() {
+        let (inside, outside): (Vec<Entry>, Vec<Entry>) = leaf_entries(dev, l)
+            .into_iter()
+            .partition(|&(k, _)| clip.get(&l).is_none_or(|&(lo, hi)| lo <= k && k <= hi));
+        if !outside.is_empty() {
+            out.keys.insert(l, outside.iter().map(|e| e.0).collect());
+        }
+        entries.insert(l, inside);
+    }
     let wanted: HashSet<u64> = entries.values().flatten().map(|&(_, d)| d).collect();
     let uses = surviving_uses(dev, &surviving, &wanted);
     let sharing = shared_leaf_pairs(&surviving);
-    let mut out = Reused::default();
     for (&leaf, ids) in &borrowed {
         let e = &entries[&leaf];
         let enc = Encounters::of(e, &uses);
@@ -152,10 +177,10 @@ pub fn reused_mappings(dev: &dyn BlockDevice, devices: &[DeviceLeafSets]) -> Reu
         if dropped.is_empty() {
             continue;
         }
-        for &id in ids {
-            *out.per_device.entry(id).or_default() += dropped.len() as u64;
-        }
-        out.keys.insert(leaf, dropped);
+        out.reused.insert(leaf, dropped.len() as u64);
+        let keys = out.keys.entry(leaf).or_default();
+        keys.extend(dropped);
+        keys.sort_unstable();
     }
     out
 }

@@ -188,3 +188,172 @@ fn a_device_missing_from_the_top_level_tree_adopts_its_subtree() {
         );
     }
 }
+
+/// Mapping leaves (flag 2, 8-byte values) of `img` with a valid checksum:
+/// (block, keys, data blocks).
+fn mapping_leaves_on_disk(img: &Image) -> Vec<(u64, Vec<u64>, Vec<u64>)> {
+    const LEAF: u32 = 2;
+    const VALUE_SIZE: usize = 24;
+    (1..img.nr_blocks())
+        .filter(|&b| thintools::pdata::checksum::classify(img.block(b)) == Some(BlockKind::Node))
+        .filter(|&b| u32_at(img, b, FLAGS) == LEAF && u32_at(img, b, VALUE_SIZE) == 8)
+        .map(|b| {
+            let n = u32_at(img, b, NR_ENTRIES) as usize;
+            let keys = (0..n).map(|i| img.u64_at(b, KEYS + 8 * i)).collect();
+            let data = (0..n).map(|i| value(img, b, i) >> 24).collect();
+            (b, keys, data)
+        })
+        .collect()
+}
+
+/// The warnings about devices in a repair's log (its `-v` lines left out).
+fn device_warnings(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.starts_with("device ") && !l.starts_with("device candidates"))
+        .cloned()
+        .collect()
+}
+
+/// Device `id`'s mappings in a dump: virtual block → data block.
+fn device_mappings(xml: &str, id: u64) -> std::collections::BTreeMap<u64, u64> {
+    crate::repair_matrix::mappings_of(xml)
+        .0
+        .remove(&id)
+        .unwrap_or_default()
+}
+
+/// A leaf that fails its checksum while the metadata still holds its
+/// copy-on-write predecessor: the predecessor fills the range, named with
+/// the device, the range and the warning that it may be older than the last
+/// commit, and the mappings to data blocks another thin took over since are
+/// dropped and counted. Fixture l: dev 1 wrote 0..31 then discarded 0..15;
+/// thin 2 then took data 0..7 at its blocks 16..23 and data 8..11 at 8..11.
+#[test]
+fn a_damaged_leaf_is_filled_from_its_older_copy_less_the_reused_blocks() {
+    let img0 = fixture("l-reused-blocks");
+    let healthy = crate::repair::repair(&img0);
+    let dev2_blocks: std::collections::BTreeSet<u64> =
+        device_mappings(healthy.xml(), 2).into_values().collect();
+    let top = img0.mapping_root();
+    assert_eq!(
+        img0.u64_at(top, KEYS),
+        1,
+        "dev 1 first in the top-level leaf"
+    );
+    let current = value(&img0, top, 0);
+    // The predecessor: the leaf of dev 1 from before the discard, 0..31.
+    let leaves = mapping_leaves_on_disk(&img0);
+    let (older, keys, data) = leaves
+        .iter()
+        .find(|(b, k, _)| *b != current && k.first() == Some(&0) && k.len() == 32)
+        .expect("the predecessor of dev 1's leaf is on disk")
+        .clone();
+    let older_top = leaves
+        .iter()
+        .find(|(b, k, _)| k.first() == Some(&1) && value(&img0, *b, 0) == older)
+        .expect("an older top-level leaf names it")
+        .0;
+    let want: std::collections::BTreeMap<u64, u64> = keys
+        .iter()
+        .zip(&data)
+        .filter(|(_, d)| !dev2_blocks.contains(d))
+        .map(|(&k, &d)| (k, d))
+        .collect();
+    let dropped = keys.len() - want.len();
+    assert_eq!((want.len(), dropped), (20, 12), "{want:?}");
+
+    let mut img = Image {
+        bytes: img0.bytes.clone(),
+    };
+    img.corrupt(current);
+    let r = crate::repair::repair(&img);
+    assert_eq!(device_mappings(r.xml(), 1), want, "{:#?}", r.log);
+    assert_eq!(
+        device_mappings(r.xml(), 2),
+        device_mappings(healthy.xml(), 2),
+        "thin 2 keeps its blocks"
+    );
+    assert_eq!(
+        device_warnings(&r.log),
+        vec![
+            format!(
+                "device 1: lost mappings in [0..) (block {current} unreadable: checksum error)"
+            ),
+            format!(
+                "device 1: mappings in [0..32) taken from an older copy of its tree (20 mappings \
+                 in 1 leaves of the older top-level tree at block {older_top}): they may be older \
+                 than the pool's last commit; dropped 12 whose data blocks the surviving trees \
+                 use elsewhere (reused)"
+            ),
+            "device 1: mapped_blocks is 16 but 20 mappings were recovered".to_string(),
+        ]
+    );
+
+    // Without the predecessor, the range is named as lost and nothing is
+    // rolled back.
+    img.corrupt(older);
+    let r = crate::repair::repair(&img);
+    assert!(device_mappings(r.xml(), 1).is_empty(), "{:#?}", r.log);
+    assert_eq!(
+        device_warnings(&r.log),
+        vec![
+            format!(
+                "device 1: lost mappings in [0..) (block {current} unreadable: checksum error)"
+            ),
+            "device 1: kept with no mappings".to_string(),
+            "device 1: mapped_blocks is 16 but 0 mappings were recovered".to_string(),
+        ]
+    );
+}
+
+/// With no older top-level tree left, an older internal node of the
+/// device's own tree (it still keeps the device's current leaves as
+/// children) gives back the lost leaf's predecessor; what comes back is in
+/// the original pool, and named as possibly older.
+#[test]
+fn a_damaged_leaf_is_filled_from_an_older_internal_node_of_its_tree() {
+    let img0 = fixture("i-three-level-tree");
+    let healthy = device_mappings(crate::repair::repair(&img0).xml(), 0);
+    let mut img = Image {
+        bytes: img0.bytes.clone(),
+    };
+    let top = img.mapping_root();
+    // Every older top-level leaf (one entry for device 0, naming an
+    // internal node) is damaged too.
+    let older_tops: Vec<u64> = mapping_leaves_on_disk(&img)
+        .into_iter()
+        .filter(|(b, k, _)| *b != top && k.as_slice() == [0])
+        .filter(|(b, _, _)| u32_at(&img, value(&img, *b, 0), FLAGS) == INTERNAL)
+        .map(|(b, _, _)| b)
+        .collect();
+    assert!(
+        !older_tops.is_empty(),
+        "the kernel left older top-level leaves"
+    );
+    for &b in &older_tops {
+        img.corrupt(b);
+    }
+    let leaf = some_mapping_leaf(&img, 40);
+    let lost = u32_at(&img, leaf, NR_ENTRIES) as usize;
+    img.corrupt(leaf);
+    let r = crate::repair::repair(&img);
+    let got = device_mappings(r.xml(), 0);
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(v, d)| healthy.get(v) != Some(d))
+        .collect();
+    assert!(extra.is_empty(), "not in the pool: {extra:?}");
+    assert!(
+        got.len() > healthy.len() - lost,
+        "{} of {}",
+        got.len(),
+        healthy.len()
+    );
+    assert!(
+        device_warnings(&r.log).iter().any(|l| l
+            .contains("leaves under the older internal node at block")
+            && l.ends_with("they may be older than the pool's last commit")),
+        "{:#?}",
+        device_warnings(&r.log)
+    );
+}

@@ -20,6 +20,7 @@ mod metadata_size;
 mod migrate;
 mod pack;
 mod repair;
+mod repair_matrix;
 mod repair_recovery;
 mod restore;
 mod rmap;

@@ -14,13 +14,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::pdata::block::BlockNr;
 use crate::pdata::io::BlockDevice;
 use crate::thin::engines::repair::candidates::Candidates;
-use crate::thin::engines::repair::classify::{Classifier, Kind};
+use crate::thin::engines::repair::classify::{Classifier, Kind, Loss};
 use crate::thin::engines::repair::fill::Filler;
 use crate::thin::engines::repair::messages::{loss_text, KeyRange, Notes, UsedRoots, Warning};
 use crate::thin::engines::repair::orphans::{adopt_orphans, Orphans, PendingDevice};
+use crate::thin::engines::repair::reuse::{
+    reused_mappings, DeviceLeafSets, OlderPart, OlderSource, Reused,
+};
 use crate::thin::engines::repair::select::{Chosen, Source};
 use crate::thin::engines::repair::trees::{
-    details_entries, mapping_leaves, top_devices, LostRange, TopEntry,
+    details_entries, mapping_leaves, mapping_tree_nodes, top_devices, LostRange, TopEntry,
 };
 use crate::thin::engines::repair::values::regenerated_details;
 use crate::thin::engines::repair::{RepairedDevice, RepairedPool};
@@ -103,6 +106,8 @@ pub struct Assembled {
     pub age: u32,
     /// Subtrees lost in all trees.
     pub lost_subtrees: usize,
+    /// Keys dropped from leaves borrowed from older copies (reused blocks).
+    pub dropped: BTreeMap<BlockNr, Vec<u64>>,
 }
 
 /// Where a device's mapping tree comes from.
@@ -146,18 +151,20 @@ impl<'g> Roots<'g> {
         }
     }
 
-    /// The mapping root of device `id`, saying where it came from when that
-    /// is not the top-level tree.
-    fn of(&self, id: u64, notes: &Notes) -> Option<BlockNr> {
+    /// The mapping root of device `id`, with the older top-level tree it
+    /// comes from when it is an older copy; an orphan root is named as it is
+    /// taken.
+    fn of(&self, id: u64, notes: &Notes) -> Option<(BlockNr, Option<BlockNr>)> {
         if let Some(&r) = self.top.get(&id) {
-            return Some(r);
+            return Some((r, None));
         }
         if let Some(&(top, r)) = self.older.get(&id) {
-            notes.warn(&Warning::TreeFromOlderTop { id, top });
-            return Some(r);
+            return Some((r, Some(top)));
         }
         let d = self.details.get(&id)?;
-        self.orphans.take(d.mapped_blocks, notes, id)
+        self.orphans
+            .take(d.mapped_blocks, notes, id)
+            .map(|r| (r, None))
     }
 }
 
@@ -167,9 +174,13 @@ pub fn assemble(ctx: &Context) -> Assembled {
     let cls = ctx.cls;
     let gathered = gather(cls, ctx.chosen);
     warn_lost_trees(ctx, &gathered);
+    warn_lost_roots(ctx, &gathered);
     let mut ids: BTreeSet<u64> = gathered.top.iter().map(|d| d.0).collect();
     ids.extend(gathered.details.keys().copied());
-    let mut filler = Filler::new(cls, &ctx.cands.tops, ctx.chosen.mapping_root);
+    let current = mapping_tree_nodes(cls, gathered.top.iter().map(|d| d.1));
+    let mut filler = Filler::new(cls, &ctx.cands.tops, ctx.chosen.mapping_root)
+        .committed_by(ctx.reference.map(|r| r.time))
+        .outside(current);
     let roots = Roots::new(ctx, &gathered, &mut filler);
     let mut lost_subtrees = gathered.top_lost.len() + gathered.details_lost.len();
     let mut pending = Vec::with_capacity(ids.len());
@@ -182,7 +193,8 @@ pub fn assemble(ctx: &Context) -> Assembled {
         lost_subtrees += lost;
         pending.push(p);
     }
-    adopt_orphans(cls, &mut pending, ctx.reference.map(|r| r.time), ctx.notes);
+    adopt_orphans(cls, &mut pending, ctx.reference.map(|r| r.time));
+    let reused = drop_reused(ctx, &mut pending);
     let mut highest: Option<u64> = None;
     let mut age = 0u32;
     let mut devices = Vec::with_capacity(pending.len());
@@ -192,7 +204,7 @@ pub fn assemble(ctx: &Context) -> Assembled {
         }
         let mut mappings = 0u64;
         for n in p.leaves.iter().filter_map(|&l| cls.node(l)) {
-            mappings += u64::from(n.nr_entries);
+            mappings += u64::from(n.nr_entries) - reused.left_out(n.nr);
             if n.nr_entries > 0 {
                 highest = Some(highest.unwrap_or(0).max(n.mapping.max_block));
                 age = age.max(n.mapping.max_time);
@@ -210,6 +222,100 @@ pub fn assemble(ctx: &Context) -> Assembled {
         highest,
         age,
         lost_subtrees,
+        dropped: reused.keys,
+    }
+}
+
+/// Drops the borrowed mappings whose data blocks were reused (leaves left
+/// empty go), then names what every device took from older copies.
+fn drop_reused(ctx: &Context, pending: &mut [PendingDevice]) -> Reused {
+    let sets: Vec<DeviceLeafSets> = pending
+        .iter()
+        .map(|p| DeviceLeafSets {
+            id: p.id,
+            leaves: &p.leaves,
+            borrowed: &p.borrowed,
+            clip: &p.clip,
+        })
+        .collect();
+    let reused = reused_mappings(ctx.dev, &sets);
+    let cls = ctx.cls;
+    let entries = |l: &BlockNr| cls.node(*l).map_or(0, |n| u64::from(n.nr_entries));
+    for p in pending.iter_mut() {
+        p.leaves.retain(|l| reused.left_out(*l) != entries(l));
+        for part in &p.older {
+            let dropped = reused.dropped_from(&part.blocks);
+            let mappings = part
+                .blocks
+                .iter()
+                .map(|l| entries(l) - reused.left_out(*l))
+                .sum::<u64>();
+            ctx.notes
+                .warn(&older_warning(cls, p, part, mappings, dropped));
+        }
+    }
+    reused
+}
+
+/// The key ranges the leaves `blocks` (in key order) give device `p`, each
+/// clipped to what is taken of it, adjacent ones merged.
+fn taken_ranges(cls: &Classifier, p: &PendingDevice, blocks: &[BlockNr]) -> Vec<KeyRange> {
+    let mut out: Vec<KeyRange> = Vec::new();
+    for &l in blocks {
+        let Some(n) = cls.node(l) else {
+            continue;
+        };
+        let (lo, hi) = p.clip.get(&l).copied().unwrap_or((n.first_key, n.last_key));
+        match out.last_mut() {
+            Some(last) if last.end == Some(lo) => last.end = hi.checked_add(1),
+            _ => out.push(KeyRange {
+                begin: lo,
+                end: hi.checked_add(1),
+            }),
+        }
+    }
+    out
+}
+
+/// The warning naming what device `p` took from one older source.
+fn older_warning(
+    cls: &Classifier,
+    p: &PendingDevice,
+    part: &OlderPart,
+    mappings: u64,
+    dropped: u64,
+) -> Warning {
+    let id = p.id;
+    let ranges = || taken_ranges(cls, p, &part.blocks);
+    match part.source {
+        OlderSource::Fill { top } => Warning::FilledFromOlderTop {
+            id,
+            ranges: ranges(),
+            mappings,
+            leaves: part.blocks.len(),
+            top,
+            dropped,
+        },
+        OlderSource::FillFromNode { node } => Warning::FilledFromOlderNode {
+            id,
+            ranges: ranges(),
+            mappings,
+            leaves: part.blocks.len(),
+            node,
+            dropped,
+        },
+        OlderSource::WholeTree { top } => Warning::TreeFromOlderTop {
+            id,
+            top,
+            mappings,
+            dropped,
+        },
+        OlderSource::Subtrees { subtrees } => Warning::SubtreesAdopted {
+            id,
+            mappings,
+            subtrees,
+            dropped,
+        },
     }
 }
 
@@ -229,16 +335,18 @@ fn warn_lost_trees(ctx: &Context, g: &Gathered) {
     }
 }
 
-/// The leaves of device `id` under `root`, with what older trees give back
-/// for the ranges lost; and the number of subtrees lost. `expected`: the
-/// device should have mappings.
+/// The leaves of device `id` under `root` (from the older top-level tree
+/// `older_top`, when given), with what older trees give back for the ranges
+/// lost; and the number of subtrees lost. `expected`: the device should have
+/// mappings.
 fn device_leaves(
     ctx: &Context,
     filler: &mut Filler,
     id: u64,
-    root: Option<BlockNr>,
+    root: Option<(BlockNr, Option<BlockNr>)>,
     expected: bool,
 ) -> (PendingDevice, usize) {
+    let (older_top, root) = (root.and_then(|r| r.1), root.map(|r| r.0));
     let (mut leaves, lost) = root.map(|r| mapping_leaves(ctx.cls, r)).unwrap_or_default();
     for l in &lost {
         ctx.notes.warn(&Warning::MappingsLost {
@@ -248,25 +356,54 @@ fn device_leaves(
             why: loss_text(ctx.dev, ctx.cls.table(), l),
         });
     }
+    let mut p = PendingDevice::new(id, Vec::new(), lost.iter().map(KeyRange::from).collect());
+    if let Some(top) = older_top {
+        p.borrowed.extend(leaves.iter().copied());
+        p.older.push(OlderPart {
+            source: OlderSource::WholeTree { top },
+            blocks: leaves.clone(),
+        });
+    }
     if !lost.is_empty() || (root.is_none() && expected) {
         for f in filler.fill(id, root, &lost, &mut leaves) {
-            ctx.notes.warn(&Warning::FilledFromOlderTop {
-                id,
-                mappings: f.mappings,
-                leaves: f.leaves,
-                top: f.top_root,
+            p.borrowed.extend(f.blocks.iter().copied());
+            p.clip
+                .extend(f.clipped.iter().map(|&(l, lo, hi)| (l, (lo, hi))));
+            p.older.push(OlderPart {
+                source: f.source,
+                blocks: f.blocks,
             });
         }
     }
     // A device with no tree at all adopts nothing: any stray subtree, a
     // deleted thin's included, would fit its missing range.
-    let p = PendingDevice {
-        id,
-        leaves,
-        holes: lost.iter().map(KeyRange::from).collect(),
-        rootless: root.is_none() && expected,
-    };
+    p.leaves = leaves;
+    p.sort_leaves(ctx.cls);
+    p.rootless = root.is_none() && expected;
     (p, lost.len())
+}
+
+/// Names the devices of the top-level tree whose mapping root is not a
+/// usable tree: all their mappings are lost, unless an older copy gives
+/// them back.
+fn warn_lost_roots(ctx: &Context, g: &Gathered) {
+    for &(id, block, usable) in &g.top {
+        if usable {
+            continue;
+        }
+        let l = LostRange {
+            begin: 0,
+            end: None,
+            block,
+            loss: Loss::Unreadable,
+        };
+        ctx.notes.warn(&Warning::MappingsLost {
+            id,
+            range: KeyRange::from(&l),
+            block,
+            why: loss_text(ctx.dev, ctx.cls.table(), &l),
+        });
+    }
 }
 
 /// The pool written: details for every device (recorded or made up), and
@@ -308,6 +445,7 @@ pub fn finish(ctx: &Context, a: Assembled, sb: SuperblockInfo) -> RepairedPool {
         devices,
         warnings: Vec::new(),
         misplaced: Vec::new(),
+        dropped: a.dropped,
     };
     report_rollback(ctx, &pool);
     if a.lost_subtrees > 0 {

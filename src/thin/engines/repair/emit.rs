@@ -2,6 +2,10 @@
 //! `<def>`/`<ref>` planning and emitter as thin_dump, into any IR sink (the
 //! XML or human-readable writer, or the metadata writer for thin_repair).
 
+use std::collections::BTreeMap;
+
+use zerocopy::little_endian::U64;
+
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodeRef};
 use crate::pdata::io::BlockDevice;
@@ -52,6 +56,7 @@ pub fn emit_repaired<S: ChunkSink + Send>(
         dev,
         inner: DeviceLeaves::new(dev),
         misplaced: &pool.misplaced,
+        dropped: &pool.dropped,
     };
     emit::<S, RepairError>(&pool.sb, &devices, &plan, &reader, sink)
 }
@@ -72,44 +77,65 @@ pub fn write_repaired(
 }
 
 /// Reads the leaves of a repaired pool: through [`DeviceLeaves`], except the
-/// misplaced ones, whose block-number field is not checked.
+/// misplaced ones, whose block-number field is not checked, and those with
+/// dropped keys, which are left out.
 struct RepairLeaves<'d, 'p> {
     dev: &'d dyn BlockDevice,
     inner: DeviceLeaves<'d>,
     misplaced: &'p [BlockNr],
+    dropped: &'p BTreeMap<BlockNr, Vec<u64>>,
 }
 
 impl RepairLeaves<'_, '_> {
-    fn read_misplaced(&self, nr: BlockNr, f: &mut LeafFn<'_>) -> Result<(), NodeError> {
+    /// Reads one leaf on its own: misplaced (the block-number field is not
+    /// checked) or with keys to leave out.
+    fn read_special(&self, nr: BlockNr, f: &mut LeafFn<'_>) -> Result<(), NodeError> {
         let err = |kind| NodeError { block: nr, kind };
         let mut b = Block::zeroed();
         self.dev
             .read_at(nr, &mut b)
             .map_err(|_| err(NodeErrorKind::Io))?;
-        let recorded = u64::from_le_bytes([
-            b.0[8], b.0[9], b.0[10], b.0[11], b.0[12], b.0[13], b.0[14], b.0[15],
-        ]);
+        let recorded = if self.misplaced.binary_search(&nr).is_ok() {
+            u64::from_le_bytes([
+                b.0[8], b.0[9], b.0[10], b.0[11], b.0[12], b.0[13], b.0[14], b.0[15],
+            ])
+        } else {
+            nr
+        };
         let n = NodeRef::new(&b.0, recorded, MAPPING_VALUE_SIZE).map_err(|e| err(e.kind))?;
         if !n.is_leaf() {
             return Err(err(NodeErrorKind::BadFlags));
         }
-        f(nr, n.keys(), n.values_u64());
+        match self.dropped.get(&nr) {
+            None => f(nr, n.keys(), n.values_u64()),
+            Some(drop) => {
+                let (keys, values): (Vec<U64>, Vec<U64>) = n
+                    .keys()
+                    .iter()
+                    .zip(n.values_u64())
+                    .filter(|(k, _)| drop.binary_search(&k.get()).is_err())
+                    .map(|(k, v)| (*k, *v))
+                    .unzip();
+                f(nr, &keys, &values);
+            }
+        }
         Ok(())
     }
 }
 
 impl LeafReader for RepairLeaves<'_, '_> {
     fn read_leaves(&self, leaves: &[BlockNr], f: &mut LeafFn<'_>) -> Result<(), NodeError> {
-        if self.misplaced.is_empty() {
+        if self.misplaced.is_empty() && self.dropped.is_empty() {
             return self.inner.read_leaves(leaves, f);
         }
-        let is_misplaced = |l: &BlockNr| self.misplaced.binary_search(l).is_ok();
+        let is_special =
+            |l: &BlockNr| self.misplaced.binary_search(l).is_ok() || self.dropped.contains_key(l);
         let mut rest = leaves;
         while !rest.is_empty() {
-            let run = rest.iter().position(is_misplaced).unwrap_or(rest.len());
+            let run = rest.iter().position(is_special).unwrap_or(rest.len());
             self.inner.read_leaves(&rest[..run], f)?;
             if let Some(&l) = rest.get(run) {
-                self.read_misplaced(l, f)?;
+                self.read_special(l, f)?;
             }
             rest = rest.get(run + 1..).unwrap_or(&[]);
         }

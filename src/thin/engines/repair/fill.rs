@@ -3,22 +3,35 @@
 //! When a device of the chosen (current) top-level tree lost a subtree, the
 //! same device often still exists, whole, in an older top-level tree left on
 //! disk by an earlier transaction. Whole leaves of that older tree whose keys
-//! lie entirely inside a lost key range are taken back, newest candidate
-//! first, and named in a warning: the current tree stays authoritative
-//! everywhere it is readable, and only what it lost is rolled back.
+//! lie entirely inside a lost key range are taken back, in candidate order,
+//! and named in a warning: the current tree stays authoritative everywhere
+//! it is readable, and only what it lost is rolled back.
+//!
+//! Where no older top-level tree holds the range, an older internal node of
+//! the device's own tree may: copy-on-write leaves the predecessor of a
+//! changed leaf under the predecessor of its parent, which still keeps some
+//! of the device's current leaves as children (that is how it is known to be
+//! the same device). Its leaves inside the lost ranges are taken, newest
+//! node first, committed ones only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::pdata::block::BlockNr;
 use crate::thin::engines::repair::candidates::TopCandidate;
 use crate::thin::engines::repair::classify::{Classifier, Kind};
+use crate::thin::engines::repair::reuse::OlderSource;
+use crate::thin::engines::repair::scan::Shape;
 use crate::thin::engines::repair::trees::{mapping_leaves, top_devices, LostRange};
 
-/// Older top-level trees, their device maps computed on first use.
+/// Older top-level trees, their device maps computed on first use; the
+/// parents of every mapping-tree node, computed on first use.
 pub struct Filler<'c, 't> {
     cls: &'c Classifier<'t>,
     tops: Vec<BlockNr>,
     maps: Vec<Option<BTreeMap<u64, BlockNr>>>,
+    parents: Option<HashMap<BlockNr, Vec<BlockNr>>>,
+    max_time: Option<u32>,
+    current: HashSet<BlockNr>,
 }
 
 /// A key range still missing: `[begin, end)`, `end` None = unbounded.
@@ -29,20 +42,35 @@ struct Hole {
 }
 
 impl Hole {
-    fn holds(&self, first: u64, last: u64) -> bool {
-        first >= self.begin && self.end.is_none_or(|e| last < e)
+    /// True when keys `first..=last` reach into the hole.
+    fn meets(&self, first: u64, last: u64) -> bool {
+        last >= self.begin && self.end.is_none_or(|e| first < e)
     }
 }
 
 /// What one fill took.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filled {
-    /// Root of the older top-level tree the leaves came from.
-    pub top_root: BlockNr,
-    /// Leaves taken.
-    pub leaves: usize,
-    /// Mappings in them.
+    /// The older top-level tree or internal node the leaves came from.
+    pub source: OlderSource,
+    /// Leaves taken, in key order.
+    pub blocks: Vec<BlockNr>,
+    /// Entries in them.
     pub mappings: u64,
+    /// Leaves among `blocks` that reach past the lost range: only their keys
+    /// in `[lo, hi]` are taken.
+    pub clipped: Vec<(BlockNr, u64, u64)>,
+}
+
+impl From<OlderSource> for Filled {
+    fn from(source: OlderSource) -> Self {
+        Filled {
+            source,
+            blocks: Vec::new(),
+            mappings: 0,
+            clipped: Vec::new(),
+        }
+    }
 }
 
 impl<'c, 't> Filler<'c, 't> {
@@ -55,7 +83,30 @@ impl<'c, 't> Filler<'c, 't> {
             .filter(|&r| r != current)
             .collect();
         let maps = vec![None; tops.len()];
-        Filler { cls, tops, maps }
+        Filler {
+            cls,
+            tops,
+            maps,
+            parents: None,
+            max_time: None,
+            current: HashSet::new(),
+        }
+    }
+
+    /// The nodes of every device's current tree: older internal nodes are
+    /// never one of them, and never give one of them.
+    #[must_use]
+    pub fn outside(mut self, current: HashSet<BlockNr>) -> Self {
+        self.current = current;
+        self
+    }
+
+    /// Older internal nodes holding mappings newer than `time` (not
+    /// committed) are not filled from.
+    #[must_use]
+    pub fn committed_by(mut self, time: Option<u32>) -> Self {
+        self.max_time = time;
+        self
     }
 
     fn device_root(&mut self, i: usize, id: u64) -> Option<BlockNr> {
@@ -142,28 +193,9 @@ impl<'c, 't> Filler<'c, 't> {
                 continue;
             }
             let (older, _) = mapping_leaves(self.cls, r);
-            let mut f = Filled {
-                top_root: self.tops[i],
-                leaves: 0,
-                mappings: 0,
-            };
-            for l in older {
-                let Some(n) = self.cls.node(l) else {
-                    continue;
-                };
-                if n.nr_entries == 0 || leaves.contains(&l) {
-                    continue;
-                }
-                let (a, b) = (n.first_key, n.last_key);
-                let inside = holes.iter().any(|h| h.holds(a, b));
-                let clash = added.iter().any(|&(x, y, _)| a <= y && x <= b);
-                if inside && !clash {
-                    added.push((a, b, l));
-                    f.leaves += 1;
-                    f.mappings += u64::from(n.nr_entries);
-                }
-            }
-            if f.leaves > 0 {
+            let mut f = Filled::from(OlderSource::Fill { top: self.tops[i] });
+            self.take(older, leaves, &holes, &mut added, &mut f);
+            if !f.blocks.is_empty() {
                 out.push(f);
             }
             if current_root.is_none() && !added.is_empty() {
@@ -171,10 +203,132 @@ impl<'c, 't> Filler<'c, 't> {
                 holes.clear();
             }
         }
+        if current_root.is_some() {
+            out.extend(self.fill_from_older_nodes(leaves, &holes, &mut added));
+        }
         if !added.is_empty() {
             let cls = self.cls;
             leaves.extend(added.iter().map(|&(_, _, l)| l));
-            leaves.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
+            // A clipped leaf starts where its clip does.
+            let start: HashMap<BlockNr, u64> = added.iter().map(|&(lo, _, l)| (l, lo)).collect();
+            leaves.sort_by_key(|l| {
+                start
+                    .get(l)
+                    .copied()
+                    .unwrap_or_else(|| cls.node(*l).map_or(0, |n| n.first_key))
+            });
+        }
+        out
+    }
+}
+
+impl Filler<'_, '_> {
+    /// Takes into `f` the leaves of `older` in `holes` that overlap nothing
+    /// in `added`: whole when inside one hole; clipped to the one hole they
+    /// overlap when they reach past it and are no device's current leaf.
+    fn take(
+        &self,
+        older: Vec<BlockNr>,
+        leaves: &[BlockNr],
+        holes: &[Hole],
+        added: &mut Vec<(u64, u64, BlockNr)>,
+        f: &mut Filled,
+    ) {
+        for l in older {
+            let Some(n) = self.cls.node(l) else {
+                continue;
+            };
+            if n.nr_entries == 0 || leaves.contains(&l) {
+                continue;
+            }
+            let (a, b) = (n.first_key, n.last_key);
+            let mut meeting = holes.iter().filter(|h| h.meets(a, b));
+            let (Some(h), None) = (meeting.next(), meeting.next()) else {
+                continue;
+            };
+            let (lo, hi) = (a.max(h.begin), h.end.map_or(b, |e| b.min(e - 1)));
+            let whole = (lo, hi) == (a, b);
+            if !whole && self.current.contains(&l) {
+                continue;
+            }
+            if added.iter().any(|&(x, y, _)| lo <= y && x <= hi) {
+                continue;
+            }
+            added.push((lo, hi, l));
+            f.blocks.push(l);
+            f.mappings += u64::from(n.nr_entries);
+            if !whole {
+                f.clipped.push((l, lo, hi));
+            }
+        }
+    }
+
+    /// Internal mapping-tree node → the internal nodes keeping it as a child.
+    fn parents(&mut self) -> &HashMap<BlockNr, Vec<BlockNr>> {
+        let cls = self.cls;
+        self.parents.get_or_insert_with(|| {
+            let mut m: HashMap<BlockNr, Vec<BlockNr>> = HashMap::new();
+            for n in cls
+                .table()
+                .nodes
+                .iter()
+                .filter(|n| n.shape == Shape::Internal)
+            {
+                if cls.agg(n.nr, Kind::Mapping).is_none() {
+                    continue;
+                }
+                for (_, c) in cls.selection(n.nr, Kind::Mapping).kept {
+                    m.entry(c).or_default().push(n.nr);
+                }
+            }
+            m
+        })
+    }
+
+    /// Leaves inside `holes` under older internal nodes that keep some of
+    /// the device's current `leaves` (and something else) as children,
+    /// newest node first; each taken leaf is added to `added`.
+    fn fill_from_older_nodes(
+        &mut self,
+        leaves: &[BlockNr],
+        holes: &[Hole],
+        added: &mut Vec<(u64, u64, BlockNr)>,
+    ) -> Vec<Filled> {
+        if holes.is_empty() {
+            return Vec::new();
+        }
+        let cls = self.cls;
+        let own: HashSet<BlockNr> = leaves.iter().copied().collect();
+        let max_time = self.max_time;
+        let mut nodes: Vec<(u32, BlockNr)> = Vec::new();
+        self.parents();
+        let (Some(parents), current) = (self.parents.as_ref(), &self.current) else {
+            return Vec::new();
+        };
+        for l in leaves {
+            for &p in parents.get(l).map_or(&[][..], Vec::as_slice) {
+                let Some(a) = cls.agg(p, Kind::Mapping) else {
+                    continue;
+                };
+                if current.contains(&p) {
+                    continue;
+                }
+                let kept = cls.selection(p, Kind::Mapping).kept;
+                let other = kept.iter().any(|(_, c)| !own.contains(c));
+                if other && max_time.is_none_or(|t| a.age <= t) {
+                    nodes.push((a.age, p));
+                }
+            }
+        }
+        nodes.sort_unstable_by(|a, b| b.cmp(a));
+        nodes.dedup();
+        let mut out = Vec::new();
+        for (_, node) in nodes {
+            let mut f = Filled::from(OlderSource::FillFromNode { node });
+            self.take(mapping_leaves(cls, node).0, leaves, holes, added, &mut f);
+            if !f.blocks.is_empty() {
+                out.push(f);
+            }
         }
         out
     }
@@ -218,9 +372,10 @@ mod tests {
         assert_eq!(
             filled,
             vec![Filled {
-                top_root: 242,
-                leaves: 1,
-                mappings: n
+                source: OlderSource::Fill { top: 242 },
+                blocks: vec![240],
+                mappings: n,
+                clipped: Vec::new(),
             }]
         );
         let mut want: Vec<BlockNr> = slots.iter().map(|s| s.1).collect();
@@ -241,7 +396,10 @@ mod tests {
         let mut leaves = Vec::new();
         let filled = filler.fill(1, None, &[], &mut leaves);
         assert_eq!(filled.len(), 1);
-        assert_eq!((filled[0].top_root, filled[0].mappings), (242, 600));
+        assert_eq!(
+            (filled[0].source, filled[0].mappings),
+            (OlderSource::Fill { top: 242 }, 600)
+        );
         let want: Vec<BlockNr> = entries(&dev, root1).iter().map(|s| s.1).collect();
         assert_eq!(leaves, want);
         assert!(filler.fill(9, None, &[], &mut Vec::new()).is_empty());

@@ -45,6 +45,21 @@ impl fmt::Display for KeyRange {
     }
 }
 
+/// Key ranges written one after the other, separated by ", ".
+struct RangeList<'a>(&'a [KeyRange]);
+
+impl fmt::Display for RangeList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The roots a repair used instead of the superblock's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsedRoots {
@@ -71,8 +86,14 @@ pub enum Warning {
     TopLevelLost { range: KeyRange, why: String },
     /// Part of the details tree was dropped.
     DetailsLost { range: KeyRange, why: String },
-    /// A device's mapping tree came whole from an older top-level tree.
-    TreeFromOlderTop { id: u64, top: BlockNr },
+    /// A device's mapping tree came whole from an older top-level tree;
+    /// `dropped` mappings of it named reused data blocks.
+    TreeFromOlderTop {
+        id: u64,
+        top: BlockNr,
+        mappings: u64,
+        dropped: u64,
+    },
     /// Part of a device's mapping tree was dropped.
     MappingsLost {
         id: u64,
@@ -80,20 +101,35 @@ pub enum Warning {
         block: BlockNr,
         why: String,
     },
-    /// Leaves of an older copy of the device filled a lost range.
+    /// Leaves of an older copy of the device filled a lost range;
+    /// `dropped` mappings of them named reused data blocks.
     FilledFromOlderTop {
         id: u64,
+        ranges: Vec<KeyRange>,
         mappings: u64,
         leaves: usize,
         top: BlockNr,
+        dropped: u64,
+    },
+    /// Leaves under an older internal node of the device's tree filled a
+    /// lost range; `dropped` mappings of them named reused data blocks.
+    FilledFromOlderNode {
+        id: u64,
+        ranges: Vec<KeyRange>,
+        mappings: u64,
+        leaves: usize,
+        node: BlockNr,
+        dropped: u64,
     },
     /// A device's whole mapping tree was an unreferenced root.
     TreeFromOrphan { id: u64, root: BlockNr },
-    /// Unreferenced subtrees filled a device's lost ranges.
+    /// Unreferenced subtrees filled a device's lost ranges; `dropped`
+    /// mappings of them named reused data blocks.
     SubtreesAdopted {
         id: u64,
         mappings: u64,
         subtrees: usize,
+        dropped: u64,
     },
     /// A leaf whose block-number field names another block was used.
     Misplaced { block: BlockNr },
@@ -154,6 +190,7 @@ impl fmt::Display for Warning {
             | W::TreeFromOlderTop { .. }
             | W::MappingsLost { .. }
             | W::FilledFromOlderTop { .. }
+            | W::FilledFromOlderNode { .. }
             | W::TreeFromOrphan { .. }
             | W::SubtreesAdopted { .. }
             | W::Misplaced { .. }
@@ -182,10 +219,19 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f,
             "device details tree: lost details of devices in {range} ({why})"
         ),
-        W::TreeFromOlderTop { id, top } => write!(
-            f,
-            "device {id}: mapping tree taken whole from the older top-level tree at block {top}"
-        ),
+        W::TreeFromOlderTop {
+            id,
+            top,
+            mappings,
+            dropped,
+        } => {
+            write!(
+                f,
+                "device {id}: mapping tree taken whole from the older top-level tree at block \
+                 {top} ({mappings} mappings): they may be older than the pool's last commit"
+            )?;
+            fmt_dropped(*dropped, f)
+        }
         W::MappingsLost {
             id,
             range,
@@ -197,14 +243,38 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ),
         W::FilledFromOlderTop {
             id,
+            ranges,
             mappings,
             leaves,
             top,
-        } => write!(
-            f,
-            "device {id}: took {mappings} mappings in {leaves} leaves from the older \
-                 top-level tree at block {top}"
-        ),
+            dropped,
+        } => {
+            write!(
+                f,
+                "device {id}: mappings in {} taken from an older copy of its tree \
+                 ({mappings} mappings in {leaves} leaves of the older top-level tree at block \
+                 {top}): they may be older than the pool's last commit",
+                RangeList(ranges)
+            )?;
+            fmt_dropped(*dropped, f)
+        }
+        W::FilledFromOlderNode {
+            id,
+            ranges,
+            mappings,
+            leaves,
+            node,
+            dropped,
+        } => {
+            write!(
+                f,
+                "device {id}: mappings in {} taken from an older copy of its tree \
+                 ({mappings} mappings in {leaves} leaves under the older internal node at block \
+                 {node}): they may be older than the pool's last commit",
+                RangeList(ranges)
+            )?;
+            fmt_dropped(*dropped, f)
+        }
         W::TreeFromOrphan { id, root } => write!(
             f,
             "device {id}: mapping tree recovered from unreferenced root {root}"
@@ -213,11 +283,15 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             id,
             mappings,
             subtrees,
-        } => write!(
-            f,
-            "device {id}: took {mappings} mappings in {subtrees} unreferenced subtrees \
+            dropped,
+        } => {
+            write!(
+                f,
+                "device {id}: took {mappings} mappings in {subtrees} unreferenced subtrees \
                  inside its lost ranges"
-        ),
+            )?;
+            fmt_dropped(*dropped, f)
+        }
         W::KeptEmpty { id } => write!(f, "device {id}: kept with no mappings"),
         W::Misplaced { block } => write!(
             f,
@@ -238,6 +312,18 @@ fn fmt_device(w: &Warning, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Routed to the other group by `Warning::fmt`.
         _ => Ok(()),
     }
+}
+
+/// The end of a warning about mappings taken from older copies: how many
+/// were dropped because their data blocks have been reused.
+fn fmt_dropped(dropped: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if dropped == 0 {
+        return Ok(());
+    }
+    write!(
+        f,
+        "; dropped {dropped} whose data blocks the surviving trees use elsewhere (reused)"
+    )
 }
 
 /// Wording of the warnings about the pool as a whole.

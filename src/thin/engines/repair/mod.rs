@@ -8,7 +8,8 @@
 //! ([`classify`]), candidate roots are collected, ordered and paired
 //! ([`candidates`]), the roots are chosen ([`select`]), the devices are
 //! assembled from the chosen trees ([`assemble`]) with holes filled from
-//! older trees ([`fill`]) and unreferenced subtrees ([`orphans`]), the
+//! older trees ([`fill`]) and unreferenced subtrees ([`orphans`]) less the
+//! mappings whose data blocks were reused since ([`reuse`]), the
 //! superblock values are rebuilt ([`values`]), and every warning is worded
 //! in [`messages`]. [`emit`] sends the result to an IR sink.
 //!
@@ -25,6 +26,7 @@ pub mod fast;
 pub mod fill;
 pub mod messages;
 pub mod orphans;
+pub mod reuse;
 pub mod scan;
 pub mod select;
 pub mod trees;
@@ -130,6 +132,9 @@ pub struct RepairedPool {
     pub warnings: Vec<String>,
     /// Leaves used whose block-number field names another block, ascending.
     pub misplaced: Vec<BlockNr>,
+    /// Keys left out of leaves borrowed from older copies: their data
+    /// blocks were reused since (see [`reuse`]).
+    pub dropped: std::collections::BTreeMap<BlockNr, Vec<u64>>,
 }
 
 impl RepairedPool {

@@ -11,11 +11,12 @@
 //! Orphans holding mappings newer than the superblock's time (when it is
 //! known) never were part of a committed transaction and are skipped.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::pdata::block::BlockNr;
 use crate::thin::engines::repair::classify::{Agg, Classifier, Kind, Status};
 use crate::thin::engines::repair::messages::{KeyRange, Notes, Warning};
+use crate::thin::engines::repair::reuse::{OlderPart, OlderSource};
 use crate::thin::engines::repair::trees::mapping_leaves;
 
 /// Every orphan with at least one mapping, committed by `max_time`.
@@ -103,9 +104,49 @@ pub struct PendingDevice {
     pub holes: Vec<KeyRange>,
     /// The device should have mappings but has no tree at all.
     pub rootless: bool,
+    /// Leaves among `leaves` taken from older copies (not its own tree).
+    pub borrowed: BTreeSet<BlockNr>,
+    /// What was taken from older copies, to be named in warnings.
+    pub older: Vec<OlderPart>,
+    /// Borrowed leaves of which only the keys in `[lo, hi]` are taken.
+    pub clip: BTreeMap<BlockNr, (u64, u64)>,
 }
 
 impl PendingDevice {
+    /// Device `id` with its own `leaves` and the key ranges it lost.
+    #[must_use]
+    pub fn new(id: u64, leaves: Vec<BlockNr>, holes: Vec<KeyRange>) -> Self {
+        PendingDevice {
+            id,
+            leaves,
+            holes,
+            rootless: false,
+            borrowed: BTreeSet::new(),
+            older: Vec::new(),
+            clip: BTreeMap::new(),
+        }
+    }
+
+    /// The first key taken from `leaf`: its first, or where its clip starts.
+    #[must_use]
+    pub fn first_key(&self, cls: &Classifier, leaf: BlockNr) -> u64 {
+        match self.clip.get(&leaf) {
+            Some(&(lo, _)) => lo,
+            None => cls.node(leaf).map_or(0, |n| n.first_key),
+        }
+    }
+
+    /// Puts the leaves back in key order.
+    pub fn sort_leaves(&mut self, cls: &Classifier) {
+        let mut keyed: Vec<(u64, BlockNr)> = self
+            .leaves
+            .iter()
+            .map(|&l| (self.first_key(cls, l), l))
+            .collect();
+        keyed.sort_by_key(|k| k.0);
+        self.leaves = keyed.into_iter().map(|k| k.1).collect();
+    }
+
     /// True when the subtree with keys `lo..=hi` lies inside one hole and
     /// overlaps none of the leaves.
     fn fits(&self, cls: &Classifier, lo: u64, hi: u64) -> bool {
@@ -125,13 +166,8 @@ impl PendingDevice {
 /// them whole without overlapping its leaves: the children of a lost
 /// internal node come back. Newest subtrees (highest mapping time), then
 /// largest, are placed first; a subtree two devices could take goes to
-/// neither.
-pub fn adopt_orphans(
-    cls: &Classifier,
-    devices: &mut [PendingDevice],
-    max_time: Option<u32>,
-    notes: &Notes,
-) {
+/// neither. What each device took is recorded in its `older` parts.
+pub fn adopt_orphans(cls: &Classifier, devices: &mut [PendingDevice], max_time: Option<u32>) {
     if devices.iter().all(|d| d.holes.is_empty()) {
         return;
     }
@@ -144,8 +180,8 @@ pub fn adopt_orphans(
         .map(|(nr, a)| (a.age, a.entries, nr))
         .collect();
     orphans.sort_unstable_by(|a, b| b.cmp(a));
-    let mut taken: Vec<(usize, u64)> = vec![(0, 0); devices.len()];
-    for (_, entries, nr) in orphans {
+    let mut taken: Vec<(usize, Vec<BlockNr>)> = vec![(0, Vec::new()); devices.len()];
+    for (_, _, nr) in orphans {
         let Some(a) = cls.agg(nr, Kind::Mapping) else {
             continue;
         };
@@ -164,18 +200,18 @@ pub fn adopt_orphans(
         {
             continue;
         }
+        d.borrowed.extend(leaves.iter().copied());
+        taken[i].1.extend(leaves.iter().copied());
         d.leaves.extend(leaves);
-        d.leaves
-            .sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
+        d.sort_leaves(cls);
         taken[i].0 += 1;
-        taken[i].1 += entries;
     }
-    for (d, &(subtrees, mappings)) in devices.iter().zip(&taken) {
+    for (d, (subtrees, mut blocks)) in devices.iter_mut().zip(taken) {
         if subtrees > 0 {
-            notes.warn(&Warning::SubtreesAdopted {
-                id: d.id,
-                mappings,
-                subtrees,
+            blocks.sort_by_key(|&l| cls.node(l).map_or(0, |n| n.first_key));
+            d.older.push(OlderPart {
+                source: OlderSource::Subtrees { subtrees },
+                blocks,
             });
         }
     }
@@ -184,7 +220,6 @@ pub fn adopt_orphans(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::progress::{Log, Verbosity};
     use crate::thin::engines::repair::scan::scan;
     use crate::thin::engines::repair::test_images::{corrupt, entries, pool, superblock};
 
@@ -222,23 +257,19 @@ mod tests {
         corrupt(&dev, root1);
         let table = scan(&dev);
         let cls = Classifier::new(&table);
-        let log = Log::capture(Verbosity::Normal);
-        let notes = Notes::new(&log);
-        let mut devices = vec![PendingDevice {
-            id: 1,
-            leaves: Vec::new(),
-            holes: hole(),
-            rootless: false,
-        }];
-        adopt_orphans(&cls, &mut devices, None, &notes);
+        let mut devices = vec![PendingDevice::new(1, Vec::new(), hole())];
+        adopt_orphans(&cls, &mut devices, None);
         assert_eq!(devices[0].leaves, leaves);
         assert_eq!(
-            notes.into_warnings(),
-            vec![format!(
-                "device 1: took 600 mappings in {} unreferenced subtrees inside its lost ranges",
-                leaves.len()
-            )]
+            devices[0].older,
+            vec![OlderPart {
+                source: OlderSource::Subtrees {
+                    subtrees: leaves.len()
+                },
+                blocks: leaves.clone(),
+            }]
         );
+        assert_eq!(devices[0].borrowed, leaves.iter().copied().collect());
     }
 
     #[test]
@@ -249,17 +280,11 @@ mod tests {
         corrupt(&dev, root1);
         let table = scan(&dev);
         let cls = Classifier::new(&table);
-        let log = Log::capture(Verbosity::Normal);
-        let notes = Notes::new(&log);
-        let pending = |id| PendingDevice {
-            id,
-            leaves: Vec::new(),
-            holes: hole(),
-            rootless: false,
-        };
+        let pending = |id| PendingDevice::new(id, Vec::new(), hole());
         let mut devices = vec![pending(1), pending(2)];
-        adopt_orphans(&cls, &mut devices, None, &notes);
-        assert!(devices.iter().all(|d| d.leaves.is_empty()));
-        assert!(notes.into_warnings().is_empty());
+        adopt_orphans(&cls, &mut devices, None);
+        assert!(devices
+            .iter()
+            .all(|d| d.leaves.is_empty() && d.older.is_empty()));
     }
 }

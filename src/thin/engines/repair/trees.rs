@@ -2,7 +2,7 @@
 //! top-level tree, the entries of a details tree, the leaves of a mapping
 //! tree, each with the key ranges that were lost on the way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::pdata::block::BlockNr;
@@ -111,6 +111,31 @@ pub fn mapping_leaves(cls: &Classifier, root: BlockNr) -> (Vec<BlockNr>, Vec<Los
         );
     }
     (leaves, lost)
+}
+
+/// Every node (internal and leaf) of the mapping trees at `roots`, each
+/// shared subtree visited once.
+#[must_use]
+pub fn mapping_tree_nodes(
+    cls: &Classifier,
+    roots: impl IntoIterator<Item = BlockNr>,
+) -> HashSet<BlockNr> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(BlockNr, u32)> = roots
+        .into_iter()
+        .filter(|&r| cls.agg(r, Kind::Mapping).is_some())
+        .map(|r| (r, 0))
+        .collect();
+    while let Some((nr, depth)) = stack.pop() {
+        if !seen.insert(nr) || depth >= MAX_DEPTH {
+            continue;
+        }
+        if cls.node(nr).is_some_and(|n| n.shape == Shape::Internal) {
+            let kept = cls.selection(nr, Kind::Mapping).kept;
+            stack.extend(kept.into_iter().map(|(_, c)| (c, depth + 1)));
+        }
+    }
+    seen
 }
 
 /// A device of a top-level tree: its id and mapping root, `None` when the

@@ -65,6 +65,7 @@ pub fn healthy_pool(
         devices,
         warnings: Vec::new(),
         misplaced: Vec::new(),
+        dropped: std::collections::BTreeMap::new(),
     }
 }
 
@@ -199,6 +200,7 @@ mod tests {
             highest,
             age,
             lost_subtrees: 0,
+            dropped: std::collections::BTreeMap::new(),
         }
     }
 

@@ -176,6 +176,7 @@ impl<'c, 't> Filler<'c, 't> {
                 .collect(),
         };
         let mut out = Vec::new();
+        let own: HashSet<BlockNr> = leaves.iter().copied().collect();
         let mut added: Vec<(u64, u64, BlockNr)> = Vec::new();
         // A device with no tree at all takes the largest older copy of it.
         let order: Vec<usize> = match current_root {
@@ -194,7 +195,7 @@ impl<'c, 't> Filler<'c, 't> {
             }
             let (older, _) = mapping_leaves(self.cls, r);
             let mut f = Filled::from(OlderSource::Fill { top: self.tops[i] });
-            self.take(older, leaves, &holes, &mut added, &mut f);
+            self.take(older, &own, &holes, &mut added, &mut f);
             if !f.blocks.is_empty() {
                 out.push(f);
             }
@@ -204,7 +205,7 @@ impl<'c, 't> Filler<'c, 't> {
             }
         }
         if current_root.is_some() {
-            out.extend(self.fill_from_older_nodes(leaves, &holes, &mut added));
+            out.extend(self.fill_from_older_nodes(&own, &holes, &mut added));
         }
         if !added.is_empty() {
             let cls = self.cls;
@@ -229,7 +230,7 @@ impl Filler<'_, '_> {
     fn take(
         &self,
         older: Vec<BlockNr>,
-        leaves: &[BlockNr],
+        own: &HashSet<BlockNr>,
         holes: &[Hole],
         added: &mut Vec<(u64, u64, BlockNr)>,
         f: &mut Filled,
@@ -238,7 +239,7 @@ impl Filler<'_, '_> {
             let Some(n) = self.cls.node(l) else {
                 continue;
             };
-            if n.nr_entries == 0 || leaves.contains(&l) {
+            if n.nr_entries == 0 || own.contains(&l) {
                 continue;
             }
             let (a, b) = (n.first_key, n.last_key);
@@ -290,7 +291,7 @@ impl Filler<'_, '_> {
     /// newest node first; each taken leaf is added to `added`.
     fn fill_from_older_nodes(
         &mut self,
-        leaves: &[BlockNr],
+        own: &HashSet<BlockNr>,
         holes: &[Hole],
         added: &mut Vec<(u64, u64, BlockNr)>,
     ) -> Vec<Filled> {
@@ -298,14 +299,13 @@ impl Filler<'_, '_> {
             return Vec::new();
         }
         let cls = self.cls;
-        let own: HashSet<BlockNr> = leaves.iter().copied().collect();
         let max_time = self.max_time;
         let mut nodes: Vec<(u32, BlockNr)> = Vec::new();
         self.parents();
         let (Some(parents), current) = (self.parents.as_ref(), &self.current) else {
             return Vec::new();
         };
-        for l in leaves {
+        for l in own {
             for &p in parents.get(l).map_or(&[][..], Vec::as_slice) {
                 let Some(a) = cls.agg(p, Kind::Mapping) else {
                     continue;
@@ -325,7 +325,7 @@ impl Filler<'_, '_> {
         let mut out = Vec::new();
         for (_, node) in nodes {
             let mut f = Filled::from(OlderSource::FillFromNode { node });
-            self.take(mapping_leaves(cls, node).0, leaves, holes, added, &mut f);
+            self.take(mapping_leaves(cls, node).0, own, holes, added, &mut f);
             if !f.blocks.is_empty() {
                 out.push(f);
             }

@@ -2,4 +2,5 @@
 
 pub mod build;
 pub mod node;
+mod node_map;
 pub mod walk;

@@ -198,6 +198,50 @@ impl<'a> NodeRef<'a> {
         location: BlockNr,
         leaf_value_size: u32,
     ) -> Result<Self, NodeError> {
+        let node = Self::view(block, location, leaf_value_size)?;
+        let err = |kind| {
+            Err(NodeError {
+                block: location,
+                kind,
+            })
+        };
+        if node.keys.windows(2).any(|w| w[0].get() >= w[1].get()) {
+            return err(NodeErrorKind::KeysOutOfOrder);
+        }
+        if node.header.blocknr.get() != location {
+            return err(NodeErrorKind::BlocknrMismatch);
+        }
+        Ok(node)
+    }
+
+    /// As [`NodeRef::parse`] without reading the keys: for a block read again
+    /// after a walk verified all of it, when only its values are wanted. The
+    /// header rules the view's bounds rest on are still checked.
+    ///
+    /// # Errors
+    /// The first header rule the node breaks.
+    pub fn parse_rechecked(
+        block: &'a [u8; BLOCK_SIZE],
+        location: BlockNr,
+        leaf_value_size: u32,
+    ) -> Result<Self, NodeError> {
+        let node = Self::view(block, location, leaf_value_size)?;
+        if node.header.blocknr.get() != location {
+            return Err(NodeError {
+                block: location,
+                kind: NodeErrorKind::BlocknrMismatch,
+            });
+        }
+        Ok(node)
+    }
+
+    /// The header rules (flags, value size, entries that fit the block) and
+    /// the view they bound; neither the keys nor `blocknr` are looked at.
+    fn view(
+        block: &'a [u8; BLOCK_SIZE],
+        location: BlockNr,
+        leaf_value_size: u32,
+    ) -> Result<Self, NodeError> {
         let err = |kind| {
             Err(NodeError {
                 block: location,
@@ -236,12 +280,6 @@ impl<'a> NodeRef<'a> {
         let keys = &keys[..nr];
         let vstart = NODE_HEADER_SIZE + 8 * max;
         let values = &block[vstart..vstart + vs * nr];
-        if keys.windows(2).any(|w| w[0].get() >= w[1].get()) {
-            return err(NodeErrorKind::KeysOutOfOrder);
-        }
-        if header.blocknr.get() != location {
-            return err(NodeErrorKind::BlocknrMismatch);
-        }
         Ok(NodeRef {
             header,
             keys,

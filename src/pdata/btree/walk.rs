@@ -16,6 +16,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{node_u32, NodeError, NodeErrorKind, NodePosition, NodeRef};
+use crate::pdata::btree::node_map::NodeMap;
 use crate::pdata::io::{read_sorted, BlockDevice};
 
 /// Deeper than any real tree (real ones have at most 5 levels): a cycle guard.
@@ -66,7 +67,7 @@ pub struct KeyWarning {
 /// Everything learned about the nodes walked so far.
 #[derive(Default)]
 pub struct TreeGraph {
-    nodes: HashMap<BlockNr, NodeSummary>,
+    nodes: NodeMap<NodeSummary>,
     children: Vec<BlockNr>,
     /// Structural errors found between nodes (key ranges, balance, depth),
     /// attributed to the child block.
@@ -79,13 +80,13 @@ impl TreeGraph {
     /// The summary of node `nr`, if it was walked.
     #[must_use]
     pub fn node(&self, nr: BlockNr) -> Option<&NodeSummary> {
-        self.nodes.get(&nr)
+        self.nodes.get(nr)
     }
 
     /// Children of an internal node (empty for leaves, bad or unknown nodes).
     #[must_use]
     pub fn children(&self, nr: BlockNr) -> &[BlockNr] {
-        match self.nodes.get(&nr) {
+        match self.nodes.get(nr) {
             Some(s) => {
                 let a = s.children_start as usize;
                 &self.children[a..a + s.children_len as usize]
@@ -96,7 +97,7 @@ impl TreeGraph {
 
     /// Every distinct node walked, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (BlockNr, &NodeSummary)> {
-        self.nodes.iter().map(|(&nr, s)| (nr, s))
+        self.nodes.iter()
     }
 
     /// Number of distinct nodes.
@@ -116,7 +117,7 @@ impl TreeGraph {
     /// and [`TreeGraph::subtree_totals`] treat it as an error. Its recorded
     /// children are kept: the references still exist on disk.
     pub fn mark_bad(&mut self, nr: BlockNr, kind: NodeErrorKind) {
-        if let Some(s) = self.nodes.get_mut(&nr) {
+        if let Some(s) = self.nodes.get_mut(nr) {
             s.state = NodeState::Bad(kind);
         } else {
             self.nodes.insert(nr, bad_summary(kind));
@@ -145,7 +146,7 @@ impl TreeGraph {
         let mut out = Vec::new();
         let mut stack = vec![(root, 0usize)];
         while let Some((nr, depth)) = stack.pop() {
-            match self.nodes.get(&nr).map(|s| s.state) {
+            match self.nodes.get(nr).map(|s| s.state) {
                 Some(NodeState::Leaf) => out.push(nr),
                 Some(NodeState::Internal) if depth < MAX_DEPTH => {
                     for &c in self.children(nr).iter().rev() {
@@ -166,7 +167,7 @@ impl TreeGraph {
     pub fn subtree_totals(&self) -> HashMap<BlockNr, SubtreeTotals> {
         let mut memo: HashMap<BlockNr, SubtreeTotals> =
             HashMap::with_capacity_and_hasher(self.nodes.len(), Default::default());
-        for &nr in self.nodes.keys() {
+        for nr in self.nodes.keys() {
             let t = self.totals_of(nr, &mut memo, 0);
             memo.insert(nr, t);
         }
@@ -191,7 +192,7 @@ impl TreeGraph {
         memo: &mut HashMap<BlockNr, SubtreeTotals>,
         depth: usize,
     ) -> SubtreeTotals {
-        if let Some(s) = self.nodes.get(&nr) {
+        if let Some(s) = self.nodes.get(nr) {
             if s.state == NodeState::Leaf {
                 return SubtreeTotals {
                     entries: u64::from(s.nr_entries),
@@ -202,7 +203,7 @@ impl TreeGraph {
         if let Some(t) = memo.get(&nr) {
             return *t;
         }
-        let t = match self.nodes.get(&nr) {
+        let t = match self.nodes.get(nr) {
             Some(s) => match s.state {
                 NodeState::Leaf => SubtreeTotals {
                     entries: u64::from(s.nr_entries),
@@ -278,7 +279,10 @@ impl<'d> Walker<'d> {
     pub fn new(dev: &'d dyn BlockDevice) -> Self {
         Walker {
             dev,
-            graph: TreeGraph::default(),
+            graph: TreeGraph {
+                nodes: NodeMap::for_device(dev.nr_blocks()),
+                ..TreeGraph::default()
+            },
             heights: HashMap::default(),
         }
     }
@@ -330,7 +334,7 @@ impl<'d> Walker<'d> {
             let mut todo: Vec<BlockNr> = frontier
                 .iter()
                 .map(|r| r.nr)
-                .filter(|nr| !self.graph.nodes.contains_key(nr))
+                .filter(|&nr| !self.graph.nodes.contains_key(nr))
                 .collect();
             todo.sort_unstable();
             todo.dedup();
@@ -419,7 +423,7 @@ impl<'d> Walker<'d> {
             .collect();
         for f in findings {
             if f.underfull {
-                if let Some(node) = self.graph.nodes.get_mut(&f.block) {
+                if let Some(node) = self.graph.nodes.get_mut(f.block) {
                     // Only non-root internal nodes must be at least a third full.
                     node.non_fatal = node.non_fatal.or(Some(NodeErrorKind::Underfull));
                 }
@@ -450,7 +454,7 @@ impl<'d> Walker<'d> {
     }
 
     fn height_of(&mut self, nr: BlockNr, depth: usize) -> Option<u32> {
-        let s = *self.graph.nodes.get(&nr)?;
+        let s = *self.graph.nodes.get(nr)?;
         match s.state {
             // Leaves are most nodes: their height needs no memo entry.
             NodeState::Leaf => return Some(0),
@@ -494,8 +498,8 @@ struct RefFinding {
 }
 
 /// The key-range and fill checks of one reference (None when all is well).
-fn classify_ref(nodes: &HashMap<BlockNr, NodeSummary>, r: &PendingRef) -> Option<RefFinding> {
-    let s = *nodes.get(&r.nr)?;
+fn classify_ref(nodes: &NodeMap<NodeSummary>, r: &PendingRef) -> Option<RefFinding> {
+    let s = *nodes.get(r.nr)?;
     let mut f = RefFinding {
         block: r.nr,
         underfull: r.lo.is_some() && s.underfull && s.non_fatal.is_none(),

@@ -451,17 +451,25 @@ fn read_ref_count_tree(
             let values = node
                 .value_bytes()
                 .chunks_exact(REF_COUNT_VALUE_SIZE as usize);
+            // Keys ascend: the presence bits of one word are set at once.
+            let (mut word, mut bits) = (usize::MAX, 0u64);
             for (k, v) in node.keys().iter().zip(values) {
                 let (b, c) = (k.get(), u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
                 if b >= nr_blocks {
                     out.push((b, c));
                     continue;
                 }
-                present[to_index(b / 64)].fetch_or(1 << (b % 64), Ordering::Relaxed);
+                let w = to_index(b / 64);
+                if w != word {
+                    set_bits(&present, word, bits);
+                    (word, bits) = (w, 0);
+                }
+                bits |= 1 << (b % 64);
                 if keep.is_none_or(|f| f(b, c)) {
                     out.push((b, c));
                 }
             }
+            set_bits(&present, word, bits);
             out
         },
         |_, v| {
@@ -486,6 +494,13 @@ fn read_ref_count_tree(
         kept,
         beyond,
     })
+}
+
+/// ORs `bits` into word `w` of `words` (nothing when `bits` is 0).
+fn set_bits(words: &[AtomicU64], w: usize, bits: u64) {
+    if bits != 0 {
+        words[w].fetch_or(bits, Ordering::Relaxed);
+    }
 }
 
 /// Reads and validates every bitmap an entry names.

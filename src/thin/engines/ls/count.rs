@@ -24,15 +24,15 @@
 //! node reference counts, and two bits per data block (or, for small pools,
 //! at most 16 MiB of owner slots).
 
+use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::pdata::block::BlockNr;
-use crate::pdata::btree::node::{NodeError, NodeRef};
+use crate::pdata::block::{Block, BlockNr};
+use crate::pdata::btree::node::NodeRef;
 use crate::pdata::btree::walk::{NodeState, TreeGraph, Walker};
-use crate::pdata::io::BlockDevice;
-use crate::thin::ir::emit::{DeviceLeaves, LeafReader};
+use crate::pdata::io::{read_sorted, BlockDevice};
 use crate::thin::model::mapping::BlockTime;
 use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 
@@ -133,13 +133,38 @@ impl DataRefs {
         (b < self.nr_blocks).then_some((word, 1u64 << (b % 64)))
     }
 
-    /// Counts one reference; blocks beyond the space map are not counted
-    /// (they then count as referenced once, as upstream does).
-    fn inc(&self, b: u64) {
-        if let Some((w, bit)) = self.slot(b) {
-            if self.seen[w].fetch_or(bit, Ordering::Relaxed) & bit != 0 {
-                self.again[w].fetch_or(bit, Ordering::Relaxed);
+    /// Counts one reference per block of a leaf; blocks beyond the space
+    /// map are not counted (they then count as referenced once, as upstream
+    /// does). Neighbouring blocks of the same 64-block word are marked with
+    /// one atomic operation: a leaf of ascending data blocks touches a few
+    /// words, not one per entry.
+    fn inc_all(&self, blocks: impl Iterator<Item = u64>) {
+        let mut word = usize::MAX;
+        let mut mask = 0u64;
+        let mut twice = 0u64;
+        for b in blocks {
+            let Some((w, bit)) = self.slot(b) else {
+                continue;
+            };
+            if w != word {
+                self.mark(word, mask, twice);
+                (word, mask, twice) = (w, 0, 0);
             }
+            twice |= mask & bit;
+            mask |= bit;
+        }
+        self.mark(word, mask, twice);
+    }
+
+    /// Marks the blocks of `mask` in word `w` seen, and those of `twice` (or
+    /// already seen) seen again.
+    fn mark(&self, w: usize, mask: u64, twice: u64) {
+        if mask == 0 {
+            return;
+        }
+        let again = (self.seen[w].fetch_or(mask, Ordering::Relaxed) & mask) | twice;
+        if again != 0 {
+            self.again[w].fetch_or(again, Ordering::Relaxed);
         }
     }
 
@@ -202,7 +227,7 @@ pub fn count_devices_with(
             walker.walk(
                 roots,
                 MAPPING_VALUE_SIZE,
-                |_, n: &NodeRef| data_blocks(n).for_each(|b| bits.inc(b)),
+                |_, n: &NodeRef| bits.inc_all(data_blocks(n)),
                 |_, ()| {},
             );
             (None, Some(bits))
@@ -370,7 +395,9 @@ const RESCAN_CHUNK: usize = 1024;
 
 /// Pass 2: the entries of `leaves` (a device's exclusive-path leaves) whose
 /// data block is referenced once. The leaves are read again in block order,
-/// in chunks spread over the worker threads; only a count is kept.
+/// in chunks spread over the worker threads; only a count is kept. Pass 1
+/// verified their checksums and keys, so only the header rules that bound
+/// the values are checked again, and the keys are not read.
 ///
 /// # Errors
 /// `metadata contains errors` when a leaf read in pass 1 no longer reads as
@@ -381,21 +408,30 @@ fn unshared_entries(
     refs: &DataRefs,
 ) -> Result<u64, LsError> {
     leaves.sort_unstable();
-    let reader = DeviceLeaves::new(dev);
     leaves
         .par_chunks(RESCAN_CHUNK)
         .map(|chunk| {
             let mut n = 0u64;
-            reader.read_leaves(chunk, &mut |_, _, values| {
-                n += values
-                    .iter()
-                    .filter(|v| !refs.shared(BlockTime::unpack(v.get()).block))
-                    .count() as u64;
-            })?;
-            Ok(n)
+            let mut damaged = false;
+            read_sorted(dev, chunk, &mut |nr, r: io::Result<&Block>| {
+                let leaf = r
+                    .ok()
+                    .and_then(|b| NodeRef::parse_rechecked(&b.0, nr, MAPPING_VALUE_SIZE).ok())
+                    .filter(NodeRef::is_leaf);
+                match leaf {
+                    Some(leaf) => {
+                        n += data_blocks(&leaf).filter(|&b| !refs.shared(b)).count() as u64;
+                    }
+                    None => damaged = true,
+                }
+            });
+            if damaged {
+                Err(LsError::Damaged)
+            } else {
+                Ok(n)
+            }
         })
         .try_reduce(|| 0, |a, b| Ok(a + b))
-        .map_err(|_: NodeError| LsError::Damaged)
 }
 
 /// The last key of the rightmost leaf under `root` (0 for an empty tree).

@@ -551,6 +551,43 @@ mod tests {
         }
     }
 
+    /// The one-scan path consumes exactly what `next_token` would, and
+    /// leaves anything not written as thin_dump writes it to the general path.
+    #[test]
+    fn canonical_mappings_are_read_as_next_token_reads_them() {
+        let doc = "<d>\n    <single_mapping origin_block=\"7\" data_block=\"9\" time=\"3\"/>\n    \
+                   <range_mapping origin_begin=\"1\" data_begin=\"2\" length=\"5\" time=\"0\"/>\n    \
+                   <range_mapping origin_begin='1' data_begin=\"2\" length=\"5\" time=\"0\"/>\n    \
+                   <single_mapping  origin_block=\"7\" data_block=\"9\" time=\"3\"/></d>";
+        let general = tokens(doc);
+        let mut l = Lexer::new(doc.as_bytes());
+        assert_eq!(l.canonical_mapping(), None, "no markup seen yet");
+        assert_eq!(l.next_token().unwrap(), TokenKind::Start);
+        assert_eq!(
+            l.canonical_mapping(),
+            Some((MappingTag::Single, [7, 9, 3, 0]))
+        );
+        assert_eq!(
+            (l.name(), l.position()),
+            (&b"single_mapping"[..], general[1].2)
+        );
+        assert_eq!(
+            l.canonical_mapping(),
+            Some((MappingTag::Range, [1, 2, 5, 0]))
+        );
+        assert_eq!(
+            (l.name(), l.position()),
+            (&b"range_mapping"[..], general[2].2)
+        );
+        let before = l.position();
+        assert_eq!(l.canonical_mapping(), None, "single quotes");
+        assert_eq!(l.position(), before);
+        assert_eq!(l.next_token().unwrap(), TokenKind::Empty);
+        assert_eq!(l.canonical_mapping(), None, "two spaces");
+        assert_eq!(l.next_token().unwrap(), TokenKind::Empty);
+        assert_eq!(l.position(), general[4].2);
+    }
+
     #[test]
     fn tags_and_offsets() {
         let t = tokens("<?xml version=\"1.0\"?>\n<a x='1>'>\n <!-- c --> <b y=\"2\"/></a>");

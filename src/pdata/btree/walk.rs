@@ -19,6 +19,10 @@ use crate::pdata::btree::node::{node_u32, NodeError, NodeErrorKind, NodePosition
 use crate::pdata::btree::node_map::NodeMap;
 use crate::pdata::io::{read_sorted, BlockDevice};
 
+mod leaf_parents;
+
+pub use leaf_parents::{LeafBounds, UnreadLeaves};
+
 /// Deeper than any real tree (real ones have at most 5 levels): a cycle guard.
 pub const MAX_DEPTH: usize = 16;
 /// Blocks read per window of a level (bounds memory).
@@ -309,12 +313,25 @@ impl<'d> Walker<'d> {
     /// values. Nodes already in the graph are not read again. `on_leaf` runs on
     /// worker threads for each new valid leaf; `collect` receives its results
     /// on this thread, in ascending block order within each batch.
-    pub fn walk<T, F, C>(
+    pub fn walk<T, F, C>(&mut self, roots: &[BlockNr], leaf_value_size: u32, on_leaf: F, collect: C)
+    where
+        T: Send,
+        F: Fn(BlockNr, &NodeRef) -> T + Sync,
+        C: FnMut(BlockNr, T),
+    {
+        self.walk_levels(roots, leaf_value_size, &on_leaf, collect, None);
+    }
+
+    /// The level loop of [`Walker::walk`]. With `unread`, the children of
+    /// internal nodes found to be leaf parents are recorded there instead
+    /// of being read.
+    fn walk_levels<T, F, C>(
         &mut self,
         roots: &[BlockNr],
         leaf_value_size: u32,
-        on_leaf: F,
+        on_leaf: &F,
         mut collect: C,
+        mut unread: Option<&mut UnreadLeaves>,
     ) where
         T: Send,
         F: Fn(BlockNr, &NodeRef) -> T + Sync,
@@ -345,9 +362,10 @@ impl<'d> Walker<'d> {
                 todo.clear();
             }
             let mut next = Vec::new();
+            let mut parents: Vec<(BlockNr, Vec<(u64, BlockNr)>)> = Vec::new();
             self.graph.nodes.reserve(todo.len());
             for window in todo.chunks(WINDOW) {
-                let parsed = self.read_window(window, leaf_value_size, &on_leaf);
+                let parsed = self.read_window(window, leaf_value_size, on_leaf);
                 for p in parsed {
                     let Parsed {
                         nr,
@@ -361,6 +379,11 @@ impl<'d> Walker<'d> {
                         summary.children_len = node_u32(links.len());
                         self.graph.children.extend(links.iter().map(|&(_, c)| c));
                         new_internal.push(nr);
+                        if unread.is_some() {
+                            self.graph.nodes.insert(nr, summary);
+                            parents.push((nr, links));
+                            continue;
+                        }
                         for (i, &(key, child)) in links.iter().enumerate() {
                             let hi = links.get(i + 1).map(|&(k, _)| k);
                             next.push(PendingRef {
@@ -375,6 +398,9 @@ impl<'d> Walker<'d> {
                         collect(nr, out);
                     }
                 }
+            }
+            if let Some(u) = unread.as_deref_mut() {
+                self.split_leaf_parents(&parents, leaf_value_size, u, &mut next);
             }
             // Bounds of children are the parent's key range intersected with its own bound.
             self.check_refs(&frontier);

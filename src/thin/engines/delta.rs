@@ -1,22 +1,29 @@
 //! thin_delta: the differences between two thin devices' mappings, as the
 //! XML thin_delta prints (simple or `--verbose`).
 //!
-//! Both bottom-level trees are read by one walk of the shared walker, so a
+//! Both bottom-level trees are listed by one walk of the shared walker over
+//! their internal levels only ([`Walker::walk_to_leaf_parents`]), so a
 //! subtree the two sides share (same block number, as after a snapshot) is
-//! read and decoded once, not once per side. Its leaves still have to be read:
-//! the `same` elements of the output follow the gaps between mapped keys, and
-//! only the leaves know them. Each side is then reduced to runs (consecutive
-//! thin blocks on consecutive data blocks), the two run lists are merged and
-//! neighbouring deltas of one kind are joined.
+//! walked once. Each distinct leaf is then read once, in block order, on all
+//! cores, and checked as the walk would have checked it. The leaves of a
+//! shared subtree still have to be read: the `same` elements of the output
+//! follow the gaps between mapped keys, and only the leaves know them. Each
+//! side is reduced to runs (consecutive thin blocks on consecutive data
+//! blocks), the two run lists are merged and neighbouring deltas of one kind
+//! are joined.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use rayon::prelude::*;
+use zerocopy::little_endian::U64;
+
 use crate::pdata::block::BlockNr;
-use crate::pdata::btree::node::{NodeError, NodeRef};
+use crate::pdata::btree::node::NodeError;
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
+use crate::thin::ir::emit::{DeviceLeaves, LeafReader};
+use crate::thin::ir::text::push_num;
 use crate::thin::model::mapping::BlockTime;
 use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
 use crate::thin::model::open::{devices, open_for_reading, ReadError, SnapshotChoice};
@@ -199,18 +206,10 @@ pub fn diff_walking(
     walk: Walk,
 ) -> Result<Vec<Delta>, DeltaError> {
     let (left, right) = match walk {
-        Walk::Together => {
-            let (walker, runs) = read_leaf_runs(dev, &[root1, root2]);
-            (
-                side_runs(&walker, &runs, root1)?,
-                side_runs(&walker, &runs, root2)?,
-            )
-        }
+        Walk::Together => both_sides(dev, root1, root2)?,
         Walk::PerSide => {
-            let (walker, runs) = read_leaf_runs(dev, &[root1]);
-            let left = side_runs(&walker, &runs, root1)?;
-            let (walker, runs) = read_leaf_runs(dev, &[root2]);
-            (left, side_runs(&walker, &runs, root2)?)
+            let left = LeafRuns::read(dev, &[root1])?.side(root1);
+            (left, LeafRuns::read(dev, &[root2])?.side(root2))
         }
     };
     let mut out = Vec::new();
@@ -231,74 +230,142 @@ pub fn diff_runs(
     root1: BlockNr,
     root2: BlockNr,
 ) -> Result<Vec<Delta>, DeltaError> {
-    let (walker, runs) = read_leaf_runs(dev, &[root1, root2]);
-    let left = side_runs(&walker, &runs, root1)?;
-    let right = side_runs(&walker, &runs, root2)?;
+    let (left, right) = both_sides(dev, root1, root2)?;
     let mut out = Vec::new();
     merge(&left, &right, |d| out.push(d));
     Ok(out)
 }
 
-/// Walks the trees under `roots`, keeping each distinct leaf's runs.
-fn read_leaf_runs<'d>(
-    dev: &'d dyn BlockDevice,
-    roots: &[BlockNr],
-) -> (Walker<'d>, HashMap<BlockNr, Vec<Run>>) {
-    let mut walker = Walker::new(dev);
-    let mut leaf_runs: HashMap<BlockNr, Vec<Run>> = HashMap::new();
-    walker.walk(
-        roots,
-        MAPPING_VALUE_SIZE,
-        |_, n: &NodeRef| runs_of_leaf(n),
-        |nr, runs| {
-            leaf_runs.insert(nr, runs);
-        },
-    );
-    (walker, leaf_runs)
+/// The run lists of both sides, from one walk (a leaf the sides share is
+/// read once).
+fn both_sides(
+    dev: &dyn BlockDevice,
+    root1: BlockNr,
+    root2: BlockNr,
+) -> Result<(Vec<Run>, Vec<Run>), DeltaError> {
+    let runs = LeafRuns::read(dev, &[root1, root2])?;
+    Ok((runs.side(root1), runs.side(root2)))
 }
 
-/// Runs of one leaf, in key order.
-fn runs_of_leaf(n: &NodeRef) -> Vec<Run> {
-    let mut runs: Vec<Run> = Vec::new();
-    for (k, v) in n.keys().iter().zip(n.values_u64()) {
+/// The runs of a chunk of leaves: how many each leaf has, then all of them.
+type ChunkRuns = (Vec<usize>, Vec<Run>);
+
+/// Leaves per parallel task when the leaves are read.
+const LEAF_TASK: usize = 256;
+
+/// Every distinct leaf of some trees and its runs, in flat arrays (no
+/// allocation per leaf).
+struct LeafRuns {
+    /// Each root given and its leaves, left to right.
+    lists: Vec<(BlockNr, Vec<BlockNr>)>,
+    /// The distinct leaves, ascending.
+    leaves: Vec<BlockNr>,
+    /// Runs of `leaves[i]`: `runs[start[i]..start[i + 1]]`.
+    start: Vec<usize>,
+    runs: Vec<Run>,
+}
+
+impl LeafRuns {
+    /// Lists the leaves under `roots` with one walk of the internal levels,
+    /// then reads each distinct leaf once, in block order, on all cores.
+    fn read(dev: &dyn BlockDevice, roots: &[BlockNr]) -> Result<LeafRuns, DeltaError> {
+        let mut walker = Walker::new(dev);
+        let unread = walker.walk_to_leaf_parents(roots, MAPPING_VALUE_SIZE);
+        let graph = walker.graph();
+        let mut lists = Vec::with_capacity(roots.len());
+        for &root in roots {
+            let mut bad = None;
+            let leaves = unread.leaves_of(graph, root, |block, kind| {
+                bad.get_or_insert(NodeError { block, kind });
+            });
+            if let Some(err) = bad.or_else(|| graph.link_errors.first().copied()) {
+                return Err(DeltaError::Tree { root, err });
+            }
+            lists.push((root, leaves));
+        }
+        let mut leaves: Vec<BlockNr> = lists.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+        leaves.sort_unstable();
+        leaves.dedup();
+        let reader = DeviceLeaves::checked(dev, &unread);
+        let parts: Vec<Result<ChunkRuns, NodeError>> = leaves
+            .par_chunks(LEAF_TASK)
+            .map(|chunk| {
+                let mut lens = Vec::with_capacity(chunk.len());
+                let mut runs = Vec::new();
+                reader.read_leaves(chunk, &mut |_, keys, values| {
+                    let before = runs.len();
+                    push_leaf_runs(keys, values, &mut runs);
+                    lens.push(runs.len() - before);
+                })?;
+                Ok((lens, runs))
+            })
+            .collect();
+        let mut out = LeafRuns {
+            lists,
+            leaves,
+            start: vec![0],
+            runs: Vec::new(),
+        };
+        for part in parts {
+            let (lens, runs) = part.map_err(|err| out.leaf_error(err))?;
+            for len in lens {
+                let last = out.start.last().copied().unwrap_or(0);
+                out.start.push(last + len);
+            }
+            out.runs.extend_from_slice(&runs);
+        }
+        Ok(out)
+    }
+
+    /// A damaged leaf, named with the first root that holds it.
+    fn leaf_error(&self, err: NodeError) -> DeltaError {
+        let root = self
+            .lists
+            .iter()
+            .find(|(_, l)| l.contains(&err.block))
+            .map_or(0, |&(r, _)| r);
+        DeltaError::Tree { root, err }
+    }
+
+    /// All runs of the tree under `root`, joining runs across leaf boundaries.
+    fn side(&self, root: BlockNr) -> Vec<Run> {
+        let list = self
+            .lists
+            .iter()
+            .find(|(r, _)| *r == root)
+            .map_or(&[][..], |(_, l)| l.as_slice());
+        let mut out: Vec<Run> = Vec::new();
+        for leaf in list {
+            let Ok(i) = self.leaves.binary_search(leaf) else {
+                continue;
+            };
+            for r in &self.runs[self.start[i]..self.start[i + 1]] {
+                match out.last_mut() {
+                    Some(last)
+                        if last.thin.checked_add(last.len) == Some(r.thin)
+                            && last.data.checked_add(last.len) == Some(r.data) =>
+                    {
+                        last.len += r.len;
+                    }
+                    _ => out.push(*r),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Appends the runs of one leaf, in key order.
+fn push_leaf_runs(keys: &[U64], values: &[U64], runs: &mut Vec<Run>) {
+    let first = runs.len();
+    for (k, v) in keys.iter().zip(values) {
         let thin = k.get();
         let data = BlockTime::unpack(v.get()).block;
-        if !runs.last_mut().is_some_and(|r| r.extend(thin, data)) {
+        let extended = runs.len() > first && runs.last_mut().is_some_and(|r| r.extend(thin, data));
+        if !extended {
             runs.push(Run { thin, data, len: 1 });
         }
     }
-    runs
-}
-
-/// All runs of the tree under `root`, joining runs across leaf boundaries.
-fn side_runs(
-    walker: &Walker,
-    leaf_runs: &HashMap<BlockNr, Vec<Run>>,
-    root: BlockNr,
-) -> Result<Vec<Run>, DeltaError> {
-    let graph = walker.graph();
-    let mut bad = None;
-    let leaves = graph.leaves_of(root, |block, kind| {
-        bad.get_or_insert(NodeError { block, kind });
-    });
-    if let Some(e) = bad.or_else(|| graph.link_errors.first().copied()) {
-        return Err(DeltaError::Tree { root, err: e });
-    }
-    let mut out: Vec<Run> = Vec::new();
-    for leaf in leaves {
-        for r in leaf_runs.get(&leaf).map_or(&[][..], Vec::as_slice) {
-            match out.last_mut() {
-                Some(last)
-                    if last.thin.checked_add(last.len) == Some(r.thin)
-                        && last.data.checked_add(last.len) == Some(r.data) =>
-                {
-                    last.len += r.len;
-                }
-                _ => out.push(*r),
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// A run list being consumed from the front.
@@ -453,20 +520,33 @@ pub fn write_xml(
         side_attr(sides.1, "right")
     )?;
     match style {
-        Style::Simple => {
-            for d in deltas {
-                writeln!(
-                    w,
-                    "    <{} begin=\"{}\" length=\"{}\"/>",
-                    d.kind.tag(),
-                    d.begin,
-                    d.len
-                )?;
-            }
-        }
+        Style::Simple => write_simple(w, deltas)?,
         Style::Verbose => write_verbose(w, deltas)?,
     }
     w.write_all(b"  </diff>\n</superblock>")
+}
+
+/// Bytes of output gathered before each write.
+const OUT_CHUNK: usize = 256 * 1024;
+
+/// One `<kind begin=".." length=".."/>` line per delta, numbers formatted
+/// straight into a reused buffer.
+fn write_simple(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(OUT_CHUNK + 256);
+    for d in deltas {
+        buf.extend_from_slice(b"    <");
+        buf.extend_from_slice(d.kind.tag().as_bytes());
+        buf.extend_from_slice(b" begin=\"");
+        push_num(&mut buf, d.begin);
+        buf.extend_from_slice(b"\" length=\"");
+        push_num(&mut buf, d.len);
+        buf.extend_from_slice(b"\"/>\n");
+        if buf.len() >= OUT_CHUNK {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    w.write_all(&buf)
 }
 
 fn write_verbose(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {

@@ -18,6 +18,7 @@ use zerocopy::little_endian::U64;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodeRef};
+use crate::pdata::btree::walk::UnreadLeaves;
 use crate::pdata::io::{read_sorted, BlockDevice};
 use crate::thin::ir::sharing_plan::{Segment, SharingPlan};
 use crate::thin::ir::{ChunkSink, DeviceInfo, IrError, Map, SuperblockInfo, Visit};
@@ -45,31 +46,58 @@ pub trait LeafReader: Sync {
 /// blocks into large reads.
 pub struct DeviceLeaves<'d> {
     dev: &'d dyn BlockDevice,
+    /// Set when the walk left the leaves unread: they are then checked in
+    /// full as they are read.
+    unread: Option<&'d UnreadLeaves>,
 }
 
 impl<'d> DeviceLeaves<'d> {
-    /// A reader over `dev`.
+    /// A reader over `dev` of leaves the walker has already validated (the
+    /// header rules are checked again, the checksum is not).
     #[must_use]
     pub fn new(dev: &'d dyn BlockDevice) -> Self {
-        DeviceLeaves { dev }
+        DeviceLeaves { dev, unread: None }
     }
-}
 
-fn leaf_view(nr: BlockNr, r: io::Result<&Block>) -> Result<NodeRef<'_>, NodeError> {
-    let block = r.map_err(|_| NodeError {
-        block: nr,
-        kind: NodeErrorKind::Io,
-    })?;
-    // The walker verified every leaf's checksum while listing it; the header
-    // rules are cheap and are checked again before the view is trusted.
-    let node = NodeRef::parse(&block.0, nr, 8)?;
-    if node.is_leaf() {
+    /// A reader of leaves listed by [`crate::pdata::btree::walk::Walker::walk_to_leaf_parents`]:
+    /// each is checked as the walk would have (checksum, header, leaf flag,
+    /// the key bounds its parents give it).
+    #[must_use]
+    pub fn checked(dev: &'d dyn BlockDevice, unread: &'d UnreadLeaves) -> Self {
+        DeviceLeaves {
+            dev,
+            unread: Some(unread),
+        }
+    }
+
+    fn leaf_view<'b>(
+        &self,
+        nr: BlockNr,
+        r: io::Result<&'b Block>,
+    ) -> Result<NodeRef<'b>, NodeError> {
+        let err = |kind| NodeError { block: nr, kind };
+        let block = r.map_err(|_| err(NodeErrorKind::Io))?;
+        let Some(unread) = self.unread else {
+            let node = NodeRef::parse(&block.0, nr, 8)?;
+            return if node.is_leaf() {
+                Ok(node)
+            } else {
+                Err(err(NodeErrorKind::BadFlags))
+            };
+        };
+        let node = NodeRef::new(&block.0, nr, 8)?;
+        if !node.is_leaf() {
+            return Err(err(NodeErrorKind::BadFlags));
+        }
+        if let Some(b) = unread.bounds(nr) {
+            let keys = node.keys();
+            let first = keys.first().map_or(0, |k| k.get());
+            let last = keys.last().map_or(0, |k| k.get());
+            if !b.admit(keys.len(), first, last) {
+                return Err(err(NodeErrorKind::KeyRange));
+            }
+        }
         Ok(node)
-    } else {
-        Err(NodeError {
-            block: nr,
-            kind: NodeErrorKind::BadFlags,
-        })
     }
 }
 
@@ -82,7 +110,7 @@ impl LeafReader for DeviceLeaves<'_> {
                 if err.is_some() {
                     return;
                 }
-                match leaf_view(nr, r) {
+                match self.leaf_view(nr, r) {
                     Ok(n) => f(nr, n.keys(), n.values_u64()),
                     Err(e) => err = Some(e),
                 }
@@ -112,7 +140,7 @@ impl LeafReader for DeviceLeaves<'_> {
             } else {
                 Err(io::Error::other("read failed"))
             };
-            let n = leaf_view(nr, r)?;
+            let n = self.leaf_view(nr, r)?;
             f(nr, n.keys(), n.values_u64());
         }
         Ok(())

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind};
-use crate::pdata::btree::walk::Walker;
+use crate::pdata::btree::walk::{UnreadLeaves, Walker};
 use crate::pdata::io::{open_metadata, Access, BlockDevice, FileDevice, OpenError, Sharing};
 use crate::progress::{Counter, Log, Progress, Unit, Verbosity};
 use crate::thin::ir::emit::{emit, DeviceLeaves, LeafFn, LeafReader};
@@ -251,8 +251,8 @@ pub fn dump(opts: &DumpOptions, log: &Log, progress: &Progress) -> Result<DumpRe
     let out = open_destination(opts)?;
     let mut info = superblock_info(&sb);
     opts.overrides.apply(&mut info);
-    let reader = DeviceLeaves::new(&dev);
     if opts.mappings == Mappings::Skip {
+        let reader = DeviceLeaves::new(&dev);
         let details =
             read_details(&mut Walker::new(&dev), sb.details_root).map_err(DumpError::Node)?;
         let devices: Vec<DeviceInfo> = details
@@ -266,7 +266,9 @@ pub fn dump(opts: &DumpOptions, log: &Log, progress: &Progress) -> Result<DumpRe
     }
     let (selected, report) = paired_devices(&dev, &sb, opts, log)?;
     let start = Instant::now();
-    let lists = mapping_leaves(&dev, &selected).map_err(DumpError::Node)?;
+    let MappingLeaves { lists, unread } =
+        mapping_leaves(&dev, &selected).map_err(DumpError::Node)?;
+    let reader = DeviceLeaves::checked(&dev, &unread);
     debug_timed(log, start, "mapping trees walked");
     let refs: Vec<&[BlockNr]> = selected.iter().map(|(_, r)| lists[r].as_slice()).collect();
     let plan = match opts.shared {
@@ -375,20 +377,31 @@ fn device_info(id: u64, d: &DeviceDetails) -> DeviceInfo {
     }
 }
 
-/// Walks the mapping trees of `devices` and returns each distinct root's
-/// leaves, left to right. Any damaged node is an error.
+/// The leaves of the dumped mapping trees, listed by the walk but not yet
+/// read.
+pub struct MappingLeaves {
+    /// Each distinct root's leaves, left to right.
+    pub lists: HashMap<BlockNr, Vec<BlockNr>>,
+    /// The bounds the leaves must be checked against when they are read.
+    pub unread: UnreadLeaves,
+}
+
+/// Walks the internal levels of the mapping trees of `devices` and returns
+/// each distinct root's leaves, left to right. Any damaged internal node is
+/// an error; the leaves are checked when they are read
+/// ([`DeviceLeaves::checked`]).
 ///
 /// # Errors
 /// The first damaged node, in device order, then structural errors.
 pub fn mapping_leaves(
     dev: &dyn BlockDevice,
     devices: &[(DeviceInfo, BlockNr)],
-) -> Result<HashMap<BlockNr, Vec<BlockNr>>, NodeError> {
+) -> Result<MappingLeaves, NodeError> {
     let mut roots: Vec<BlockNr> = devices.iter().map(|&(_, r)| r).collect();
     roots.sort_unstable();
     roots.dedup();
     let mut walker = Walker::new(dev);
-    walker.walk(&roots, MAPPING_VALUE_SIZE, |_, _| (), |_, ()| {});
+    let unread = walker.walk_to_leaf_parents(&roots, MAPPING_VALUE_SIZE);
     let graph = walker.graph();
     let mut lists: HashMap<BlockNr, Vec<BlockNr>> = HashMap::with_capacity(roots.len());
     for &(_, root) in devices {
@@ -396,7 +409,7 @@ pub fn mapping_leaves(
             continue;
         }
         let mut err = None;
-        let leaves = graph.leaves_of(root, |block, kind| {
+        let leaves = unread.leaves_of(graph, root, |block, kind| {
             err.get_or_insert(NodeError { block, kind });
         });
         if let Some(e) = err {
@@ -407,5 +420,88 @@ pub fn mapping_leaves(
     if let Some(e) = graph.link_errors.first() {
         return Err(*e);
     }
-    Ok(lists)
+    Ok(MappingLeaves { lists, unread })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdata::checksum::{write_checksum, BlockKind};
+    use crate::thin::engines::repair::test_images::{corrupt, entries, pool, read, superblock};
+
+    /// Device 0 has two levels (a root over many leaves), device 1 a root
+    /// that is a leaf, device 2 is empty.
+    fn roots(dev: &dyn BlockDevice) -> Vec<BlockNr> {
+        let sb = superblock_of(dev);
+        let top = read_top_level(&mut Walker::new(dev), sb.mapping_root).unwrap();
+        top.values().copied().collect()
+    }
+
+    fn superblock_of(dev: &dyn BlockDevice) -> Superblock {
+        crate::thin::model::superblock::read_superblock(dev, 0)
+            .unwrap()
+            .0
+    }
+
+    fn keys_read(reader: &DeviceLeaves, leaves: &[BlockNr]) -> Result<Vec<u64>, NodeError> {
+        let mut keys = Vec::new();
+        reader.read_leaves(leaves, &mut |_, k, _| {
+            keys.extend(k.iter().map(|k| k.get()))
+        })?;
+        Ok(keys)
+    }
+
+    #[test]
+    fn leaves_listed_without_reading_them_match_a_full_walk() {
+        let dev = pool(&[(0, 9_000), (1, 100), (2, 0)]);
+        let _ = superblock(&dev);
+        let roots = roots(&dev);
+        let mut full = Walker::new(&dev);
+        full.walk(&roots, MAPPING_VALUE_SIZE, |_, _| (), |_, ()| {});
+        let mut above = Walker::new(&dev);
+        let unread = above.walk_to_leaf_parents(&roots, MAPPING_VALUE_SIZE);
+        let none = |b, k| panic!("node {b}: {k:?}");
+        let first = full.graph().leaves_of(roots[0], none);
+        assert!(first.len() > 10, "{} leaves", first.len());
+        assert_eq!(
+            unread.len(),
+            first.len(),
+            "only device 0's leaves are unread"
+        );
+        for &r in &roots {
+            let want = full.graph().leaves_of(r, none);
+            assert_eq!(unread.leaves_of(above.graph(), r, none), want);
+            let keys = keys_read(&DeviceLeaves::checked(&dev, &unread), &want).unwrap();
+            assert_eq!(keys, keys_read(&DeviceLeaves::new(&dev), &want).unwrap());
+        }
+        assert_eq!(
+            above.graph().len(),
+            1 + 1 + 1,
+            "two internal roots, one leaf root"
+        );
+    }
+
+    #[test]
+    fn an_unread_leaf_is_checked_when_it_is_read() {
+        let dev = pool(&[(0, 9_000)]);
+        let root = roots(&dev)[0];
+        let parent = entries(&dev, root);
+        let (key, leaf) = parent[1];
+        // A first key below the parent's key for the leaf: the walk would
+        // report a key range error on the leaf.
+        let mut b = read(&dev, leaf);
+        b.0[32..40].copy_from_slice(&(key - 1).to_le_bytes());
+        write_checksum(&mut b.0, BlockKind::Node);
+        dev.write_at(leaf, &b).unwrap();
+        let mut w = Walker::new(&dev);
+        let unread = w.walk_to_leaf_parents(&[root], MAPPING_VALUE_SIZE);
+        let leaves = unread.leaves_of(w.graph(), root, |b, k| panic!("{b}: {k:?}"));
+        let reader = DeviceLeaves::checked(&dev, &unread);
+        let err = keys_read(&reader, &leaves).unwrap_err();
+        assert_eq!((err.block, err.kind), (leaf, NodeErrorKind::KeyRange));
+        let (_, other) = parent[2];
+        corrupt(&dev, other);
+        let err = keys_read(&reader, &leaves[2..]).unwrap_err();
+        assert_eq!((err.block, err.kind), (other, NodeErrorKind::Checksum));
+    }
 }

@@ -33,7 +33,7 @@ pub mod trees;
 pub mod values;
 
 #[cfg(test)]
-mod test_images;
+pub(crate) mod test_images;
 
 use std::collections::BTreeSet;
 

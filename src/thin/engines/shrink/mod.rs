@@ -35,9 +35,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::pdata::btree::node::NodeError;
+use crate::pdata::btree::walk::UnreadLeaves;
 use crate::pdata::io::{open_output, OpenError};
 use crate::progress::{Display, Log, Progress};
-use crate::thin::engines::dump::{mapping_leaves, superblock_info};
+use crate::thin::engines::dump::{mapping_leaves, superblock_info, MappingLeaves};
 use crate::thin::ir::emit::{emit, DeviceLeaves};
 use crate::thin::ir::metadata_writer::{Overrides, ThinWriter};
 use crate::thin::ir::sharing_plan::{SharingError, SharingPlan};
@@ -358,6 +359,8 @@ struct BinaryInput {
     sb: SuperblockInfo,
     devices: Vec<DeviceInfo>,
     plan: SharingPlan,
+    /// The leaves the walk listed without reading them (checked when read).
+    unread: UnreadLeaves,
 }
 
 impl Input {
@@ -399,7 +402,7 @@ impl Input {
                 Ok(sink)
             }
             Input::Binary(b) => {
-                let reader = DeviceLeaves::new(&b.dev);
+                let reader = DeviceLeaves::checked(&b.dev, &b.unread);
                 let mut runs = RunList(sink);
                 emit(&b.sb, &b.devices, &b.plan, &reader, &mut runs)
                     .map_err(ShrinkError::Metadata)?;
@@ -427,7 +430,8 @@ impl BinaryInput {
                 (info, e.root)
             })
             .collect();
-        let lists = mapping_leaves(&opened.dev, &selected).map_err(ShrinkError::Mapping)?;
+        let MappingLeaves { lists, unread } =
+            mapping_leaves(&opened.dev, &selected).map_err(ShrinkError::Mapping)?;
         let refs: Vec<&[u64]> = selected.iter().map(|(_, r)| lists[r].as_slice()).collect();
         let plan = SharingPlan::build(&refs)?;
         let sb = superblock_info(sb);
@@ -436,6 +440,7 @@ impl BinaryInput {
             sb,
             devices: selected.into_iter().map(|(d, _)| d).collect(),
             plan,
+            unread,
         })
     }
 }

@@ -36,6 +36,15 @@ pub enum TokenKind {
 
 pub use crate::thin::ir::error::LexError;
 
+/// Which mapping element [`Lexer::canonical_mapping`] read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappingTag {
+    /// `<single_mapping origin_block data_block time/>`
+    Single,
+    /// `<range_mapping origin_begin data_begin length time/>`
+    Range,
+}
+
 /// One attribute: where its name and raw value (no entity expansion) lie in
 /// the lexer's buffer; read them with [`Lexer::bytes`].
 #[derive(Clone, Copy, Debug)]
@@ -350,6 +359,71 @@ impl<R: Read> Lexer<R> {
         })
     }
 
+    /// The bulk of a dump in one scan: when the input at the current
+    /// position is a little whitespace and then a mapping element written
+    /// exactly as thin_dump writes it (attributes in its order, plain
+    /// digits, at most 18 each, one space apart, `"/>` at the end), consumes
+    /// it as [`Lexer::next_token`] would have (same tag, name and position)
+    /// and returns its numbers in attribute order. Otherwise consumes
+    /// nothing and returns None (the general path then reads the input).
+    #[inline]
+    pub fn canonical_mapping(&mut self) -> Option<(MappingTag, [u64; 4])> {
+        const SINGLE: [&[u8]; 3] = [
+            b"<single_mapping origin_block=\"",
+            b"\" data_block=\"",
+            b"\" time=\"",
+        ];
+        const RANGE: [&[u8]; 4] = [
+            b"<range_mapping origin_begin=\"",
+            b"\" data_begin=\"",
+            b"\" length=\"",
+            b"\" time=\"",
+        ];
+        if !self.markup_seen {
+            return None;
+        }
+        let rest = &self.buf[self.pos..self.end];
+        let ws = rest.iter().take(64).position(|&b| !is_space(b))?;
+        let tag = &rest[ws..];
+        let (kind, pieces, name_len): (_, &[&[u8]], _) = match tag.get(1) {
+            Some(b's') => (MappingTag::Single, &SINGLE, 14),
+            Some(b'r') => (MappingTag::Range, &RANGE, 13),
+            _ => return None,
+        };
+        let mut values = [0u64; 4];
+        let mut i = 0;
+        for (k, piece) in pieces.iter().enumerate() {
+            if tag.get(i..i + piece.len()) != Some(piece) {
+                return None;
+            }
+            i += piece.len();
+            let start = i;
+            let mut v = 0u64;
+            while let Some(&d) = tag.get(i) {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                // At most 18 digits are accepted: no overflow before the test.
+                v = v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                i += 1;
+            }
+            if i == start || i - start > 18 {
+                return None;
+            }
+            values[k] = v;
+        }
+        if tag.get(i..i + 3) != Some(b"\"/>") {
+            return None;
+        }
+        let start = self.pos + ws;
+        let end = start + i + 3;
+        self.tag = (start, end);
+        self.name = (start + 1, start + 1 + name_len);
+        self.after = self.base + end as u64;
+        self.pos = end;
+        Some((kind, values))
+    }
+
     /// Fast path for the common line: the last tag's attributes are exactly
     /// `names`, in that order, each written `name="digits"` (at most 18
     /// digits) after one space. Fills `out` and returns true; returns false
@@ -475,6 +549,43 @@ mod tests {
                 return out;
             }
         }
+    }
+
+    /// The one-scan path consumes exactly what `next_token` would, and
+    /// leaves anything not written as thin_dump writes it to the general path.
+    #[test]
+    fn canonical_mappings_are_read_as_next_token_reads_them() {
+        let doc = "<d>\n    <single_mapping origin_block=\"7\" data_block=\"9\" time=\"3\"/>\n    \
+                   <range_mapping origin_begin=\"1\" data_begin=\"2\" length=\"5\" time=\"0\"/>\n    \
+                   <range_mapping origin_begin='1' data_begin=\"2\" length=\"5\" time=\"0\"/>\n    \
+                   <single_mapping  origin_block=\"7\" data_block=\"9\" time=\"3\"/></d>";
+        let general = tokens(doc);
+        let mut l = Lexer::new(doc.as_bytes());
+        assert_eq!(l.canonical_mapping(), None, "no markup seen yet");
+        assert_eq!(l.next_token().unwrap(), TokenKind::Start);
+        assert_eq!(
+            l.canonical_mapping(),
+            Some((MappingTag::Single, [7, 9, 3, 0]))
+        );
+        assert_eq!(
+            (l.name(), l.position()),
+            (&b"single_mapping"[..], general[1].2)
+        );
+        assert_eq!(
+            l.canonical_mapping(),
+            Some((MappingTag::Range, [1, 2, 5, 0]))
+        );
+        assert_eq!(
+            (l.name(), l.position()),
+            (&b"range_mapping"[..], general[2].2)
+        );
+        let before = l.position();
+        assert_eq!(l.canonical_mapping(), None, "single quotes");
+        assert_eq!(l.position(), before);
+        assert_eq!(l.next_token().unwrap(), TokenKind::Empty);
+        assert_eq!(l.canonical_mapping(), None, "two spaces");
+        assert_eq!(l.next_token().unwrap(), TokenKind::Empty);
+        assert_eq!(l.position(), general[4].2);
     }
 
     #[test]

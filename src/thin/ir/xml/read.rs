@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use crate::thin::ir::error::{XmlError, XmlErrorKind as Kind};
-use crate::thin::ir::xml::lexer::{Attr, Lexer, TokenKind};
+use crate::thin::ir::xml::lexer::{Attr, Lexer, MappingTag, TokenKind};
 use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo};
 use crate::thin::model::superblock::valid_data_block_size;
 
@@ -89,6 +89,25 @@ impl Unsigned for u32 {
     fn from_u64(v: u64) -> Option<Self> {
         u32::try_from(v).ok()
     }
+}
+
+/// The mapping of a tag read by [`Lexer::canonical_mapping`] (None when its
+/// time does not fit).
+fn canonical_values(tag: MappingTag, v: [u64; 4]) -> Option<Map> {
+    Some(match tag {
+        MappingTag::Single => Map {
+            thin_begin: v[0],
+            data_begin: v[1],
+            time: u32::try_from(v[2]).ok()?,
+            len: 1,
+        },
+        MappingTag::Range => Map {
+            thin_begin: v[0],
+            data_begin: v[1],
+            len: v[2],
+            time: u32::try_from(v[3]).ok()?,
+        },
+    })
 }
 
 /// Parses a decimal value: a fast path for plain digits, the standard
@@ -179,6 +198,19 @@ impl<R: Read> XmlSource<R> {
 
     fn run(&mut self, sink: &mut dyn MetadataVisitor) -> Result<(), IrError> {
         loop {
+            if matches!(self.place, Place::Def | Place::Device) {
+                if let Some((tag, v)) = self.lex.canonical_mapping() {
+                    match canonical_values(tag, v) {
+                        Some(m) => {
+                            sink.map(&m)?;
+                        }
+                        // The tag is consumed as `next_token` would have:
+                        // the general path words the error.
+                        None => self.empty(self.lex.position(), sink)?,
+                    }
+                    continue;
+                }
+            }
             let kind = self.lex.next_token().map_err(|e| self.fail(e))?;
             let pos = self.lex.position();
             match kind {

@@ -78,6 +78,32 @@ pub fn encode_node(block: &mut Block, flags: u32, value_size: usize, keys: &[u64
     block.0[vstart..vstart + values.len()].copy_from_slice(values);
 }
 
+/// `n` entries of 8-byte values: key `key + i`, value `value + i * value_step`.
+#[derive(Clone, Copy, Debug)]
+pub struct ValueRun {
+    /// First key.
+    pub key: u64,
+    /// First value.
+    pub value: u64,
+    /// Added to the value from one entry to the next.
+    pub value_step: u64,
+    /// Number of entries.
+    pub n: u64,
+}
+
+impl ValueRun {
+    /// The run without its first `k` entries.
+    #[must_use]
+    pub fn skip(self, k: u64) -> ValueRun {
+        ValueRun {
+            key: self.key + k,
+            value: self.value.wrapping_add(k.wrapping_mul(self.value_step)),
+            value_step: self.value_step,
+            n: self.n - k,
+        }
+    }
+}
+
 /// Packs sorted (key, value) entries into leaves.
 pub struct LeafPacker {
     value_size: usize,
@@ -133,6 +159,37 @@ impl LeafPacker {
             return Ok(Some(n));
         }
         Ok(None)
+    }
+
+    /// Adds entries of a run of 8-byte values: key `key + i` with value
+    /// `value + i * value_step`, for `i` from 0 while `i < n` and the
+    /// packer has room; stops after writing a leaf. Returns how many
+    /// entries were taken (at least one when `n > 0`) and the leaf written.
+    /// The same as that many [`LeafPacker::push`]es, without the per-entry
+    /// calls (a `<range_mapping>` of a thin_dump document is such a run).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn push_run(
+        &mut self,
+        store: &mut dyn NodeStore,
+        run: ValueRun,
+    ) -> Result<(u64, Option<WrittenNode>), WriteError> {
+        debug_assert_eq!(self.value_size, 8);
+        let room = (2 * self.max - self.keys.len()) as u64;
+        let take = run.n.min(room);
+        self.keys.extend(run.key..run.key + take);
+        for i in 0..take {
+            let v = run.value.wrapping_add(i.wrapping_mul(run.value_step));
+            self.values.extend_from_slice(&v.to_le_bytes());
+        }
+        if self.keys.len() == 2 * self.max {
+            let n = self.write(store, 0, self.max)?;
+            self.keys.drain(..self.max);
+            self.values.drain(..self.max * self.value_size);
+            return Ok((take, Some(n)));
+        }
+        Ok((take, None))
     }
 
     fn write(
@@ -340,6 +397,23 @@ impl BtreeBuilder {
     ) -> Result<(), WriteError> {
         if let Some(n) = self.leaves.push(store, key, value)? {
             self.internal.push(store, 0, n.first_key, n.block)?;
+        }
+        Ok(())
+    }
+
+    /// Adds every entry of `run` (8-byte values; keys must ascend), as
+    /// [`BtreeBuilder::push_value`] does one by one.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn push_run(&mut self, store: &mut dyn NodeStore, run: ValueRun) -> Result<(), WriteError> {
+        let mut done = 0;
+        while done < run.n {
+            let (took, leaf) = self.leaves.push_run(store, run.skip(done))?;
+            if let Some(n) = leaf {
+                self.internal.push(store, 0, n.first_key, n.block)?;
+            }
+            done += took;
         }
         Ok(())
     }

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::btree::build::{BtreeBuilder, LeafPacker, NodeStore, WrittenNode};
+use crate::pdata::btree::build::{BtreeBuilder, LeafPacker, NodeStore, ValueRun, WrittenNode};
 use crate::pdata::btree::node::NodeRef;
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::allocator::BlockAllocator;
@@ -28,7 +28,7 @@ use crate::pdata::space_map::write::{write_data_sm, write_metadata_sm};
 use crate::thin::ir::error::WriterError;
 use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo, Visit};
 use crate::thin::model::device_details::DeviceDetails;
-use crate::thin::model::mapping::{BlockTime, DATA_BLOCK_LIMIT, TIME_LIMIT};
+use crate::thin::model::mapping::{BlockTime, DATA_BLOCK_LIMIT, TIME_BITS, TIME_LIMIT};
 use crate::thin::model::superblock::Superblock;
 
 type Result<T, E = WriterError> = std::result::Result<T, E>;
@@ -116,6 +116,18 @@ fn leaf_value(m: &Map, i: u64) -> Result<[u8; 8]> {
         })
 }
 
+/// The leaf entries of `m` as one run (its first and last values checked).
+fn value_run(m: &Map) -> Result<ValueRun> {
+    let first = u64::from_le_bytes(leaf_value(m, 0)?);
+    leaf_value(m, m.len - 1)?;
+    Ok(ValueRun {
+        key: m.thin_begin,
+        value: first,
+        value_step: 1 << TIME_BITS,
+        n: m.len,
+    })
+}
+
 impl<'d> ThinWriter<'d> {
     /// A writer to `out`; nothing is written before `superblock_begin`.
     #[must_use]
@@ -199,10 +211,12 @@ impl<'d> Active<'d> {
                 last_key,
                 ..
             } => {
-                for i in 0..m.len {
-                    if let Some(n) = packer.push(w, m.thin_begin + i, &leaf_value(m, i)?)? {
-                        leaves.push(n);
-                    }
+                let run = value_run(m)?;
+                let mut done = 0;
+                while done < m.len {
+                    let (took, leaf) = packer.push_run(w, run.skip(done))?;
+                    leaves.extend(leaf);
+                    done += took;
                 }
                 *nr += m.len;
                 *last_key = Some(m.thin_begin + m.len - 1);
@@ -215,6 +229,13 @@ impl<'d> Active<'d> {
                 tail,
                 ..
             } => {
+                if deferred.is_none() {
+                    builder.push_run(w, value_run(m)?)?;
+                    *nr += m.len;
+                    *last_key = Some(m.thin_begin + m.len - 1);
+                    self.nr_mappings += m.len;
+                    return Ok(());
+                }
                 for i in 0..m.len {
                     let v = u64::from_le_bytes(leaf_value(m, i)?);
                     if deferred.is_some() {

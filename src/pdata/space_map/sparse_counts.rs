@@ -56,12 +56,15 @@ impl CountMap {
         self.nr_blocks
     }
 
+    #[inline]
     fn slot(&mut self, chunk: u64) -> usize {
-        if let Some((c, s)) = self.last {
-            if c == chunk {
-                return s;
-            }
+        match self.last {
+            Some((c, s)) if c == chunk => s,
+            _ => self.slot_lookup(chunk),
         }
+    }
+
+    fn slot_lookup(&mut self, chunk: u64) -> usize {
         let s = match self.slots.get(&chunk) {
             Some(&s) => s,
             None => {

@@ -12,7 +12,7 @@ use crate::thin::ir::{DeviceInfo, IrError, Map, MetadataVisitor, SuperblockInfo,
 type Result<T> = std::result::Result<T, IrError>;
 
 /// Events per batch.
-const BATCH: usize = 4096;
+const BATCH: usize = 1024;
 /// Batches in flight.
 const DEPTH: usize = 8;
 

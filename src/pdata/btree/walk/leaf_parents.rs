@@ -154,14 +154,14 @@ impl Walker<'_> {
         let mut probe: Vec<BlockNr> = parents
             .iter()
             .filter_map(|(_, links)| links.first().map(|&(_, c)| c))
-            .filter(|c| !self.graph.nodes.contains_key(c))
+            .filter(|c| !self.graph.nodes.contains_key(*c))
             .collect();
         probe.sort_unstable();
         probe.dedup();
         let leaves = self.probe_leaves(&probe, leaf_value_size);
         for (nr, links) in parents {
             let first = links.first().map(|&(_, c)| c);
-            let leaf_parent = first.is_some_and(|c| match self.graph.nodes.get(&c) {
+            let leaf_parent = first.is_some_and(|c| match self.graph.nodes.get(c) {
                 Some(s) => s.state == NodeState::Leaf,
                 None => leaves.contains(&c),
             });

@@ -1,5 +1,7 @@
-//! Btrees: node views (`node`), the one walker (`walk`) and the builder (`build`).
+//! Btrees: node views (`node`), the one walker (`walk`), the two-tree diff
+//! that skips shared subtrees (`diff`) and the builder (`build`).
 
 pub mod build;
+pub mod diff;
 pub mod node;
 pub mod walk;

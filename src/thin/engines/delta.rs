@@ -220,25 +220,6 @@ pub fn diff_walking(
     Ok(out)
 }
 
-/// As [`diff`], but without joining touching deltas of one kind (step 3), so
-/// that every delta's data begins hold for the whole of it, as a tool that
-/// copies the data needs (thin_send).
-///
-/// # Errors
-/// A damaged node in either tree.
-pub fn diff_runs(
-    dev: &dyn BlockDevice,
-    root1: BlockNr,
-    root2: BlockNr,
-) -> Result<Vec<Delta>, DeltaError> {
-    let (walker, runs) = read_leaf_runs(dev, &[root1, root2]);
-    let left = side_runs(&walker, &runs, root1)?;
-    let right = side_runs(&walker, &runs, root2)?;
-    let mut out = Vec::new();
-    merge(&left, &right, |d| out.push(d));
-    Ok(out)
-}
-
 /// Walks the trees under `roots`, keeping each distinct leaf's runs.
 fn read_leaf_runs<'d>(
     dev: &'d dyn BlockDevice,

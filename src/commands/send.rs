@@ -12,12 +12,16 @@ use super::send_recv::{parse_format, pick_mode, Mode};
 use crate::commands::args::MetadataSnap;
 use crate::commands::exit::Outcome;
 use crate::commands::run::{finish, glue_optional_short, run_with, stdout_writer, usage_error};
-use crate::progress::Verbosity;
+use crate::pdata::sys::grow_pipe;
+use crate::progress::{Display, Progress, Unit, Verbosity};
 use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource};
-use crate::thin::engines::send_recv::send::{send, SendOptions};
+use crate::thin::engines::send_recv::send::{data_bytes, send, SendOptions};
 use crate::thin::engines::send_recv::state::Unfinished;
 use crate::thin::engines::send_recv::stream::writer::Compression;
 use crate::thin::engines::send_recv::stream::Format;
+
+/// What stdout's pipe is grown to: one DATA buffer of the sender.
+pub const PIPE_BYTES: usize = 1 << 20;
 
 /// Write a thin volume, or the difference between two, as a stream on stdout.
 #[derive(Parser, Debug)]
@@ -155,13 +159,24 @@ fn run(a: &Args, format: Format) -> anyhow::Result<()> {
         }
     };
     let data = File::open(data_dev).with_context(|| format!("{}", data_dev.display()))?;
+    let progress = Progress::new(if a.quiet {
+        Display::Quiet
+    } else {
+        Display::Shown
+    });
+    let total = data_bytes(&plan, resume_from);
+    let counter = progress.counter("sending", Some(total), Unit::Bytes);
     let opts = SendOptions {
         format,
         compression: a.compress.map_or(Compression::None, Compression::Zstd),
         resume_from,
+        progress: &counter,
     };
+    // Not a pipe (a file, a socket): left as it is.
+    let _ = grow_pipe(&std::io::stdout(), PIPE_BYTES);
     let out = stdout_writer();
     let (_, sent) = send(&plan, &data, out, &opts)?;
+    progress.finish();
     if !a.quiet && std::io::stderr().is_terminal() {
         eprintln!(
             "thin_send: {} records, {} data bytes, {} stream bytes",

@@ -9,6 +9,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use super::plan::{Piece, Plan};
 use super::stream::writer::{Compression, StreamWriter};
 use super::stream::{v2, Counts, Format, StreamHeader};
+use crate::progress::Counter;
 
 /// Bytes read from the data device at once (and the largest format 2 DATA
 /// record the sender makes).
@@ -18,13 +19,28 @@ const IN_FLIGHT: usize = 4;
 
 /// How to send.
 #[derive(Clone, Copy, Debug)]
-pub struct SendOptions {
+pub struct SendOptions<'a> {
     /// Stream format.
     pub format: Format,
     /// Compression (format 2).
     pub compression: Compression,
     /// Leave out everything below this offset (format 2 resume).
     pub resume_from: u64,
+    /// Counts the volume bytes read from the data device (see
+    /// [`data_bytes`]).
+    pub progress: &'a Counter,
+}
+
+/// The volume bytes a send of `plan` from `resume_from` reads from the data
+/// device: the total of its progress counter.
+#[must_use]
+pub fn data_bytes(plan: &Plan, resume_from: u64) -> u64 {
+    plan.pieces
+        .iter()
+        .filter_map(|p| p.from(resume_from))
+        .filter(|p| matches!(p, Piece::Data { .. }))
+        .map(|p| p.len())
+        .sum()
 }
 
 /// What a send wrote.
@@ -179,7 +195,7 @@ pub fn send<W: Write>(
                         full: &full_rx,
                         empty: &empty_tx,
                     };
-                    data_bytes += write_data(&mut w, &mut zeros, &buffers, len, opts.format, unit)?;
+                    data_bytes += write_data(&mut w, &mut zeros, &buffers, len, opts, unit)?;
                 }
             }
         }
@@ -212,7 +228,7 @@ fn write_data<W: Write>(
     zeros: &mut ZeroRun,
     buffers: &Buffers,
     len: u64,
-    format: Format,
+    opts: &SendOptions,
     unit: usize,
 ) -> Result<u64, SendError> {
     let mut done = 0;
@@ -222,7 +238,8 @@ fn write_data<W: Write>(
             .recv()
             .map_err(|_| SendError::Write(io::Error::other("data reader stopped")))??;
         done += f.buf.len() as u64;
-        if format == Format::V2 {
+        opts.progress.add(f.buf.len() as u64);
+        if opts.format == Format::V2 {
             v2_chunk(w, zeros, f.offset, &f.buf, unit)?;
         } else {
             w.payload(&f.buf)?;

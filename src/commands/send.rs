@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
@@ -166,14 +167,16 @@ fn run(a: &Args, format: Format) -> anyhow::Result<()> {
     });
     let total = data_bytes(&plan, resume_from);
     let counter = progress.counter("sending", Some(total), Unit::Bytes);
+    // Not a pipe (a file, a socket): left as it is, and written to.
+    let stdout = std::io::stdout();
+    let is_pipe = grow_pipe(&stdout, PIPE_BYTES).is_ok();
     let opts = SendOptions {
         format,
         compression: a.compress.map_or(Compression::None, Compression::Zstd),
         resume_from,
         progress: &counter,
+        pipe_out: is_pipe.then(|| stdout.as_fd()),
     };
-    // Not a pipe (a file, a socket): left as it is.
-    let _ = grow_pipe(&std::io::stdout(), PIPE_BYTES);
     let out = stdout_writer();
     let (_, sent) = send(&plan, &data, out, &opts)?;
     progress.finish();

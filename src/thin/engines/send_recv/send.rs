@@ -1,5 +1,8 @@
-//! The sender: writes a [`Plan`] as a stream, reading the data in large
-//! buffers on a second thread so that reading and writing overlap.
+//! The sender: writes a [`Plan`] as a stream. Into a pipe, formats 1.x
+//! splice each DATA payload from the data device (no copy through this
+//! process); otherwise, and for format 2 (whose zero detection and checksums
+//! need the bytes), the data is read in large buffers on a second thread so
+//! that reading and writing overlap.
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -314,6 +314,15 @@ impl Counter {
         }
     }
 
+    /// Sets the total once it becomes known (a stream's header names the
+    /// volume size): the bar then shows how far the work is, and an ETA.
+    pub fn set_total(&self, total: u64, unit: Unit) {
+        if let Some(bar) = &self.bar {
+            bar.set_style(counter_style(true, unit));
+            bar.set_length(total);
+        }
+    }
+
     /// The units counted so far (0 for a hidden counter).
     #[must_use]
     pub fn done(&self) -> u64 {

@@ -11,7 +11,8 @@ use super::send_recv::{
 };
 use crate::commands::exit::Outcome;
 use crate::commands::run::{finish, run_with, usage_error};
-use crate::progress::Verbosity;
+use crate::pdata::sys::grow_pipe;
+use crate::progress::{Display, Progress, Unit, Verbosity};
 use crate::thin::engines::send_recv::apply::{apply, ApplyOptions, BaseCheck, Notices};
 use crate::thin::engines::send_recv::live::LiveTarget;
 use crate::thin::engines::send_recv::stream::Accept;
@@ -107,6 +108,12 @@ fn apply_to(a: &Args, path: &std::path::Path, accept: Accept) -> anyhow::Result<
             PathBuf::from(p)
         })
     });
+    let progress = Progress::new(if a.quiet {
+        Display::Quiet
+    } else {
+        Display::Shown
+    });
+    let counter = progress.counter("receiving", None, Unit::Bytes);
     let opts = ApplyOptions {
         accept,
         state,
@@ -120,9 +127,14 @@ fn apply_to(a: &Args, path: &std::path::Path, accept: Accept) -> anyhow::Result<
         } else {
             Notices::Print
         },
+        progress: &counter,
     };
+    // Not a pipe (a file, a socket): left as it is.
+    let _ = grow_pipe(&std::io::stdin(), super::send::PIPE_BYTES);
     let stdin = std::io::BufReader::with_capacity(1 << 20, StopOnSignal(stdin_file()?));
-    let applied = apply(stdin, &mut target, &opts)?;
+    let applied = apply(stdin, &mut target, &opts);
+    progress.finish();
+    let applied = applied?;
     if applied.format.is_none() && !a.quiet {
         eprintln!("empty input: nothing applied");
     }

@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
@@ -14,13 +15,17 @@ use super::send_recv::{
 use crate::commands::args::MetadataSnap;
 use crate::commands::exit::Outcome;
 use crate::commands::run::{finish, glue_optional_short, run_with, usage_error};
-use crate::progress::Verbosity;
+use crate::pdata::sys::grow_pipe;
+use crate::progress::{Display, Progress, Unit, Verbosity};
 use crate::thin::engines::send_recv::live::LiveSend;
 use crate::thin::engines::send_recv::plan::{plan_offline, Holes, OfflineSource, Plan};
-use crate::thin::engines::send_recv::send::{send, SendOptions};
+use crate::thin::engines::send_recv::send::{data_bytes, send, SendOptions};
 use crate::thin::engines::send_recv::state::Unfinished;
 use crate::thin::engines::send_recv::stream::writer::Compression;
 use crate::thin::engines::send_recv::stream::Format;
+
+/// What stdout's pipe is grown to: one DATA buffer of the sender.
+pub const PIPE_BYTES: usize = 1 << 20;
 
 /// Write a thin volume, or the difference between two, as a stream on stdout.
 #[derive(Parser, Debug)]
@@ -189,13 +194,26 @@ fn resume_offset(a: &Args, plan: &Plan) -> anyhow::Result<u64> {
 }
 
 fn send_plan(a: &Args, format: Format, plan: &Plan, data: &File) -> anyhow::Result<()> {
+    let resume_from = resume_offset(a, plan)?;
+    let progress = Progress::new(if a.quiet {
+        Display::Quiet
+    } else {
+        Display::Shown
+    });
+    let counter = progress.counter("sending", Some(data_bytes(plan, resume_from)), Unit::Bytes);
+    // Not a pipe (a file, a socket): left as it is, and written to.
+    let stdout = stdout_file()?;
+    let is_pipe = grow_pipe(&stdout, PIPE_BYTES).is_ok();
     let opts = SendOptions {
         format,
         compression: a.compress.map_or(Compression::None, Compression::Zstd),
-        resume_from: resume_offset(a, plan)?,
+        resume_from,
+        progress: &counter,
+        pipe_out: is_pipe.then(|| stdout.as_fd()),
     };
     let out = std::io::BufWriter::with_capacity(1 << 20, StopOnSignal(stdout_file()?));
     let (_, sent) = send(plan, data, out, &opts)?;
+    progress.finish();
     if !a.quiet && std::io::stderr().is_terminal() {
         eprintln!(
             "thin_send: {} records, {} data bytes, {} stream bytes",

@@ -171,7 +171,7 @@ fn merge_from(
     };
     let plan = match req.base {
         None => md.full_plan(req.thin, size, Gaps::Skip)?,
-        Some(b) => md.delta_plan(b, req.thin, size, true, true)?,
+        Some(b) => md.delta_plan(b, req.thin, size, true)?,
     };
     if let Some(e) = plan.extents.iter().find(|e| e.action == Action::Origin) {
         return Err(MigrateError::Invalid(format!(

@@ -348,7 +348,7 @@ pub fn migrate_offline(
     };
     let opened = open_dest(&req.dest, size, req.delta_id)?;
     let plan = match req.delta_id {
-        Some(base) => md.delta_plan(base, src.thin, size, true, origin.is_some())?,
+        Some(base) => md.delta_plan(base, src.thin, size, origin.is_some())?,
         None => md.full_plan(src.thin, size, gaps(req, opened.created, origin.is_some()))?,
     };
     let source = Source::Offline {
@@ -468,7 +468,7 @@ pub fn migrate_live(
     let opened = open_dest(&req.dest, size, req.delta_id)?;
     let has_origin = thin.origin.is_some();
     let plan = match req.delta_id {
-        Some(base) => md.delta_plan(base, thin.thin_id, size, false, has_origin)?,
+        Some(base) => md.delta_plan(base, thin.thin_id, size, has_origin)?,
         None => md.full_plan(thin.thin_id, size, gaps(req, opened.created, has_origin))?,
     };
     let (src, _) = open_input(&thin.dev.path, true)?;

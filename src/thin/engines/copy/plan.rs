@@ -10,10 +10,11 @@
 //! base but not in the source are zeroed (or read from the origin).
 
 use crate::pdata::block::BlockNr;
+use crate::pdata::btree::diff::KeyDiff;
 use crate::pdata::btree::node::{NodeError, NodeRef};
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::BlockDevice;
-use crate::thin::engines::delta::{Delta, DeltaKind, Run};
+use crate::thin::engines::delta::Run;
 use crate::thin::model::mapping::BlockTime;
 
 /// Failures building a plan.
@@ -29,15 +30,15 @@ pub enum PlanError {
         /// The node error.
         source: NodeError,
     },
-    /// The delta walk failed.
-    #[error("delta between thin {base} and thin {thin}: {msg}")]
+    /// A damaged node met by the delta walk.
+    #[error("delta between thin {base} and thin {thin}: {source}")]
     Delta {
         /// Base thin.
         base: u64,
         /// Source thin.
         thin: u64,
-        /// The walk's message.
-        msg: String,
+        /// The node error.
+        source: NodeError,
     },
 }
 
@@ -201,78 +202,80 @@ pub fn full_plan(runs: &[Run], nr_blocks: u64, gaps: Gaps) -> Vec<Extent> {
     out
 }
 
-/// The plan bringing a destination that holds the base thin's content
-/// (`deltas` = delta walk with the base on the left, the source on the
-/// right) to the source's content. `src_runs`, when given, supplies the
-/// source's data blocks (offline reading); `origin` says whether blocks
-/// unmapped in the source read from an external origin.
-#[must_use]
-pub fn delta_plan(
-    deltas: &[Delta],
-    src_runs: Option<&[Run]>,
+/// Builds the extents bringing a destination that holds the base thin's
+/// content to the source's, from the keys whose mappings differ (the
+/// [`diff_trees`](crate::pdata::btree::diff::diff_trees) of the base, on the
+/// left, and the source), fed in ascending order: blocks mapped anew in the
+/// source are copied from their data blocks, blocks mapped only in the base
+/// are zeroed (or read from the external origin), and a block whose mapping
+/// differs only in its time is left alone.
+pub struct DeltaExtents {
+    extents: Vec<Extent>,
     nr_blocks: u64,
-    origin: bool,
-) -> Vec<Extent> {
-    let mut out: Vec<Extent> = Vec::new();
-    let mut runs = src_runs.map(|r| (r, 0usize));
-    for d in deltas {
-        if d.begin >= nr_blocks {
-            break;
-        }
-        let len = d.len.min(nr_blocks - d.begin);
-        match d.kind {
-            DeltaKind::Same => {}
-            DeltaKind::LeftOnly => out.push(Extent {
-                begin: d.begin,
-                len,
-                action: if origin { Action::Origin } else { Action::Zero },
-            }),
-            DeltaKind::RightOnly | DeltaKind::Different => match &mut runs {
-                None => out.push(Extent {
-                    begin: d.begin,
-                    len,
-                    action: Action::Mapped { data: None },
-                }),
-                Some((runs, i)) => split_by_runs(runs, i, d.begin, len, &mut out),
-            },
-        }
-    }
-    out
+    unmapped: Action,
 }
 
-/// Pushes `[begin, begin+len)` (all mapped in the source) cut at the
-/// boundaries of the source's runs, each piece with its data block.
-fn split_by_runs(runs: &[Run], i: &mut usize, begin: u64, len: u64, out: &mut Vec<Extent>) {
-    let end = begin + len;
-    let mut pos = begin;
-    while *i < runs.len() && runs[*i].thin + runs[*i].len <= pos {
-        *i += 1;
-    }
-    let mut j = *i;
-    while pos < end && j < runs.len() {
-        let r = runs[j];
-        if r.thin >= end {
-            break;
-        }
-        let from = pos.max(r.thin);
-        let to = end.min(r.thin + r.len);
-        if to > from {
-            out.push(Extent {
-                begin: from,
-                len: to - from,
-                action: Action::Mapped {
-                    data: Some(r.data + (from - r.thin)),
-                },
-            });
-            pos = to;
-        }
-        if r.thin + r.len <= end {
-            j += 1;
-        } else {
-            break;
+impl DeltaExtents {
+    /// An empty plan for a volume of `nr_blocks`; `origin` says whether
+    /// blocks unmapped in the source read from an external origin.
+    #[must_use]
+    pub fn new(nr_blocks: u64, origin: bool) -> DeltaExtents {
+        DeltaExtents {
+            extents: Vec::new(),
+            nr_blocks,
+            unmapped: if origin { Action::Origin } else { Action::Zero },
         }
     }
-    *i = j;
+
+    /// Adds one differing key (keys at or past the volume end, or not above
+    /// the last one added, are ignored).
+    pub fn push(&mut self, d: KeyDiff) {
+        let (key, action) = match d {
+            KeyDiff::Left(k, _) => (k, self.unmapped),
+            KeyDiff::Right(k, v) => (k, mapped_at(v)),
+            KeyDiff::Both(k, l, r) => {
+                if BlockTime::unpack(l).block == BlockTime::unpack(r).block {
+                    return;
+                }
+                (k, mapped_at(r))
+            }
+        };
+        if key >= self.nr_blocks {
+            return;
+        }
+        if let Some(last) = self.extents.last_mut() {
+            if key < last.begin + last.len {
+                return;
+            }
+            let joins = match (last.action, action) {
+                (Action::Mapped { data: Some(a) }, Action::Mapped { data: Some(b) }) => {
+                    a.checked_add(last.len) == Some(b)
+                }
+                (x, y) => x == y,
+            };
+            if joins && last.begin + last.len == key {
+                last.len += 1;
+                return;
+            }
+        }
+        self.extents.push(Extent {
+            begin: key,
+            len: 1,
+            action,
+        });
+    }
+
+    /// The extents, sorted and not overlapping.
+    #[must_use]
+    pub fn finish(self) -> Vec<Extent> {
+        self.extents
+    }
+}
+
+fn mapped_at(value: u64) -> Action {
+    Action::Mapped {
+        data: Some(BlockTime::unpack(value).block),
+    }
 }
 
 #[cfg(test)]
@@ -317,37 +320,39 @@ mod tests {
     }
 
     #[test]
-    fn delta_plan_splits_changes_by_source_runs() {
-        let d = |kind, begin, len| Delta {
-            kind,
-            begin,
-            len,
-            data: 0,
-            right_data: 0,
+    fn delta_extents_join_runs_and_skip_time_only_changes() {
+        let v = |block: u64, time: u32| BlockTime { block, time }.pack().unwrap_or(0);
+        let mut d = DeltaExtents::new(20, false);
+        for k in [
+            KeyDiff::Right(2, v(10, 0)),
+            KeyDiff::Both(3, v(5, 0), v(11, 1)),
+            KeyDiff::Both(4, v(30, 0), v(30, 1)),
+            KeyDiff::Right(5, v(31, 0)),
+            KeyDiff::Left(6, v(1, 0)),
+            KeyDiff::Left(7, v(2, 0)),
+            KeyDiff::Right(9, v(70, 0)),
+            KeyDiff::Right(10, v(72, 0)),
+            KeyDiff::Right(25, v(80, 0)),
+        ] {
+            d.push(k);
+        }
+        let zero = Extent {
+            begin: 6,
+            len: 2,
+            action: Action::Zero,
         };
-        let deltas = [
-            d(DeltaKind::Same, 0, 2),
-            d(DeltaKind::Different, 2, 4),
-            d(DeltaKind::LeftOnly, 6, 1),
-            d(DeltaKind::RightOnly, 9, 2),
-        ];
-        let src = [run(0, 50, 2), run(2, 10, 2), run(4, 30, 2), run(9, 70, 2)];
         assert_eq!(
-            delta_plan(&deltas, Some(&src), 20, false),
+            d.finish(),
             vec![
                 mapped(2, 2, 10),
-                mapped(4, 2, 30),
-                Extent {
-                    begin: 6,
-                    len: 1,
-                    action: Action::Zero
-                },
-                mapped(9, 2, 70),
+                mapped(5, 1, 31),
+                zero,
+                mapped(9, 1, 70),
+                mapped(10, 1, 72)
             ]
         );
-        let live = delta_plan(&deltas, None, 10, true);
-        assert_eq!(live.len(), 3);
-        assert_eq!(live[1].action, Action::Origin);
-        assert_eq!(live[2].len, 1);
+        let mut o = DeltaExtents::new(20, true);
+        o.push(KeyDiff::Left(1, v(1, 0)));
+        assert_eq!(o.finish()[0].action, Action::Origin);
     }
 }

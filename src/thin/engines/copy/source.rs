@@ -6,12 +6,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::pdata::block::BlockNr;
+use crate::pdata::btree::diff::{diff_trees, last_key};
 use crate::pdata::btree::node::NodeError;
 use crate::pdata::btree::walk::Walker;
 use crate::pdata::io::{open_metadata, Access, FileDevice, OpenError, Sharing};
-use crate::thin::engines::copy::plan::{delta_plan, full_plan, mapped_runs, Gaps, Plan, PlanError};
-use crate::thin::engines::delta::diff;
-use crate::thin::model::open::{choose_superblock, read_top_level, OpenSnapError, SnapshotChoice};
+use crate::thin::engines::copy::plan::{
+    full_plan, mapped_runs, DeltaExtents, Gaps, Plan, PlanError,
+};
+use crate::thin::model::device_details::DeviceDetails;
+use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
+use crate::thin::model::open::{
+    choose_superblock, read_details, read_top_level, OpenSnapError, SnapshotChoice,
+};
 use crate::thin::model::superblock::Superblock;
 
 /// Failures opening the source metadata or finding a thin in it.
@@ -41,6 +47,14 @@ pub enum SourceError {
         /// Why.
         source: NodeError,
     },
+    /// The device details tree is damaged.
+    #[error("metadata device {path}: device details tree: {source}")]
+    Details {
+        /// Its path.
+        path: String,
+        /// Why.
+        source: NodeError,
+    },
     /// The thin is not in the metadata read.
     #[error("thin device {id} is not in the {where_}")]
     NoSuchThin {
@@ -63,6 +77,7 @@ pub struct SourceMetadata {
     /// Thin id → mapping tree root.
     pub roots: BTreeMap<u64, BlockNr>,
     snapshot: bool,
+    path: String,
 }
 
 impl SourceMetadata {
@@ -92,7 +107,7 @@ impl SourceMetadata {
         let mut walker = Walker::new(&dev);
         let roots = read_top_level(&mut walker, sb.mapping_root).map_err(|source| {
             SourceError::Devices {
-                path: shown,
+                path: shown.clone(),
                 source,
             }
         })?;
@@ -102,6 +117,7 @@ impl SourceMetadata {
             sb,
             roots,
             snapshot: choice != SnapshotChoice::Live,
+            path: shown,
         })
     }
 
@@ -127,18 +143,43 @@ impl SourceMetadata {
     }
 
     /// Bytes up to the end of the last mapped block of thin `id` (the size
-    /// used when no other size is known).
+    /// used when no other size is known), from the tree's rightmost path.
     ///
     /// # Errors
-    /// As [`SourceMetadata::full_plan`].
+    /// An unknown thin or a damaged node on that path.
     pub fn mapped_end(&self, id: u64) -> Result<u64, SourceError> {
-        let runs = mapped_runs(&self.dev, id, self.root_of(id)?)?;
-        Ok(runs
-            .last()
-            .map_or(0, |r| (r.thin + r.len) * self.block_bytes()))
+        let root = self.root_of(id)?;
+        let last =
+            last_key(&self.dev, root, MAPPING_VALUE_SIZE).map_err(|source| PlanError::Tree {
+                thin: id,
+                root,
+                source,
+            })?;
+        Ok(last.map_or(0, |k| {
+            k.saturating_add(1).saturating_mul(self.block_bytes())
+        }))
     }
 
-    /// The plan copying thin `id` whole into a volume of `size_bytes`.
+    /// The details (transaction, times, mapped count) of thin `id`.
+    ///
+    /// # Errors
+    /// A damaged details tree, or a thin it does not list.
+    pub fn details(&self, id: u64) -> Result<DeviceDetails, SourceError> {
+        let mut walker = Walker::new(&self.dev);
+        let all = read_details(&mut walker, self.sb.details_root).map_err(|source| {
+            SourceError::Details {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        all.get(&id).copied().ok_or(SourceError::NoSuchThin {
+            id,
+            where_: "device details tree",
+        })
+    }
+
+    /// The plan copying thin `id` whole into a volume of `size_bytes`: every
+    /// mapped run, and the gaps as `gaps` says.
     ///
     /// # Errors
     /// An unknown thin or a damaged mapping tree.
@@ -153,9 +194,10 @@ impl SourceMetadata {
         })
     }
 
-    /// The plan taking a destination holding thin `base` to thin `id`.
-    /// `with_data` asks for the source's data blocks (offline reading);
-    /// `origin` says whether unmapped blocks read from an external origin.
+    /// The plan taking a destination holding thin `base` to thin `id`: the
+    /// delta walk of the two mapping trees, which skips the subtrees they
+    /// share without reading them. `origin` says whether unmapped blocks read
+    /// from an external origin.
     ///
     /// # Errors
     /// An unknown thin or a damaged mapping tree.
@@ -164,27 +206,24 @@ impl SourceMetadata {
         base: u64,
         id: u64,
         size_bytes: u64,
-        with_data: bool,
         origin: bool,
     ) -> Result<Plan, SourceError> {
         let base_root = self.root_of(base)?;
         let root = self.root_of(id)?;
-        let deltas = diff(&self.dev, base_root, root).map_err(|e| PlanError::Delta {
+        let block_bytes = self.block_bytes();
+        let mut extents = DeltaExtents::new(size_bytes.div_ceil(block_bytes), origin);
+        diff_trees(&self.dev, base_root, root, MAPPING_VALUE_SIZE, |d| {
+            extents.push(d);
+        })
+        .map_err(|source| PlanError::Delta {
             base,
             thin: id,
-            msg: format!("{e:#}"),
+            source,
         })?;
-        let runs = if with_data {
-            Some(mapped_runs(&self.dev, id, root)?)
-        } else {
-            None
-        };
-        let block_bytes = self.block_bytes();
-        let nr = size_bytes.div_ceil(block_bytes);
         Ok(Plan {
             block_bytes,
             size_bytes,
-            extents: delta_plan(&deltas, runs.as_deref(), nr, origin),
+            extents: extents.finish(),
         })
     }
 }

@@ -15,6 +15,7 @@ use super::state::{self, StateError, TargetState, Unfinished};
 use super::stream::reader::StreamReader;
 use super::stream::{Accept, Counts, Event, Format, Identity, StreamError, StreamHeader};
 use super::target::{Target, TargetError};
+use crate::progress::{Counter, Unit};
 
 /// Progress is made durable (target synced, state file updated) after at
 /// least this many bytes of target range were applied since the last time.
@@ -41,7 +42,7 @@ pub enum Notices {
 
 /// How to receive.
 #[derive(Clone, Debug)]
-pub struct ApplyOptions {
+pub struct ApplyOptions<'a> {
     /// Accepted formats.
     pub accept: Accept,
     /// The state file, if any.
@@ -50,6 +51,9 @@ pub struct ApplyOptions {
     pub base_check: BaseCheck,
     /// Fallback notices.
     pub notices: Notices,
+    /// Counts the volume bytes up to the end of the last record applied
+    /// (its total, for format 2, set from the header's volume size).
+    pub progress: &'a Counter,
 }
 
 /// What a successful receive did.
@@ -211,6 +215,8 @@ impl Session<'_> {
             return self.save();
         };
         check_header(&h, &self.state, opts.base_check, self.state_path.is_some())?;
+        opts.progress
+            .set_total(h.volume_size.saturating_sub(h.resume_from), Unit::Bytes);
         self.target
             .fit(h.volume_size)
             .map_err(|e| self.target_err(e))?;
@@ -322,6 +328,8 @@ fn run<R: Read>(
         error: Box::new(e),
         resume: None,
     };
+    // The counter shows how far into the volume the stream got.
+    let mut shown = 0u64;
     while let Some(ev) = r.next_event().map_err(stream_err)? {
         let done = match ev {
             Event::Begin { header, .. } => {
@@ -352,6 +360,12 @@ fn run<R: Read>(
             }
         }
         if let Some((offset, len)) = done {
+            let base = r.header().map_or(0, |h| h.resume_from);
+            let at = (offset + len).saturating_sub(base);
+            if at > shown {
+                opts.progress.add(at - shown);
+                shown = at;
+            }
             s.advance(offset + len, len)?;
         }
     }

@@ -1,18 +1,21 @@
-//! What a sender sends: sorted, non-overlapping pieces of the volume, built
-//! from the mapping runs of the binary metadata (the O(changed) delta walk of
-//! thin_delta), and the identities that name source and base.
+//! What a sender sends: sorted, non-overlapping pieces of the volume, and the
+//! identities that name source and base.
 //!
-//! This is a minimal run planner of its own: the copy engine's planner
-//! (thin_migrate) should take its place once both have landed.
+//! The extents come from the copy engine's planner (`copy::plan`, shared
+//! with thin_migrate and thin_merge): every mapped run for a full send, the
+//! delta walk between base and source (shared subtrees skipped unread) for an
+//! incremental one. This module only turns them into byte ranges of the
+//! volume and of the data device.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use super::stream::Identity;
-use crate::thin::engines::delta::{diff_runs, DeltaError, DeltaKind};
+use crate::thin::engines::copy::plan::{Action, Gaps, Plan as CopyPlan};
+use crate::thin::engines::copy::source::{SourceError, SourceMetadata};
 use crate::thin::model::device_details::DeviceDetails;
-use crate::thin::model::open::{devices, open_for_reading, DeviceEntry, ReadError, SnapshotChoice};
+use crate::thin::model::open::SnapshotChoice;
 
 /// One piece of the volume, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,15 +111,9 @@ pub enum Holes {
 /// A plan that cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// The metadata could not be read.
+    /// The metadata could not be read, or a thin not found in it.
     #[error("{0}")]
-    Metadata(ReadError),
-    /// A mapping tree could not be read.
-    #[error("{0}")]
-    Mappings(DeltaError),
-    /// No such thin device.
-    #[error("no thin device with id {0} in the metadata")]
-    NoDevice(u64),
+    Source(#[from] SourceError),
     /// A volume size smaller than what is mapped.
     #[error("volume size {size} is smaller than the mapped extent {mapped}")]
     SizeTooSmall {
@@ -163,112 +160,110 @@ pub struct OfflineSource<'a> {
     pub volume_size: Option<u64>,
 }
 
-/// Builds the plan for `src` from its metadata.
+/// Builds the plan for `src` from its metadata. Without a volume size, the
+/// volume ends with the last block mapped in the source (or, for an
+/// incremental plan, in the source or the base, so that the base's blocks
+/// past the source's end are unmapped too).
 ///
 /// # Errors
 /// Unreadable metadata, a missing device, a size below the mapped extent.
 pub fn plan_offline(src: &OfflineSource, holes: Holes) -> Result<Plan, PlanError> {
-    let opened = open_for_reading(src.metadata, src.snapshot).map_err(PlanError::Metadata)?;
-    let sb = &opened.chosen.sb;
-    let devs =
-        devices(&opened.dev, sb.mapping_root, sb.details_root).map_err(PlanError::Metadata)?;
-    let find = |id: u64| -> Result<&DeviceEntry, PlanError> {
-        devs.iter()
-            .find(|d| d.id == id)
-            .ok_or(PlanError::NoDevice(id))
-    };
-    let thin = find(src.thin_id)?;
-    let base = src.base_id.map(find).transpose()?;
-    let bs = u64::from(sb.data_block_size) * 512;
-    let gran = u32::try_from(bs).map_err(|_| PlanError::Overflow(bs))?;
-    let left = base.map_or(thin.root, |b| b.root);
-    let deltas = diff_runs(&opened.dev, left, thin.root).map_err(PlanError::Mappings)?;
-    let bytes = |b: u64| b.checked_mul(bs).ok_or(PlanError::Overflow(b));
-    let mut pieces = Vec::new();
-    for d in &deltas {
-        let (offset, len) = (bytes(d.begin)?, bytes(d.len)?);
-        let data = match (base.is_some(), d.kind) {
-            (false, _) | (true, DeltaKind::RightOnly) => d.data,
-            (true, DeltaKind::Different) => d.right_data,
-            (true, DeltaKind::LeftOnly) => {
-                pieces.push(Piece::Unmap { offset, len });
-                continue;
-            }
-            (true, DeltaKind::Same) => continue,
-        };
-        pieces.push(Piece::Data {
-            offset,
-            data: bytes(data)?,
-            len,
-        });
+    let md = SourceMetadata::open(src.metadata, src.snapshot)?;
+    let bs = md.block_bytes();
+    let granularity = u32::try_from(bs).map_err(|_| PlanError::Overflow(bs))?;
+    let mut mapped = md.mapped_end(src.thin_id)?;
+    if let Some(b) = src.base_id {
+        mapped = mapped.max(md.mapped_end(b)?);
     }
-    let mapped = pieces.last().map_or(0, |p| p.offset() + p.len());
     let volume_size = match src.volume_size {
         Some(s) if s < mapped => return Err(PlanError::SizeTooSmall { size: s, mapped }),
         Some(s) => s,
         None => mapped,
     };
-    if base.is_none() && holes == Holes::Unmap {
-        pieces = with_holes(&pieces, volume_size);
-    }
+    let extents = match src.base_id {
+        Some(base) => md.delta_plan(base, src.thin_id, volume_size, false)?,
+        None if holes == Holes::Unmap => md.full_plan(src.thin_id, volume_size, Gaps::Zero)?,
+        None => md.full_plan(src.thin_id, volume_size, Gaps::Skip)?,
+    };
+    let pieces = pieces_of(&extents)?;
+    let dbs = md.sb.data_block_size;
+    let ident = |id| -> Result<Identity, PlanError> { Ok(identity(dbs, id, &md.details(id)?)) };
     Ok(Plan {
         pieces,
         volume_size,
-        granularity: gran,
-        source: identity(sb.data_block_size, thin.id, &thin.details),
-        base: base.map(|b| identity(sb.data_block_size, b.id, &b.details)),
+        granularity,
+        source: ident(src.thin_id)?,
+        base: src.base_id.map(ident).transpose()?,
     })
 }
 
-/// `pieces` (all DATA, sorted) with UNMAP pieces for the gaps up to `size`.
-fn with_holes(pieces: &[Piece], size: u64) -> Vec<Piece> {
-    let mut out = Vec::with_capacity(pieces.len() * 2 + 1);
-    let mut at = 0;
-    for p in pieces {
-        if p.offset() > at {
-            out.push(Piece::Unmap {
-                offset: at,
-                len: p.offset() - at,
-            });
+/// The copy plan's extents as byte ranges: mapped extents are read at their
+/// data blocks, unmapped ones (zero or origin: the target must read as
+/// unmapped there) become UNMAP pieces.
+fn pieces_of(plan: &CopyPlan) -> Result<Vec<Piece>, PlanError> {
+    let mut out = Vec::with_capacity(plan.extents.len());
+    for e in &plan.extents {
+        let (offset, len) = plan.extent_bytes(e);
+        if len == 0 {
+            continue;
         }
-        out.push(*p);
-        at = p.offset() + p.len();
-    }
-    if size > at {
-        out.push(Piece::Unmap {
-            offset: at,
-            len: size - at,
+        out.push(match e.action {
+            Action::Mapped { data: Some(d) } => Piece::Data {
+                offset,
+                data: d
+                    .checked_mul(plan.block_bytes)
+                    .ok_or(PlanError::Overflow(d))?,
+                len,
+            },
+            Action::Mapped { data: None } | Action::Origin | Action::Zero => {
+                Piece::Unmap { offset, len }
+            }
         });
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::thin::engines::copy::plan::Extent;
 
     #[test]
-    fn holes_fill_the_gaps_and_the_tail() {
-        let d = |offset, len| Piece::Data {
-            offset,
-            data: 0,
-            len,
+    fn extents_become_byte_pieces_clipped_to_the_volume() {
+        let plan = CopyPlan {
+            block_bytes: 1024,
+            size_bytes: 10 * 1024 - 100,
+            extents: vec![
+                Extent {
+                    begin: 0,
+                    len: 2,
+                    action: Action::Zero,
+                },
+                Extent {
+                    begin: 2,
+                    len: 3,
+                    action: Action::Mapped { data: Some(7) },
+                },
+                Extent {
+                    begin: 9,
+                    len: 1,
+                    action: Action::Mapped { data: Some(1) },
+                },
+            ],
         };
-        let u = |offset, len| Piece::Unmap { offset, len };
+        let d = |offset, data, len| Piece::Data { offset, data, len };
         assert_eq!(
-            with_holes(&[d(10, 5), d(15, 5), d(30, 2)], 40),
-            [u(0, 10), d(10, 5), d(15, 5), u(20, 10), d(30, 2), u(32, 8)]
+            pieces_of(&plan).unwrap(),
+            [
+                Piece::Unmap {
+                    offset: 0,
+                    len: 2048
+                },
+                d(2048, 7168, 3072),
+                d(9216, 1024, 924)
+            ]
         );
-        assert_eq!(with_holes(&[], 7), [u(0, 7)]);
-        assert_eq!(
-            d(10, 5).from(12),
-            Some(Piece::Data {
-                offset: 12,
-                data: 2,
-                len: 3
-            })
-        );
-        assert_eq!(d(10, 5).from(15), None);
-        assert_eq!(u(10, 5).from(0), Some(u(10, 5)));
+        assert_eq!(d(10, 0, 5).from(12), Some(d(12, 2, 3)));
+        assert_eq!(d(10, 0, 5).from(15), None);
     }
 }

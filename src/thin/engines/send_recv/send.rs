@@ -1,14 +1,20 @@
-//! The sender: writes a [`Plan`] as a stream, reading the data in large
-//! buffers on a second thread so that reading and writing overlap.
+//! The sender: writes a [`Plan`] as a stream. Into a pipe, formats 1.x
+//! splice each DATA payload from the data device (no copy through this
+//! process); otherwise, and for format 2 (whose zero detection and checksums
+//! need the bytes), the data is read in large buffers on a second thread so
+//! that reading and writing overlap.
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::plan::{Piece, Plan};
 use super::stream::writer::{Compression, StreamWriter};
 use super::stream::{v2, Counts, Format, StreamHeader};
+use crate::pdata::sys::splice_to_pipe;
+use crate::progress::Counter;
 
 /// Bytes read from the data device at once (and the largest format 2 DATA
 /// record the sender makes).
@@ -18,13 +24,32 @@ const IN_FLIGHT: usize = 4;
 
 /// How to send.
 #[derive(Clone, Copy, Debug)]
-pub struct SendOptions {
+pub struct SendOptions<'a> {
     /// Stream format.
     pub format: Format,
     /// Compression (format 2).
     pub compression: Compression,
     /// Leave out everything below this offset (format 2 resume).
     pub resume_from: u64,
+    /// Counts the volume bytes read from the data device (see
+    /// [`data_bytes`]).
+    pub progress: &'a Counter,
+    /// The output's descriptor when it is a pipe: formats 1.x then splice
+    /// DATA payloads from the data device into it, without copying them
+    /// through this process.
+    pub pipe_out: Option<BorrowedFd<'a>>,
+}
+
+/// The volume bytes a send of `plan` from `resume_from` reads from the data
+/// device: the total of its progress counter.
+#[must_use]
+pub fn data_bytes(plan: &Plan, resume_from: u64) -> u64 {
+    plan.pieces
+        .iter()
+        .filter_map(|p| p.from(resume_from))
+        .filter(|p| matches!(p, Piece::Data { .. }))
+        .map(|p| p.len())
+        .sum()
 }
 
 /// What a send wrote.
@@ -149,6 +174,19 @@ pub fn send<W: Write>(
         resume_from: opts.resume_from,
     };
     let mut w = StreamWriter::new(out, opts.format, Some(&header), opts.compression)?;
+    if let (Some(pipe), false) = (opts.pipe_out, opts.format == Format::V2) {
+        let data_bytes = send_spliced(&mut w, &pieces, data, pipe, opts.progress)?;
+        let stream_bytes = w.written();
+        let (out, counts) = w.finish()?;
+        return Ok((
+            out,
+            Sent {
+                counts,
+                stream_bytes,
+                data_bytes,
+            },
+        ));
+    }
     let (full_tx, full_rx) = sync_channel(IN_FLIGHT);
     let (empty_tx, empty_rx) = sync_channel(IN_FLIGHT + 1);
     for _ in 0..IN_FLIGHT {
@@ -179,7 +217,7 @@ pub fn send<W: Write>(
                         full: &full_rx,
                         empty: &empty_tx,
                     };
-                    data_bytes += write_data(&mut w, &mut zeros, &buffers, len, opts.format, unit)?;
+                    data_bytes += write_data(&mut w, &mut zeros, &buffers, len, opts, unit)?;
                 }
             }
         }
@@ -199,6 +237,63 @@ pub fn send<W: Write>(
     ))
 }
 
+/// Writes `pieces` in a 1.x stream whose output is `pipe`, each DATA
+/// payload spliced from the data device (read and written through a buffer
+/// where the data device cannot splice); returns the data bytes.
+fn send_spliced<W: Write>(
+    w: &mut StreamWriter<W>,
+    pieces: &[Piece],
+    data: &File,
+    pipe: BorrowedFd,
+    progress: &Counter,
+) -> Result<u64, SendError> {
+    let mut bytes = 0;
+    let mut buf = Vec::new();
+    for p in pieces {
+        let (offset, at, len) = match *p {
+            Piece::Unmap { offset, len } => {
+                w.unmap(offset, len)?;
+                continue;
+            }
+            Piece::Data { offset, data, len } => (offset, data, len),
+        };
+        w.data_record(offset, len)?;
+        w.flush()?;
+        let mut done = 0;
+        while done < len {
+            let n = usize::try_from((len - done).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let read_err = |cause| SendError::Read {
+                offset: at + done,
+                len: n as u64,
+                cause,
+            };
+            let got = match splice_to_pipe(data, at + done, &pipe, n) {
+                Ok(0) => Err(read_err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the data device ends",
+                ))),
+                Ok(k) => {
+                    w.payload_sent(k as u64)?;
+                    Ok(k)
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    buf.resize(n, 0);
+                    data.read_exact_at(&mut buf, at + done).map_err(read_err)?;
+                    w.payload(&buf)?;
+                    w.flush()?;
+                    Ok(n)
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => Err(SendError::Write(e)),
+                Err(e) => Err(read_err(e)),
+            }?;
+            progress.add(got as u64);
+            done += got as u64;
+        }
+        bytes += len;
+    }
+    Ok(bytes)
+}
+
 /// The two channels between the reading thread and the stream writer.
 struct Buffers<'a> {
     full: &'a Receiver<Result<Filled, SendError>>,
@@ -212,7 +307,7 @@ fn write_data<W: Write>(
     zeros: &mut ZeroRun,
     buffers: &Buffers,
     len: u64,
-    format: Format,
+    opts: &SendOptions,
     unit: usize,
 ) -> Result<u64, SendError> {
     let mut done = 0;
@@ -222,7 +317,8 @@ fn write_data<W: Write>(
             .recv()
             .map_err(|_| SendError::Write(io::Error::other("data reader stopped")))??;
         done += f.buf.len() as u64;
-        if format == Format::V2 {
+        opts.progress.add(f.buf.len() as u64);
+        if opts.format == Format::V2 {
             v2_chunk(w, zeros, f.offset, &f.buf, unit)?;
         } else {
             w.payload(&f.buf)?;

@@ -85,6 +85,32 @@ impl<W: Write> StreamWriter<W> {
         self.written
     }
 
+    /// Writes out everything buffered so far (before bytes of a 1.x DATA
+    /// payload go to the output by another way, see [`Self::payload_sent`]).
+    ///
+    /// # Errors
+    /// The output's write error.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Accounts for `n` bytes of the 1.x DATA payload owed that the caller
+    /// wrote to the output itself, after [`Self::flush`].
+    ///
+    /// # Errors
+    /// `InvalidInput` for more bytes than owed.
+    pub fn payload_sent(&mut self, n: u64) -> io::Result<()> {
+        if n > self.owed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "payload longer than its data record",
+            ));
+        }
+        self.owed -= n;
+        self.written += n;
+        Ok(())
+    }
+
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.write_all(bytes)?;
         self.written += bytes.len() as u64;

@@ -7,6 +7,7 @@ pub mod io;
 pub mod space_map;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod write_behind;
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("thintools indexes memory by 64-bit block numbers: it needs a 64-bit target");

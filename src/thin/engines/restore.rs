@@ -6,6 +6,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use crate::pdata::io::{open_output, OpenError};
+use crate::pdata::write_behind::WriteBehind;
 use crate::progress::{CountingReader, Log, Progress, Unit};
 use crate::thin::ir::channel::run_pipelined;
 use crate::thin::ir::metadata_writer::{ThinWriter, WriteSummary};
@@ -84,15 +85,19 @@ pub fn restore(
         .filter(std::fs::Metadata::is_file)
         .map(|m| m.len());
     let counter = progress.counter("Restoring", total, Unit::Bytes);
-    let mut writer = ThinWriter::new(&out, opts.overrides);
-    let res = run_pipelined(
-        |v| read_xml(CountingReader::new(input, &counter), v),
-        &mut writer,
-    );
-    progress.finish();
-    for w in writer.take_warnings() {
-        log.warn(w);
-    }
-    res?;
-    Ok(writer.summary().cloned())
+    // Three threads: the XML parser, the tree builder and the output writes.
+    let res = std::thread::scope(|scope| {
+        let behind = WriteBehind::spawn(scope, &out);
+        let mut writer = ThinWriter::new(&behind, opts.overrides);
+        let res = run_pipelined(
+            |v| read_xml(CountingReader::new(input, &counter), v),
+            &mut writer,
+        );
+        progress.finish();
+        for w in writer.take_warnings() {
+            log.warn(w);
+        }
+        res.map(|()| writer.summary().cloned())
+    });
+    Ok(res?)
 }

@@ -176,7 +176,10 @@ pub fn splice_to_pipe(
             Ok(n) => return Ok(n),
             Err(_) => {
                 let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
+                // Interrupted by a signal the caller catches (see
+                // `pending_signal`): give up, so that it can clean up and
+                // stop; by any other signal: retry.
+                if e.kind() != io::ErrorKind::Interrupted || pending_signal().is_some() {
                     return Err(e);
                 }
             }

@@ -283,7 +283,12 @@ fn send_spliced<W: Write>(
                     w.flush()?;
                     Ok(n)
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => Err(SendError::Write(e)),
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EPIPE)
+                        || e.kind() == io::ErrorKind::Interrupted =>
+                {
+                    Err(SendError::Write(e))
+                }
                 Err(e) => Err(read_err(e)),
             }?;
             progress.add(got as u64);

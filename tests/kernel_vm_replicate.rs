@@ -37,12 +37,12 @@ touch /tmp/writing
 ) &
 writer=$!
 
-# A thin_recv that takes only the first MiB of its stream, then kills the
+# A thin_recv that takes only the first 128 KiB of its stream, then kills the
 # replication script (as a crash would) and fails like a broken connection.
 mkdir -p /tmp/crash
 cat > /tmp/crash/thin_recv <<'EOF'
 #!/bin/sh
-head -c 1048576 | /opt/bin/thin_recv "$@"
+head -c 131072 | /opt/bin/thin_recv "$@"
 kill -KILL "$(cat /tmp/repl.pid)"
 exit 1
 EOF

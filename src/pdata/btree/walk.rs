@@ -145,6 +145,19 @@ impl TreeGraph {
     pub fn leaves_of(
         &self,
         root: BlockNr,
+        bad: impl FnMut(BlockNr, NodeErrorKind),
+    ) -> Vec<BlockNr> {
+        self.leaves_below(root, |_| false, bad)
+    }
+
+    /// The leaves under `root`, left to right, where an internal node for
+    /// which `leaf_parent` holds contributes its children as they are (they
+    /// were not read). Bad or missing nodes are skipped and reported through
+    /// `bad` (block, kind).
+    pub(crate) fn leaves_below(
+        &self,
+        root: BlockNr,
+        leaf_parent: impl Fn(BlockNr) -> bool,
         mut bad: impl FnMut(BlockNr, NodeErrorKind),
     ) -> Vec<BlockNr> {
         let mut out = Vec::new();
@@ -152,12 +165,17 @@ impl TreeGraph {
         while let Some((nr, depth)) = stack.pop() {
             match self.nodes.get(nr).map(|s| s.state) {
                 Some(NodeState::Leaf) => out.push(nr),
-                Some(NodeState::Internal) if depth < MAX_DEPTH => {
+                Some(NodeState::Internal) if depth >= MAX_DEPTH => {
+                    bad(nr, NodeErrorKind::TooDeep);
+                }
+                Some(NodeState::Internal) if leaf_parent(nr) => {
+                    out.extend_from_slice(self.children(nr));
+                }
+                Some(NodeState::Internal) => {
                     for &c in self.children(nr).iter().rev() {
                         stack.push((c, depth + 1));
                     }
                 }
-                Some(NodeState::Internal) => bad(nr, NodeErrorKind::TooDeep),
                 Some(NodeState::Bad(k)) => bad(nr, k),
                 None => bad(nr, NodeErrorKind::Io),
             }

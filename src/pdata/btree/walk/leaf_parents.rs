@@ -18,7 +18,7 @@ use rustc_hash::FxHashSet;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeErrorKind, NodeRef};
-use crate::pdata::btree::walk::{NodeState, PendingRef, TreeGraph, Walker, MAX_DEPTH, TASK};
+use crate::pdata::btree::walk::{NodeState, PendingRef, TreeGraph, Walker, TASK};
 use crate::pdata::io::read_sorted;
 
 /// The key range a parent allows its child (as the walker checks a child it
@@ -59,29 +59,9 @@ impl UnreadLeaves {
         &self,
         graph: &TreeGraph,
         root: BlockNr,
-        mut bad: impl FnMut(BlockNr, NodeErrorKind),
+        bad: impl FnMut(BlockNr, NodeErrorKind),
     ) -> Vec<BlockNr> {
-        let mut out = Vec::new();
-        let mut stack = vec![(root, 0usize)];
-        while let Some((nr, depth)) = stack.pop() {
-            match graph.node(nr).map(|s| s.state) {
-                Some(NodeState::Leaf) => out.push(nr),
-                Some(NodeState::Internal) if depth >= MAX_DEPTH => {
-                    bad(nr, NodeErrorKind::TooDeep);
-                }
-                Some(NodeState::Internal) if self.parents.contains(&nr) => {
-                    out.extend_from_slice(graph.children(nr));
-                }
-                Some(NodeState::Internal) => {
-                    for &c in graph.children(nr).iter().rev() {
-                        stack.push((c, depth + 1));
-                    }
-                }
-                Some(NodeState::Bad(k)) => bad(nr, k),
-                None => bad(nr, NodeErrorKind::Io),
-            }
-        }
-        out
+        graph.leaves_below(root, |nr| self.parents.contains(&nr), bad)
     }
 
     /// The bounds of an unread leaf (None for a leaf the walk read, such as

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::RwLock;
 
 use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE, BLOCK_SIZE_U64};
-use crate::pdata::sys::MappedBlocks;
 use crate::pdata::to_index;
 
 /// Positional block I/O. Implementations must be usable from several threads.
@@ -34,13 +33,6 @@ pub trait BlockDevice: Send + Sync {
     /// # Errors
     /// Any I/O error.
     fn sync(&self) -> io::Result<()>;
-
-    /// A zero-copy view of `n` consecutive blocks from `first`, when the
-    /// device supports it (regular files); `None` means "use `read_run`".
-    fn map_run(&self, first: BlockNr, n: usize) -> Option<MappedBlocks> {
-        let _ = (first, n);
-        None
-    }
 
     /// Reads one block.
     ///
@@ -74,20 +66,13 @@ fn check_range(dev_blocks: u64, first: BlockNr, n: usize) -> io::Result<u64> {
 pub struct FileDevice {
     file: File,
     nr_blocks: u64,
-    /// A regular file: large runs are read through a mapping.
-    mappable: bool,
 }
 
 impl FileDevice {
     /// Wraps an open file whose usable size is `nr_blocks` blocks.
     #[must_use]
     pub fn new(file: File, nr_blocks: u64) -> Self {
-        let mappable = file.metadata().is_ok_and(|m| m.is_file());
-        FileDevice {
-            file,
-            nr_blocks,
-            mappable,
-        }
+        FileDevice { file, nr_blocks }
     }
 
     /// The underlying file.
@@ -113,13 +98,6 @@ impl BlockDevice for FileDevice {
     }
     fn sync(&self) -> io::Result<()> {
         self.file.sync_all()
-    }
-    fn map_run(&self, first: BlockNr, n: usize) -> Option<MappedBlocks> {
-        if !self.mappable || n < MIN_MAPPED_RUN {
-            return None;
-        }
-        check_range(self.nr_blocks, first, n).ok()?;
-        MappedBlocks::map(&self.file, first, n).ok()
     }
 }
 
@@ -191,9 +169,6 @@ impl BlockDevice for MemDevice {
     }
 }
 
-/// Shortest run read through a mapping (shorter ones are cheaper to copy).
-pub const MIN_MAPPED_RUN: usize = 16;
-
 /// Largest gap of unrequested blocks bridged inside one coalesced read.
 pub const MAX_GAP: u64 = 8;
 /// Largest single read, in blocks (1 MiB).
@@ -256,14 +231,6 @@ where
             j += 1;
         }
         let len = to_index(sorted[j - 1] - first + 1);
-        if let Some(m) = dev.map_run(first, len) {
-            let blocks = m.blocks();
-            for &nr in &sorted[i..j] {
-                f(nr, Ok(&blocks[to_index(nr - first)]));
-            }
-            i = j;
-            continue;
-        }
         match dev.read_run(first, &mut buf[..len]) {
             Ok(()) => {
                 for &nr in &sorted[i..j] {

@@ -11,10 +11,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, Ordering};
-
-use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE, BLOCK_SIZE_U64};
 
 /// `Ok` for a zero return, the OS error otherwise.
 fn check(r: libc::c_int) -> io::Result<()> {
@@ -183,73 +180,6 @@ pub fn splice_to_pipe(
                     return Err(e);
                 }
             }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Memory maps
-
-/// Consecutive blocks of a regular file mapped read-only into memory, so that
-/// large batched reads need no copy out of the page cache. Unmapped on drop:
-/// only one run per reading thread is mapped at a time, which keeps the
-/// resident set small however large the metadata is.
-pub struct MappedBlocks {
-    ptr: NonNull<Block>,
-    nr: usize,
-}
-
-impl MappedBlocks {
-    /// Maps blocks `first..first + nr` of `file`.
-    ///
-    /// # Errors
-    /// An empty run, offset overflow or the OS refusing the mapping.
-    pub fn map(file: &File, first: BlockNr, nr: usize) -> io::Result<Self> {
-        let overflow = || io::Error::other("mapping offset overflows");
-        let len = nr.checked_mul(BLOCK_SIZE).ok_or_else(overflow)?;
-        let off = off_t(first.checked_mul(BLOCK_SIZE_U64).ok_or_else(overflow)?)?;
-        if len == 0 {
-            return Err(io::Error::other("empty mapping"));
-        }
-        // SAFETY: a fresh private read-only mapping of `len` bytes of an open
-        // file at a page-aligned offset; no existing memory is affected. The
-        // result is checked against MAP_FAILED before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                off,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr =
-            NonNull::new(p.cast::<Block>()).ok_or_else(|| io::Error::other("null mapping"))?;
-        Ok(MappedBlocks { ptr, nr })
-    }
-
-    /// The mapped blocks.
-    #[must_use]
-    pub fn blocks(&self) -> &[Block] {
-        // SAFETY: the mapping is `nr * 4096` readable bytes at a page-aligned
-        // (hence 4096-aligned) address, valid until `self` is dropped; any
-        // byte pattern is a valid `Block`. The callers read metadata files
-        // that are not truncated or rewritten while a tool runs (the same
-        // assumption every reader of the file makes).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.nr) }
-    }
-}
-
-impl Drop for MappedBlocks {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the region `map` created; no reference into
-        // it outlives `self` (`blocks` borrows `self`).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.nr * BLOCK_SIZE);
         }
     }
 }
@@ -657,17 +587,6 @@ mod tests {
         let hole = next_hole(&f, data).unwrap().unwrap();
         assert!((512 * 1024 + 4096..=1 << 20).contains(&hole), "{hole}");
         assert_eq!(next_data(&f, 1 << 20).unwrap(), None);
-    }
-
-    #[test]
-    fn mapped_blocks_read_what_the_file_holds() {
-        let f = tempfile::tempfile().unwrap();
-        f.write_all_at(&[7u8; 4096], 0).unwrap();
-        f.write_all_at(&[9u8; 4096], 4096).unwrap();
-        let m = MappedBlocks::map(&f, 1, 1).unwrap();
-        assert_eq!(m.blocks().len(), 1);
-        assert!(m.blocks()[0].0.iter().all(|&b| b == 9));
-        assert!(MappedBlocks::map(&f, 0, 0).is_err());
     }
 
     #[test]

@@ -275,8 +275,63 @@ struct PendingRef {
     nr: BlockNr,
     /// Lowest key allowed (parent key i), None for roots.
     lo: Option<u64>,
-    /// Keys must stay below this (parent key i+1 or the parent's own bound).
+    /// Keys must stay below this (parent key i+1; None for a parent's last
+    /// entry and for roots).
     hi: Option<u64>,
+}
+
+/// The references of one tree level, 17 bytes each: the child, the key its
+/// parent entry gives it, and whether the entry is its parent's last (the
+/// next key of the same parent is the child's upper bound). The roots' level
+/// has no keys.
+#[derive(Default)]
+pub(super) struct LevelRefs {
+    child: Vec<BlockNr>,
+    key: Vec<u64>,
+    last: Vec<bool>,
+}
+
+impl LevelRefs {
+    fn roots(roots: &[BlockNr]) -> LevelRefs {
+        LevelRefs {
+            child: roots.to_vec(),
+            ..LevelRefs::default()
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.child.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.child.is_empty()
+    }
+
+    /// Adds the entries of one parent, in key order.
+    pub(super) fn push_parent(&mut self, links: &[(u64, BlockNr)]) {
+        for (i, &(key, child)) in links.iter().enumerate() {
+            self.child.push(child);
+            self.key.push(key);
+            self.last.push(i + 1 == links.len());
+        }
+    }
+
+    /// Reference `i` with its bounds.
+    fn get(&self, i: usize) -> PendingRef {
+        let nr = self.child[i];
+        if self.key.is_empty() {
+            return PendingRef {
+                nr,
+                lo: None,
+                hi: None,
+            };
+        }
+        PendingRef {
+            nr,
+            lo: Some(self.key[i]),
+            hi: (!self.last[i]).then(|| self.key[i + 1]),
+        }
+    }
 }
 
 /// The walker: reads nodes once each and grows a [`TreeGraph`].
@@ -355,20 +410,14 @@ impl<'d> Walker<'d> {
         F: Fn(BlockNr, &NodeRef) -> T + Sync,
         C: FnMut(BlockNr, T),
     {
-        let mut frontier: Vec<PendingRef> = roots
-            .iter()
-            .map(|&nr| PendingRef {
-                nr,
-                lo: None,
-                hi: None,
-            })
-            .collect();
+        let mut frontier = LevelRefs::roots(roots);
         let mut depth = 0usize;
         let mut new_internal: Vec<BlockNr> = Vec::new();
         while !frontier.is_empty() {
             let mut todo: Vec<BlockNr> = frontier
+                .child
                 .iter()
-                .map(|r| r.nr)
+                .copied()
                 .filter(|&nr| !self.graph.nodes.contains_key(nr))
                 .collect();
             todo.sort_unstable();
@@ -379,7 +428,7 @@ impl<'d> Walker<'d> {
                 }
                 todo.clear();
             }
-            let mut next = Vec::new();
+            let mut next = LevelRefs::default();
             let mut parents: Vec<(BlockNr, Vec<(u64, BlockNr)>)> = Vec::new();
             self.graph.nodes.reserve(todo.len());
             for window in todo.chunks(WINDOW) {
@@ -402,14 +451,7 @@ impl<'d> Walker<'d> {
                             parents.push((nr, links));
                             continue;
                         }
-                        for (i, &(key, child)) in links.iter().enumerate() {
-                            let hi = links.get(i + 1).map(|&(k, _)| k);
-                            next.push(PendingRef {
-                                nr: child,
-                                lo: Some(key),
-                                hi,
-                            });
-                        }
+                        next.push_parent(&links);
                     }
                     self.graph.nodes.insert(nr, summary);
                     if let Some(out) = leaf_out {
@@ -420,8 +462,8 @@ impl<'d> Walker<'d> {
             if let Some(u) = unread.as_deref_mut() {
                 self.split_leaf_parents(&parents, leaf_value_size, u, &mut next);
             }
-            // Bounds of children are the parent's key range intersected with its own bound.
             self.check_refs(&frontier);
+            drop(todo);
             frontier = next;
             depth += 1;
         }
@@ -457,13 +499,14 @@ impl<'d> Walker<'d> {
     }
 
     /// Key-range checks for every reference in a level.
-    fn check_refs(&mut self, refs: &[PendingRef]) {
+    fn check_refs(&mut self, refs: &LevelRefs) {
         // The lookups are read-only and most references find nothing wrong:
         // classify in parallel, then apply the few findings in order.
         let nodes = &self.graph.nodes;
-        let findings: Vec<RefFinding> = refs
-            .par_chunks(4096)
-            .flat_map_iter(|chunk| chunk.iter().filter_map(|r| classify_ref(nodes, r)))
+        let findings: Vec<RefFinding> = (0..refs.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .filter_map(|i| classify_ref(nodes, &refs.get(i)))
             .collect();
         for f in findings {
             if f.underfull {

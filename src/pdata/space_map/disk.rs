@@ -20,6 +20,7 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::pdata::block::BLOCK_SIZE;
+use crate::pdata::low_u32;
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
 
 /// Offset of the first bitmap word.
@@ -104,6 +105,32 @@ pub fn decode_pair(word: u64, k: usize) -> u32 {
     let hi = (word >> (2 * k)) & 1;
     let lo = (word >> (2 * k + 1)) & 1;
     u32::try_from(hi * 2 + lo).unwrap_or(3)
+}
+
+/// The low bits of the 32 pairs of `x` (bits at even positions only) packed
+/// into 32 bits, pair `k` at bit `k`.
+#[must_use]
+pub fn compress_pairs(x: u64) -> u32 {
+    let mut x = x & 0x5555_5555_5555_5555;
+    x = (x | (x >> 1)) & 0x3333_3333_3333_3333;
+    x = (x | (x >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
+    low_u32(x | (x >> 16))
+}
+
+/// One bit per entry of an on-disk bitmap word (entry `k` at bit `k`) whose
+/// count is `count` (0..=3).
+#[must_use]
+pub fn entries_with_count(word: u64, count: u32) -> u32 {
+    // Even bit = high bit of the count, odd bit = low bit.
+    let hi = if count & 2 != 0 { word } else { !word };
+    let lo = if count & 1 != 0 {
+        word >> 1
+    } else {
+        !(word >> 1)
+    };
+    compress_pairs(hi & lo)
 }
 
 /// Sets entry `i` of a bitmap to `count` (values >= 3 store 3).

@@ -16,6 +16,7 @@
 pub mod allocator;
 pub mod dense_counts;
 pub mod disk;
+pub mod fingerprint;
 pub mod read;
 pub mod sparse_counts;
 pub mod write;

@@ -10,15 +10,18 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rayon::prelude::*;
+
 use crate::pdata::block::{Block, BlockNr, BLOCK_SIZE};
 use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodeRef};
 use crate::pdata::btree::walk::{NodeState, TreeGraph, Walker};
 use crate::pdata::checksum::{self, BlockKind, ChecksumError};
 use crate::pdata::io::{read_sorted, BlockDevice};
 use crate::pdata::space_map::disk::{
-    bitmap_get, IndexEntry, BITMAP_HEADER_SIZE, INDEX_ENTRY_SIZE, MAX_METADATA_BITMAPS,
-    REF_COUNT_VALUE_SIZE,
+    bitmap_get, bitmap_words, entries_with_count, IndexEntry, BITMAP_HEADER_SIZE, INDEX_ENTRY_SIZE,
+    MAX_METADATA_BITMAPS, REF_COUNT_VALUE_SIZE,
 };
+use crate::pdata::space_map::fingerprint::{CountFingerprint, Sum};
 use crate::pdata::space_map::{SmRoot, ENTRIES_PER_BITMAP};
 use crate::pdata::{low_u32, to_index};
 
@@ -180,6 +183,10 @@ pub struct DiskSpaceMap {
     /// Every metadata block this map references, once per reference: the
     /// roots, each tree node per parent entry, each bitmap, the index block.
     pub metadata_refs: Vec<BlockNr>,
+    /// With [`TreeEntries::Fingerprint`]: the fingerprint of every block's
+    /// count as the kernel reads it (the bitmap's 1 or 2, else the tree's
+    /// value where the bitmap says 3; a 3 without a tree entry counts 0).
+    pub fingerprint: Option<Sum>,
 }
 
 impl DiskSpaceMap {
@@ -273,10 +280,21 @@ impl RefCountTree {
     }
 }
 
-/// Which ref-count tree entries to keep in memory: `None` keeps all; a
-/// filter keeps those for which it returns true (thin_check keeps only the
-/// values that differ from its own counts, so memory stays small).
-pub type KeepFilter<'a> = Option<&'a (dyn Fn(u64, u32) -> bool + Sync)>;
+/// What the reader keeps of the ref-count tree's entries.
+#[derive(Clone, Copy)]
+pub enum TreeEntries<'a> {
+    /// Every entry.
+    All,
+    /// The entries for which the filter returns true (thin_check's exact
+    /// comparison keeps only the values that differ from its own counts, so
+    /// memory stays small).
+    Differing(&'a (dyn Fn(u64, u32) -> bool + Sync)),
+    /// No counts: the map's counts are summed into
+    /// [`DiskSpaceMap::fingerprint`] instead. The bitmaps are read first so
+    /// that only entries whose bitmap count is 3 are summed; the others
+    /// (stale entries, which the kernel ignores) are kept.
+    Fingerprint(&'a CountFingerprint),
+}
 
 /// Reads the space map `root` of `kind` from `dev`. `max_bitmaps` bounds the
 /// number of bitmaps (and so the memory) the reader may allocate: a valid map
@@ -289,7 +307,7 @@ pub fn read_space_map(
     kind: SmKind,
     root: SmRoot,
     max_bitmaps: u64,
-    keep: KeepFilter,
+    keep: TreeEntries,
 ) -> Result<DiskSpaceMap, Vec<SmErrorIn>> {
     let mut errors = Vec::new();
     let nr_bitmaps = root.nr_bitmaps();
@@ -306,10 +324,21 @@ pub fn read_space_map(
             SmKind::Metadata => read_index_block(dev, root.bitmap_root, nr_bitmaps, &mut refs),
         }
     };
+    // Fingerprinting reads the bitmaps before the tree (their errors are
+    // still reported after the tree's, as in the other modes).
+    let early = match (&index, keep) {
+        (Ok((entries, _)), TreeEntries::Fingerprint(_)) => {
+            let mut errs = Vec::new();
+            let bitmaps = read_bitmaps(dev, entries, &mut errs);
+            Some((bitmaps, errs))
+        }
+        _ => None,
+    };
     let tree = if nr_bitmaps > limit {
         Err(Vec::new())
     } else {
-        read_ref_count_tree(dev, root, keep, &mut refs)
+        let bitmaps = early.as_ref().map(|(b, _)| &b[..]);
+        read_ref_count_tree(dev, root, keep, bitmaps, &mut refs)
     };
     let (entries, slots) = match index {
         Ok(x) => x,
@@ -318,18 +347,24 @@ pub fn read_space_map(
             (Vec::new(), Vec::new())
         }
     };
-    let tree = tree.unwrap_or_else(|es| {
+    let (tree, tree_sum) = tree.unwrap_or_else(|es| {
         errors.extend(es);
-        RefCountTree {
-            present: Vec::new(),
-            kept: Vec::new(),
-            beyond: Vec::new(),
-        }
+        (
+            RefCountTree {
+                present: Vec::new(),
+                kept: Vec::new(),
+                beyond: Vec::new(),
+            },
+            Sum::default(),
+        )
     });
-    let bitmaps = if errors.is_empty() {
-        read_bitmaps(dev, &entries, &mut errors)
-    } else {
-        Vec::new()
+    let bitmaps = match early {
+        _ if !errors.is_empty() => Vec::new(),
+        Some((bitmaps, errs)) => {
+            errors.extend(errs);
+            bitmaps
+        }
+        None => read_bitmaps(dev, &entries, &mut errors),
     };
     refs.extend(entries.iter().map(|e| e.blocknr));
     if !errors.is_empty() {
@@ -338,6 +373,10 @@ pub fn read_space_map(
             .map(|error| SmErrorIn { kind, error })
             .collect());
     }
+    let fingerprint = match keep {
+        TreeEntries::Fingerprint(f) => Some(tree_sum.plus(bitmap_sum(f, &bitmaps, root.nr_blocks))),
+        _ => None,
+    };
     Ok(DiskSpaceMap {
         kind,
         root,
@@ -346,7 +385,42 @@ pub fn read_space_map(
         bitmaps,
         tree,
         metadata_refs: refs,
+        fingerprint,
     })
+}
+
+/// The fingerprint of the counts 1 and 2 the bitmaps hold (3 means the
+/// ref-count tree holds the count).
+fn bitmap_sum(f: &CountFingerprint, bitmaps: &[Block], nr_blocks: u64) -> Sum {
+    bitmaps
+        .par_iter()
+        .enumerate()
+        .map(|(i, bm)| {
+            let first = i as u64 * ENTRIES_PER_BITMAP;
+            let real = nr_blocks.saturating_sub(first).min(ENTRIES_PER_BITMAP);
+            let mut sum = Sum::default();
+            for (j, w) in bitmap_words(&bm.0).iter().enumerate() {
+                let base = j as u64 * 32;
+                if base >= real {
+                    break;
+                }
+                let valid = if real - base >= 32 {
+                    u32::MAX
+                } else {
+                    (1u32 << (real - base)) - 1
+                };
+                for count in [1, 2] {
+                    let mut m = entries_with_count(w.get(), count) & valid;
+                    while m != 0 {
+                        let k = u64::from(m.trailing_zeros());
+                        m &= m - 1;
+                        sum = sum.plus(f.counted(first + base + k, count));
+                    }
+                }
+            }
+            sum
+        })
+        .reduce(Sum::default, Sum::plus)
 }
 
 type Index = (Vec<IndexEntry>, Vec<EntrySlot>);
@@ -430,9 +504,10 @@ fn read_index_block(
 fn read_ref_count_tree(
     dev: &dyn BlockDevice,
     root: SmRoot,
-    keep: KeepFilter,
+    keep: TreeEntries,
+    bitmaps: Option<&[Block]>,
     refs: &mut Vec<BlockNr>,
-) -> Result<RefCountTree, Vec<SmError>> {
+) -> Result<(RefCountTree, Sum), Vec<SmError>> {
     let nr_blocks = root.nr_blocks;
     let words = to_index(nr_blocks.div_ceil(64));
     let mut present: Vec<AtomicU64> = Vec::new();
@@ -443,11 +518,20 @@ fn read_ref_count_tree(
     let mut walker = Walker::new(dev);
     let mut kept: Vec<(u64, u32)> = Vec::new();
     let mut beyond: Vec<(u64, u32)> = Vec::new();
+    let mut total = Sum::default();
+    // The bitmap count of a block (3 when the bitmaps were not read).
+    let bitmap_says = |b: u64| {
+        bitmaps.map_or(3, |bms| {
+            bms.get(to_index(b / ENTRIES_PER_BITMAP))
+                .map_or(0, |bm| bitmap_get(&bm.0, to_index(b % ENTRIES_PER_BITMAP)))
+        })
+    };
     walker.walk(
         &[root.ref_count_root],
         REF_COUNT_VALUE_SIZE,
         |_, node: &NodeRef| {
             let mut out: Vec<(u64, u32)> = Vec::new();
+            let mut sum = Sum::default();
             let values = node
                 .value_bytes()
                 .chunks_exact(REF_COUNT_VALUE_SIZE as usize);
@@ -465,14 +549,22 @@ fn read_ref_count_tree(
                     (word, bits) = (w, 0);
                 }
                 bits |= 1 << (b % 64);
-                if keep.is_none_or(|f| f(b, c)) {
+                let keep_it = match keep {
+                    TreeEntries::All => true,
+                    TreeEntries::Differing(f) => f(b, c),
+                    TreeEntries::Fingerprint(_) => bitmap_says(b) != 3,
+                };
+                if keep_it {
                     out.push((b, c));
+                } else if let TreeEntries::Fingerprint(f) = keep {
+                    sum = sum.plus(f.counted(b, c));
                 }
             }
             set_bits(&present, word, bits);
-            out
+            (out, sum)
         },
-        |_, v| {
+        |_, (v, sum): (Vec<(u64, u32)>, Sum)| {
+            total = total.plus(sum);
             for (b, c) in v {
                 if b >= nr_blocks {
                     beyond.push((b, c));
@@ -489,11 +581,14 @@ fn read_ref_count_tree(
         return Err(errs.into_iter().map(SmError::Tree).collect());
     }
     kept.sort_unstable_by_key(|&(k, _)| k);
-    Ok(RefCountTree {
-        present: present.into_iter().map(AtomicU64::into_inner).collect(),
-        kept,
-        beyond,
-    })
+    Ok((
+        RefCountTree {
+            present: present.into_iter().map(AtomicU64::into_inner).collect(),
+            kept,
+            beyond,
+        },
+        total,
+    ))
 }
 
 /// ORs `bits` into word `w` of `words` (nothing when `bits` is 0).
@@ -686,7 +781,8 @@ mod tests {
             nr_blocks: u64::MAX,
             ..SmRoot::default()
         };
-        let Err(errs) = read_ref_count_tree(&dev, root, None, &mut Vec::new()) else {
+        let Err(errs) = read_ref_count_tree(&dev, root, TreeEntries::All, None, &mut Vec::new())
+        else {
             panic!("an impossible allocation was accepted");
         };
         assert_eq!(errs, vec![SmError::TooLarge(u64::MAX)]);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::pdata::block::Block;
 use crate::pdata::io::{open_metadata, Access, BlockDevice, OpenError, Sharing};
 use crate::pdata::space_map::disk::{bitmap_words, entries_in_bitmap};
-use crate::pdata::space_map::read::{read_space_map, SmKind};
+use crate::pdata::space_map::read::{read_space_map, SmKind, TreeEntries};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
 use crate::pdata::sys;
 use crate::progress::Verbosity;
@@ -164,7 +164,7 @@ fn for_each_free_run(
         SmKind::Data,
         root,
         sb.metadata_sm_root.nr_blocks,
-        Some(&keep_none),
+        TreeEntries::Differing(&keep_none),
     )
     .map_err(|_| TrimError::MetadataErrors)?;
     let mut runs = RunJoiner::default();

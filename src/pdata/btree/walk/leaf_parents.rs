@@ -18,7 +18,7 @@ use rustc_hash::FxHashSet;
 
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::btree::node::{NodeErrorKind, NodeRef};
-use crate::pdata::btree::walk::{NodeState, PendingRef, TreeGraph, Walker, TASK};
+use crate::pdata::btree::walk::{LevelRefs, NodeState, TreeGraph, Walker, TASK};
 use crate::pdata::io::read_sorted;
 
 /// The key range a parent allows its child (as the walker checks a child it
@@ -129,7 +129,7 @@ impl Walker<'_> {
         parents: &[(BlockNr, Vec<(u64, BlockNr)>)],
         leaf_value_size: u32,
         unread: &mut UnreadLeaves,
-        next: &mut Vec<PendingRef>,
+        next: &mut LevelRefs,
     ) {
         let mut probe: Vec<BlockNr> = parents
             .iter()
@@ -145,20 +145,15 @@ impl Walker<'_> {
                 Some(s) => s.state == NodeState::Leaf,
                 None => leaves.contains(&c),
             });
-            for (i, &(key, child)) in links.iter().enumerate() {
-                let hi = links.get(i + 1).map(|&(k, _)| k);
-                if leaf_parent {
-                    let hi = hi.unwrap_or(u64::MAX);
-                    unread.bounds.push((child, LeafBounds { lo: key, hi }));
-                } else {
-                    next.push(PendingRef {
-                        nr: child,
-                        lo: Some(key),
-                        hi,
-                    });
-                }
+            if !leaf_parent {
+                next.push_parent(links);
+                continue;
             }
-            if leaf_parent {
+            for (i, &(key, child)) in links.iter().enumerate() {
+                let hi = links.get(i + 1).map_or(u64::MAX, |&(k, _)| k);
+                unread.bounds.push((child, LeafBounds { lo: key, hi }));
+            }
+            {
                 self.heights.insert(*nr, 1);
                 unread.parents.insert(*nr);
             }

@@ -9,6 +9,7 @@ use crate::pdata::btree::node::{NodeErrorKind, NodeRef};
 use crate::pdata::btree::walk::{NodeState, TreeGraph, Walker};
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::dense_counts::{RefCounts, SharedCounts};
+use crate::pdata::space_map::fingerprint::{CountFingerprint, Sum};
 use crate::thin::engines::check::report::Report;
 use crate::thin::model::device_details::DeviceDetails;
 use crate::thin::model::mapping::MAPPING_VALUE_SIZE;
@@ -24,6 +25,19 @@ struct LeafInfo {
     out_of_bounds: bool,
     /// Entries whose time is newer than the superblock time.
     newer: u32,
+    /// The fingerprint of its data blocks (with [`DataRefs::Fingerprint`]).
+    sum: Sum,
+}
+
+/// What the walk does with the data blocks the leaves reference.
+#[derive(Clone, Copy)]
+pub enum DataRefs<'a> {
+    /// Nothing (a check of the metadata snapshot's trees only).
+    Ignore,
+    /// Adds one per reference to the block's counter.
+    Count(&'a SharedCounts),
+    /// Adds each reference to [`MappingTrees::data_sum`].
+    Fingerprint(&'a CountFingerprint),
 }
 
 /// The walked mapping trees.
@@ -32,6 +46,9 @@ pub struct MappingTrees {
     pub graph: TreeGraph,
     /// Leaves with mappings newer than the superblock time, and how many.
     newer: HashMap<BlockNr, u32>,
+    /// With [`DataRefs::Fingerprint`]: the fingerprint of every data block
+    /// reference held by a distinct valid leaf.
+    pub data_sum: Sum,
 }
 
 /// Limits a leaf's values are checked against.
@@ -43,18 +60,19 @@ pub struct LeafLimits {
     pub time: u32,
 }
 
-/// Walks every tree under `roots`; when `data` is given, each entry of each
-/// distinct valid leaf adds one to its data block's count.
+/// Walks every tree under `roots`; each entry of each distinct valid leaf is
+/// a reference to its data block, handled as `data` says.
 #[must_use]
 pub fn walk_mappings(
     dev: &dyn BlockDevice,
     roots: &[BlockNr],
     limits: LeafLimits,
-    data: Option<&SharedCounts>,
+    data: DataRefs,
 ) -> MappingTrees {
     let mut walker = Walker::new(dev);
     let mut bad_leaves = Vec::new();
     let mut newer = HashMap::new();
+    let mut data_sum = Sum::default();
     let time = u64::from(limits.time);
     walker.walk(
         roots,
@@ -70,19 +88,24 @@ pub fn walk_mappings(
                     n + u32::from(v & (TIME_LIMIT - 1) > time),
                 )
             });
-            let info = LeafInfo {
+            let mut info = LeafInfo {
                 out_of_bounds: !values.is_empty() && highest >= limits.nr_data_blocks,
                 newer,
+                sum: Sum::default(),
             };
             if info.out_of_bounds {
                 return info;
             }
-            if let Some(counts) = data {
-                counts.inc_all(values.iter().map(|v| v.get() >> TIME_BITS));
+            let blocks = values.iter().map(|v| v.get() >> TIME_BITS);
+            match data {
+                DataRefs::Ignore => {}
+                DataRefs::Count(counts) => counts.inc_all(blocks),
+                DataRefs::Fingerprint(f) => info.sum = f.blocks(blocks),
             }
             info
         },
         |nr, info: LeafInfo| {
+            data_sum = data_sum.plus(info.sum);
             if info.out_of_bounds {
                 bad_leaves.push(nr);
             }
@@ -99,7 +122,11 @@ pub fn walk_mappings(
     for e in links {
         graph.mark_bad(e.block, e.kind);
     }
-    MappingTrees { graph, newer }
+    MappingTrees {
+        graph,
+        newer,
+        data_sum,
+    }
 }
 
 /// One device to check: its id, root and recorded details.

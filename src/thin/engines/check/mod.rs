@@ -21,7 +21,8 @@ use std::io::{self, Write};
 use crate::pdata::block::{Block, BlockNr};
 use crate::pdata::io::{Access, BlockDevice, Sharing};
 use crate::pdata::space_map::dense_counts::{CountSource, FrozenCounts, RefCounts, SharedCounts};
-use crate::pdata::space_map::read::{read_space_map, DiskSpaceMap, SmKind};
+use crate::pdata::space_map::fingerprint::CountFingerprint;
+use crate::pdata::space_map::read::{read_space_map, DiskSpaceMap, SmErrorIn, SmKind, TreeEntries};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
 use crate::thin::model::open::SnapshotChoice;
 use crate::thin::model::superblock::{
@@ -29,8 +30,9 @@ use crate::thin::model::superblock::{
 };
 
 use devices::{DeviceSet, DeviceTrees};
-use mappings::{walk_mappings, DeviceToCheck, LeafLimits};
+use mappings::{walk_mappings, DataRefs, DeviceToCheck, LeafLimits};
 pub use report::{Report, Strictness, Verbosity};
+use space_maps::Comparison;
 
 /// How far the check goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,11 +239,9 @@ impl Checker<'_> {
         }
         let snapshot_mode = self.opts.snapshot.is_some();
         let nr_data = sb.data_sm_root.nr_blocks;
-        let data = if snapshot_mode {
-            None
-        } else {
-            Some(self.data_counter(sb)?)
-        };
+        if !snapshot_mode {
+            self.check_data_size(sb)?;
+        }
         let roots: Vec<BlockNr> = devices.list.iter().map(|d| d.root).collect();
         let time = match (snapshot_mode, snap) {
             (true, Snap::Valid(s)) => s.time,
@@ -251,7 +251,20 @@ impl Checker<'_> {
             nr_data_blocks: nr_data,
             time,
         };
-        let tree = walk_mappings(self.dev, &roots, limits, data.as_ref());
+        // The on-disk space maps do not depend on the walk: they are read
+        // beside it, the data map summed into the same fingerprint as the
+        // leaves' references.
+        let fingerprint = CountFingerprint::random();
+        let dev = self.dev;
+        let (tree, maps) = if snapshot_mode {
+            (walk_mappings(dev, &roots, limits, DataRefs::Ignore), None)
+        } else {
+            let (tree, maps) = rayon::join(
+                || walk_mappings(dev, &roots, limits, DataRefs::Fingerprint(&fingerprint)),
+                || read_space_maps(dev, sb, TreeEntries::Fingerprint(&fingerprint)),
+            );
+            (tree, Some(maps))
+        };
         let bad_nodes = tree.report_nodes(&mut self.report);
         let bad_devices = tree.report_devices(&devices.list, &mut self.report);
         if bad_devices || bad_nodes {
@@ -260,9 +273,9 @@ impl Checker<'_> {
         if let Some(m) = remembered {
             self.report.fatal(m);
         }
-        if snapshot_mode || self.report.fatal_count() > 0 {
+        let Some(maps) = maps.filter(|_| self.report.fatal_count() == 0) else {
             return Err(Stop);
-        }
+        };
         let mut meta = RefCounts::new(sb.metadata_sm_root.nr_blocks);
         meta.inc(0);
         if sb.held_root != 0 {
@@ -270,16 +283,43 @@ impl Checker<'_> {
         }
         trees.count_metadata(&mut meta);
         tree.count_metadata(&mut meta);
+        let data_sum = tree.data_sum;
         drop(tree);
-        let data = data
-            .map(SharedCounts::freeze)
-            .unwrap_or_else(|| SharedCounts::new(0).freeze());
-        self.check_space_maps(live, &data, &mut meta)
+        let (dsm, msm) = self.space_maps_read(maps)?;
+        if dsm.fingerprint == Some(data_sum) {
+            // Every data block's count equals its references: nothing to
+            // compare block by block, and no data counts are needed.
+            let none = SharedCounts::new(0).freeze();
+            return self.check_space_maps(
+                live,
+                &none,
+                Some(Comparison::default()),
+                dsm,
+                msm,
+                &mut meta,
+            );
+        }
+        // Some count differs: count exactly, and re-read the data map keeping
+        // the entries that differ, to name them.
+        drop(dsm);
+        let counts = SharedCounts::new(nr_data);
+        drop(walk_mappings(dev, &roots, limits, DataRefs::Count(&counts)));
+        let data = counts.freeze();
+        let differs = |b: u64, c: u32| data.get(b) != c;
+        let dsm = read_space_map(
+            dev,
+            SmKind::Data,
+            sb.data_sm_root,
+            sb.metadata_sm_root.nr_blocks,
+            TreeEntries::Differing(&differs),
+        );
+        let (dsm, msm) = self.space_maps_read((dsm, Ok(msm)))?;
+        self.check_space_maps(live, &data, None, dsm, msm, &mut meta)
     }
 
-    /// The data counter, after checking that its size is plausible: a valid
-    /// data space map never has more bitmaps than the metadata device blocks.
-    fn data_counter(&mut self, sb: &Superblock) -> Step<SharedCounts> {
+    /// Checks that the data space map's size is plausible: a valid data
+    /// space map never has more bitmaps than the metadata device blocks.
+    fn check_data_size(&mut self, sb: &Superblock) -> Step<()> {
         let nr = sb.data_sm_root.nr_blocks;
         let max = sb
             .metadata_sm_root
@@ -291,22 +331,29 @@ impl Checker<'_> {
             ));
             return Err(Stop);
         }
-        Ok(SharedCounts::new(nr))
+        Ok(())
     }
 
+    /// Compares the counts with both maps (the data comparison is `data_cmp`
+    /// when already known), reports, and repairs when asked to.
     fn check_space_maps(
         &mut self,
         live: &(Superblock, Box<Block>),
         data: &FrozenCounts,
+        data_cmp: Option<Comparison>,
+        dsm: DiskSpaceMap,
+        msm: DiskSpaceMap,
         meta: &mut RefCounts,
     ) -> Step<()> {
-        let (dsm, msm) = self.read_space_maps(&live.0, data)?;
         for m in [&dsm, &msm] {
             for &b in &m.metadata_refs {
                 meta.inc(b);
             }
         }
-        let dcmp = space_maps::compare(data, &dsm, &mut self.report);
+        let dcmp = match data_cmp {
+            Some(c) => c,
+            None => space_maps::compare(data, &dsm, &mut self.report),
+        };
         let mcmp = space_maps::compare(meta, &msm, &mut self.report);
         let mut leaky = Vec::new();
         for (cmp, m) in [(&dcmp, &dsm), (&mcmp, &msm)] {
@@ -347,36 +394,9 @@ impl Checker<'_> {
         self.repair(live, &plans, &leaky)
     }
 
-    /// Reads both on-disk space maps (in parallel); a data entry equal to our
-    /// count is not kept.
-    fn read_space_maps(
-        &mut self,
-        sb: &Superblock,
-        data: &FrozenCounts,
-    ) -> Step<(DiskSpaceMap, DiskSpaceMap)> {
-        let max_bitmaps = sb.metadata_sm_root.nr_blocks;
-        let differs = |b: u64, c: u32| data.get(b) != c;
-        let (dsm, msm) = rayon::join(
-            || {
-                read_space_map(
-                    self.dev,
-                    SmKind::Data,
-                    sb.data_sm_root,
-                    max_bitmaps,
-                    Some(&differs),
-                )
-            },
-            || {
-                read_space_map(
-                    self.dev,
-                    SmKind::Metadata,
-                    sb.metadata_sm_root,
-                    max_bitmaps,
-                    None,
-                )
-            },
-        );
-        match (dsm, msm) {
+    /// Reports the errors of reading the two maps, if any.
+    fn space_maps_read(&mut self, maps: MapsRead) -> Step<(DiskSpaceMap, DiskSpaceMap)> {
+        match maps {
             (Ok(d), Ok(m)) => Ok((d, m)),
             (d, m) => {
                 for errs in [d.err(), m.err()].into_iter().flatten() {
@@ -643,6 +663,38 @@ struct Devices {
 
 /// Live devices first, then the snapshot devices whose (id, root) pair is not
 /// in the live top-level tree (all of them with `-m`), each ascending by id.
+/// Both on-disk space maps as read: data, metadata.
+type MapsRead = (
+    Result<DiskSpaceMap, Vec<SmErrorIn>>,
+    Result<DiskSpaceMap, Vec<SmErrorIn>>,
+);
+
+/// Reads both on-disk space maps, in parallel; the data map's ref-count tree
+/// entries as `data_entries` says, the metadata map's all.
+fn read_space_maps(dev: &dyn BlockDevice, sb: &Superblock, data_entries: TreeEntries) -> MapsRead {
+    let max_bitmaps = sb.metadata_sm_root.nr_blocks;
+    rayon::join(
+        || {
+            read_space_map(
+                dev,
+                SmKind::Data,
+                sb.data_sm_root,
+                max_bitmaps,
+                data_entries,
+            )
+        },
+        || {
+            read_space_map(
+                dev,
+                SmKind::Metadata,
+                sb.metadata_sm_root,
+                max_bitmaps,
+                TreeEntries::All,
+            )
+        },
+    )
+}
+
 fn devices_to_check(
     live: Option<&DeviceSet>,
     live_time: u32,

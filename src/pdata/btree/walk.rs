@@ -280,13 +280,16 @@ struct PendingRef {
     hi: Option<u64>,
 }
 
-/// The references of one tree level, 17 bytes each: the child, the key its
-/// parent entry gives it, and whether the entry is its parent's last (the
-/// next key of the same parent is the child's upper bound). The roots' level
-/// has no keys.
+/// The references of one tree level: the child, the key its parent entry
+/// gives it, and whether the entry is its parent's last (the next key of the
+/// same parent is the child's upper bound). The roots' level has no keys. In
+/// a plain walk the children are the stretch of the graph's child list that
+/// the level's parents appended (9 bytes per reference here); otherwise they
+/// are held here (17 bytes).
 #[derive(Default)]
 pub(super) struct LevelRefs {
-    child: Vec<BlockNr>,
+    own: Vec<BlockNr>,
+    in_graph: Option<std::ops::Range<usize>>,
     key: Vec<u64>,
     last: Vec<bool>,
 }
@@ -294,31 +297,51 @@ pub(super) struct LevelRefs {
 impl LevelRefs {
     fn roots(roots: &[BlockNr]) -> LevelRefs {
         LevelRefs {
-            child: roots.to_vec(),
+            own: roots.to_vec(),
             ..LevelRefs::default()
         }
     }
 
-    fn len(&self) -> usize {
-        self.child.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.child.is_empty()
-    }
-
-    /// Adds the entries of one parent, in key order.
-    pub(super) fn push_parent(&mut self, links: &[(u64, BlockNr)]) {
-        for (i, &(key, child)) in links.iter().enumerate() {
-            self.child.push(child);
-            self.key.push(key);
-            self.last.push(i + 1 == links.len());
+    /// A level whose children the graph's child list holds from `start` on.
+    fn in_graph(start: usize) -> LevelRefs {
+        LevelRefs {
+            in_graph: Some(start..start),
+            ..LevelRefs::default()
         }
     }
 
-    /// Reference `i` with its bounds.
-    fn get(&self, i: usize) -> PendingRef {
-        let nr = self.child[i];
+    fn children<'a>(&'a self, graph: &'a TreeGraph) -> &'a [BlockNr] {
+        match &self.in_graph {
+            Some(r) => &graph.children[r.clone()],
+            None => &self.own,
+        }
+    }
+
+    fn push_keys(&mut self, links: &[(u64, BlockNr)]) {
+        self.key.extend(links.iter().map(|&(k, _)| k));
+        self.last
+            .extend((0..links.len()).map(|i| i + 1 == links.len()));
+    }
+
+    /// Adds the entries of one parent, in key order, keeping the children.
+    pub(super) fn push_parent(&mut self, links: &[(u64, BlockNr)]) {
+        debug_assert!(self.in_graph.is_none());
+        self.own.extend(links.iter().map(|&(_, c)| c));
+        self.push_keys(links);
+    }
+
+    /// Adds the keys of one parent whose children were just appended to the
+    /// graph's child list.
+    fn push_appended(&mut self, links: &[(u64, BlockNr)]) {
+        if let Some(r) = self.in_graph.as_mut() {
+            r.end += links.len();
+        }
+        self.push_keys(links);
+    }
+
+    /// Reference `i` (of `children`) with its bounds.
+    fn get(&self, children: &[BlockNr], i: usize) -> PendingRef {
+        let nr = children[i];
         if self.key.is_empty() {
             return PendingRef {
                 nr,
@@ -413,9 +436,9 @@ impl<'d> Walker<'d> {
         let mut frontier = LevelRefs::roots(roots);
         let mut depth = 0usize;
         let mut new_internal: Vec<BlockNr> = Vec::new();
-        while !frontier.is_empty() {
+        while !frontier.children(&self.graph).is_empty() {
             let mut todo: Vec<BlockNr> = frontier
-                .child
+                .children(&self.graph)
                 .iter()
                 .copied()
                 .filter(|&nr| !self.graph.nodes.contains_key(nr))
@@ -428,7 +451,11 @@ impl<'d> Walker<'d> {
                 }
                 todo.clear();
             }
-            let mut next = LevelRefs::default();
+            let mut next = if unread.is_some() {
+                LevelRefs::default()
+            } else {
+                LevelRefs::in_graph(self.graph.children.len())
+            };
             let mut parents: Vec<(BlockNr, Vec<(u64, BlockNr)>)> = Vec::new();
             self.graph.nodes.reserve(todo.len());
             for window in todo.chunks(WINDOW) {
@@ -451,7 +478,7 @@ impl<'d> Walker<'d> {
                             parents.push((nr, links));
                             continue;
                         }
-                        next.push_parent(&links);
+                        next.push_appended(&links);
                     }
                     self.graph.nodes.insert(nr, summary);
                     if let Some(out) = leaf_out {
@@ -503,10 +530,11 @@ impl<'d> Walker<'d> {
         // The lookups are read-only and most references find nothing wrong:
         // classify in parallel, then apply the few findings in order.
         let nodes = &self.graph.nodes;
-        let findings: Vec<RefFinding> = (0..refs.len())
+        let children = refs.children(&self.graph);
+        let findings: Vec<RefFinding> = (0..children.len())
             .into_par_iter()
             .with_min_len(4096)
-            .filter_map(|i| classify_ref(nodes, &refs.get(i)))
+            .filter_map(|i| classify_ref(nodes, &refs.get(children, i)))
             .collect();
         for f in findings {
             if f.underfull {

@@ -14,7 +14,7 @@ use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::io::BlockDevice;
 use crate::pdata::space_map::dense_counts::CountSource;
 use crate::pdata::space_map::disk::{
-    bitmap_get, bitmap_set, entries_in_bitmap, IndexEntry, REF_COUNT_VALUE_SIZE,
+    bitmap_get, bitmap_set, compress_pairs, entries_in_bitmap, IndexEntry, REF_COUNT_VALUE_SIZE,
 };
 use crate::pdata::space_map::read::{bitmap_stats, DiskSpaceMap, SmKind};
 use crate::pdata::space_map::ENTRIES_PER_BITMAP;
@@ -40,18 +40,6 @@ pub struct Comparison {
 /// is the count's low bit (the layout of [`CountSource::word2`]).
 fn normalise(w: u64) -> u64 {
     ((w >> 1) & PAIRS) | ((w & PAIRS) << 1)
-}
-
-/// The low bits of the 32 pairs of `x` (bits at even positions only) packed
-/// into 32 bits.
-fn compress_pairs(x: u64) -> u32 {
-    let mut x = x & PAIRS;
-    x = (x | (x >> 1)) & 0x3333_3333_3333_3333;
-    x = (x | (x >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
-    x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
-    x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
-    // The masks above leave every result bit in the low 32: truncation is exact.
-    ((x | (x >> 16)) & 0xFFFF_FFFF) as u32
 }
 
 /// One bit per entry of a normalised word whose count is 3.

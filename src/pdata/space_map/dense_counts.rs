@@ -11,8 +11,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-
 use crate::pdata::{low_u32, to_index};
 
 /// Blocks per widened region.
@@ -152,9 +150,6 @@ impl CountSource for RefCounts {
     }
 }
 
-/// Counter words per 4 KiB page.
-const PAGE_WORDS: usize = 512;
-
 /// Low bit of every 4-bit field.
 const NIBBLES: u64 = 0x1111_1111_1111_1111;
 /// Field value meaning "see the overflow table".
@@ -179,16 +174,8 @@ impl SharedCounts {
     #[must_use]
     pub fn new(nr_blocks: u64) -> SharedCounts {
         let words = to_index(nr_blocks.div_ceil(16));
-        let nibbles: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
-        // The allocator hands out untouched zero pages: the walk's first
-        // access to each would be a read (mapping the shared zero page) and
-        // then a write, a copy-on-write fault that flushes every core's TLB.
-        // Writing each page once here, on all cores, takes plain faults.
-        nibbles
-            .par_chunks(PAGE_WORDS)
-            .for_each(|page| page[0].store(0, Ordering::Relaxed));
         SharedCounts {
-            nibbles,
+            nibbles: (0..words).map(|_| AtomicU64::new(0)).collect(),
             overflow: Mutex::new(HashMap::new()),
             nr_blocks,
         }

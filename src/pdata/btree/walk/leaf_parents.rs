@@ -153,10 +153,8 @@ impl Walker<'_> {
                 let hi = links.get(i + 1).map_or(u64::MAX, |&(k, _)| k);
                 unread.bounds.push((child, LeafBounds { lo: key, hi }));
             }
-            {
-                self.heights.insert(*nr, 1);
-                unread.parents.insert(*nr);
-            }
+            self.heights.insert(*nr, 1);
+            unread.parents.insert(*nr);
         }
     }
 

@@ -153,14 +153,7 @@ fn live_thin_migrate_full_delta_refusals_and_signals() {
     run.expect_ok();
     let ctx = run.describe();
     let read = |n: &str| run.read(n).trim().to_string();
-    let ok = |n: &str| {
-        assert_eq!(
-            read(&format!("{n}.rc")),
-            "0",
-            "{n}: {}\n{ctx}",
-            read(&format!("{n}.err"))
-        );
-    };
+    let ok = |n: &str| run.expect_step_ok(n);
     eprintln!(
         "writer: {} writes; guest {:?} s",
         read("writer.count"),

@@ -176,12 +176,7 @@ fn send_recv_between_live_pools() {
     let ctx = run.describe();
     let read = |n: &str| run.read(n).trim().to_string();
     let ok = |n: &str| {
-        assert_eq!(
-            read(&format!("{n}.rc")),
-            "0",
-            "{n}: {}\n{ctx}",
-            read(&format!("{n}.err"))
-        );
+        run.expect_step_ok(n);
         assert_eq!(
             read(&format!("{n}.held")),
             "--",

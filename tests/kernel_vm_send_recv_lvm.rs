@@ -131,12 +131,7 @@ fn boot(script: &str, extra: Option<&Path>, work: &Path) -> util_vm::GuestRun {
 fn check(run: &util_vm::GuestRun, step: &str, snap: Option<&str>) {
     let read = |n: &str| run.read(n).trim().to_string();
     let ctx = run.describe();
-    assert_eq!(
-        read(&format!("{step}.rc")),
-        "0",
-        "{step}: {}\n{ctx}",
-        read(&format!("{step}.err"))
-    );
+    run.expect_step_ok(step);
     assert_eq!(
         read(&format!("{step}.held")),
         "-",

@@ -240,6 +240,18 @@ impl GuestRun {
     pub fn path(&self, name: &str) -> PathBuf {
         self.out.join(name)
     }
+    /// Panics unless the guest step `step` wrote 0 to `$OUT/<step>.rc`,
+    /// showing its `<step>.err` and the console tail.
+    pub fn expect_step_ok(&self, step: &str) {
+        let read = |n: &str| self.read(n).trim().to_string();
+        assert_eq!(
+            read(&format!("{step}.rc")),
+            "0",
+            "{step}: {}\n{}",
+            read(&format!("{step}.err")),
+            self.describe()
+        );
+    }
     /// Contents of a file the guest wrote to `$OUT` (panics when missing).
     pub fn read(&self, name: &str) -> String {
         fs::read_to_string(self.path(name))

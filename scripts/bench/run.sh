@@ -112,9 +112,12 @@ cmdline() {
 }
 
 # measure CMD...: one run under /usr/bin/time, output discarded; prints
-# "wall cpu rss_kb", or "fail" when the command fails.
+# "wall cpu rss_kb", or "fail" when the command fails. Dirty pages left by
+# the previous run (a restore writes gigabytes and flushes them) are
+# written back first, so that no run pays for the one before it.
 measure() {
     local t
+    sync
     t=$(mktemp)
     if /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" >/dev/null 2>&1; then
         awk '{ printf "%s %.2f %s\n", $1, $2 + $3, $4 }' "$t"

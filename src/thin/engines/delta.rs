@@ -205,16 +205,21 @@ pub fn diff_walking(
     root2: BlockNr,
     walk: Walk,
 ) -> Result<Vec<Delta>, DeltaError> {
-    let (left, right) = match walk {
-        Walk::Together => both_sides(dev, root1, root2)?,
-        Walk::PerSide => {
-            let left = LeafRuns::read(dev, &[root1])?.side(root1);
-            (left, LeafRuns::read(dev, &[root2])?.side(root2))
-        }
-    };
     let mut out = Vec::new();
     let mut co = Coalescer::default();
-    merge(&left, &right, |d| co.push(d, &mut out));
+    match walk {
+        Walk::Together => {
+            let runs = LeafRuns::read(dev, &[root1, root2])?;
+            merge(runs.side(root1), runs.side(root2), |d| co.push(d, &mut out));
+        }
+        Walk::PerSide => {
+            let left: Vec<Run> = LeafRuns::read(dev, &[root1])?.side(root1).collect();
+            let right = LeafRuns::read(dev, &[root2])?;
+            merge(left.into_iter(), right.side(root2), |d| {
+                co.push(d, &mut out)
+            });
+        }
+    }
     co.finish(&mut out);
     Ok(out)
 }
@@ -230,21 +235,11 @@ pub fn diff_runs(
     root1: BlockNr,
     root2: BlockNr,
 ) -> Result<Vec<Delta>, DeltaError> {
-    let (left, right) = both_sides(dev, root1, root2)?;
-    let mut out = Vec::new();
-    merge(&left, &right, |d| out.push(d));
-    Ok(out)
-}
-
-/// The run lists of both sides, from one walk (a leaf the sides share is
-/// read once).
-fn both_sides(
-    dev: &dyn BlockDevice,
-    root1: BlockNr,
-    root2: BlockNr,
-) -> Result<(Vec<Run>, Vec<Run>), DeltaError> {
+    // One walk over both roots: a leaf the sides share is read once.
     let runs = LeafRuns::read(dev, &[root1, root2])?;
-    Ok((runs.side(root1), runs.side(root2)))
+    let mut out = Vec::new();
+    merge(runs.side(root1), runs.side(root2), |d| out.push(d));
+    Ok(out)
 }
 
 /// The runs of a chunk of leaves: how many each leaf has, then all of them.
@@ -300,11 +295,19 @@ impl LeafRuns {
                 Ok((lens, runs))
             })
             .collect();
+        // Sized once: the parts are moved in one by one and freed, so the
+        // runs are held about once, not twice.
+        let nr_runs = parts
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |(_, runs)| runs.len()))
+            .sum();
+        let mut start = Vec::with_capacity(leaves.len() + 1);
+        start.push(0);
         let mut out = LeafRuns {
             lists,
             leaves,
-            start: vec![0],
-            runs: Vec::new(),
+            start,
+            runs: Vec::with_capacity(nr_runs),
         };
         for part in parts {
             let (lens, runs) = part.map_err(|err| out.leaf_error(err))?;
@@ -327,31 +330,38 @@ impl LeafRuns {
         DeltaError::Tree { root, err }
     }
 
-    /// All runs of the tree under `root`, joining runs across leaf boundaries.
-    fn side(&self, root: BlockNr) -> Vec<Run> {
+    /// All runs of the tree under `root`, left to right, joining runs that
+    /// continue across a leaf boundary; read from the flat arrays as needed.
+    fn side(&self, root: BlockNr) -> Joined<impl Iterator<Item = Run> + '_> {
         let list = self
             .lists
             .iter()
             .find(|(r, _)| *r == root)
             .map_or(&[][..], |(_, l)| l.as_slice());
-        let mut out: Vec<Run> = Vec::new();
-        for leaf in list {
-            let Ok(i) = self.leaves.binary_search(leaf) else {
-                continue;
-            };
-            for r in &self.runs[self.start[i]..self.start[i + 1]] {
-                match out.last_mut() {
-                    Some(last)
-                        if last.thin.checked_add(last.len) == Some(r.thin)
-                            && last.data.checked_add(last.len) == Some(r.data) =>
-                    {
-                        last.len += r.len;
-                    }
-                    _ => out.push(*r),
-                }
-            }
+        let runs = list
+            .iter()
+            .filter_map(|leaf| self.leaves.binary_search(leaf).ok())
+            .flat_map(|i| self.runs[self.start[i]..self.start[i + 1]].iter().copied());
+        Joined(runs.peekable())
+    }
+}
+
+/// Runs with each run joined to the following ones that continue it (in
+/// the thin and in the data device).
+struct Joined<I: Iterator<Item = Run>>(std::iter::Peekable<I>);
+
+impl<I: Iterator<Item = Run>> Iterator for Joined<I> {
+    type Item = Run;
+
+    fn next(&mut self) -> Option<Run> {
+        let mut cur = self.0.next()?;
+        while let Some(n) = self.0.next_if(|n| {
+            cur.thin.checked_add(cur.len) == Some(n.thin)
+                && cur.data.checked_add(cur.len) == Some(n.data)
+        }) {
+            cur.len += n.len;
         }
-        out
+        Some(cur)
     }
 }
 
@@ -369,25 +379,22 @@ fn push_leaf_runs(keys: &[U64], values: &[U64], runs: &mut Vec<Run>) {
 }
 
 /// A run list being consumed from the front.
-struct Stream<'a> {
-    rest: &'a [Run],
+struct Stream<I: Iterator<Item = Run>> {
+    rest: I,
     cur: Option<Run>,
 }
 
-impl<'a> Stream<'a> {
-    fn new(runs: &'a [Run]) -> Self {
-        let (cur, rest) = match runs.split_first() {
-            Some((c, r)) => (Some(*c), r),
-            None => (None, runs),
-        };
-        Stream { rest, cur }
+impl<I: Iterator<Item = Run>> Stream<I> {
+    fn new(mut runs: I) -> Self {
+        let cur = runs.next();
+        Stream { rest: runs, cur }
     }
 
     /// Drops `len` blocks from the current run (at most its length).
     fn consume(&mut self, len: u64) {
         if let Some(c) = &mut self.cur {
             if len >= c.len {
-                *self = Stream::new(self.rest);
+                self.cur = self.rest.next();
             } else {
                 c.thin += len;
                 c.data += len;
@@ -398,7 +405,11 @@ impl<'a> Stream<'a> {
 }
 
 /// Merges two sorted run lists into deltas.
-fn merge(left: &[Run], right: &[Run], mut emit: impl FnMut(Delta)) {
+fn merge(
+    left: impl Iterator<Item = Run>,
+    right: impl Iterator<Item = Run>,
+    mut emit: impl FnMut(Delta),
+) {
     let mut l = Stream::new(left);
     let mut r = Stream::new(right);
     while let (Some(lr), Some(rr)) = (l.cur, r.cur) {
@@ -435,18 +446,21 @@ fn merge(left: &[Run], right: &[Run], mut emit: impl FnMut(Delta)) {
             r.consume(len);
         }
     }
-    for (s, kind) in [(l, DeltaKind::LeftOnly), (r, DeltaKind::RightOnly)] {
-        let mut s = s;
-        while let Some(c) = s.cur {
-            emit(Delta {
-                kind,
-                begin: c.thin,
-                len: c.len,
-                data: c.data,
-                right_data: c.data,
-            });
-            s.consume(c.len);
-        }
+    drain(l, DeltaKind::LeftOnly, &mut emit);
+    drain(r, DeltaKind::RightOnly, &mut emit);
+}
+
+/// Emits what is left of one side as deltas of `kind`.
+fn drain(mut s: Stream<impl Iterator<Item = Run>>, kind: DeltaKind, emit: &mut impl FnMut(Delta)) {
+    while let Some(c) = s.cur {
+        emit(Delta {
+            kind,
+            begin: c.thin,
+            len: c.len,
+            data: c.data,
+            right_data: c.data,
+        });
+        s.consume(c.len);
     }
 }
 
@@ -590,7 +604,9 @@ mod tests {
     fn deltas(left: &[Run], right: &[Run]) -> Vec<(DeltaKind, u64, u64)> {
         let mut out = Vec::new();
         let mut co = Coalescer::default();
-        merge(left, right, |d| co.push(d, &mut out));
+        merge(left.iter().copied(), right.iter().copied(), |d| {
+            co.push(d, &mut out);
+        });
         co.finish(&mut out);
         out.iter().map(|d| (d.kind, d.begin, d.len)).collect()
     }

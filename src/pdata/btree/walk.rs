@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::pdata::block::{Block, BlockNr};
-use crate::pdata::btree::node::{node_u32, NodeError, NodeErrorKind, NodePosition, NodeRef};
+use crate::pdata::btree::node::{NodeError, NodeErrorKind, NodePosition, NodeRef};
 use crate::pdata::btree::node_map::NodeMap;
 use crate::pdata::io::{read_sorted, BlockDevice};
 
@@ -41,22 +41,55 @@ pub enum NodeState {
     Bad(NodeErrorKind),
 }
 
-/// Compact record of one distinct node.
+/// Compact record of one distinct node: 24 bytes, kept for every node a
+/// walk reads.
 #[derive(Clone, Copy, Debug)]
 pub struct NodeSummary {
-    /// Leaf, internal, or bad.
-    pub state: NodeState,
-    /// Entries in the node (0 for bad nodes).
-    pub nr_entries: u32,
     /// First key (0 when empty or bad).
     pub first_key: u64,
     /// Last key (0 when empty or bad).
     pub last_key: u64,
+    /// Where the node's children start in the graph's child list.
+    children_start: u32,
+    /// The entry count (low bits) and two flags, see [`ENTRIES_MASK`].
+    entries_and_flags: u16,
+    /// Leaf, internal, or bad.
+    pub state: NodeState,
     /// A non-fatal issue (`% 3`, underfull non-root internal node).
     pub non_fatal: Option<NodeErrorKind>,
-    underfull: bool,
-    children_start: u32,
-    children_len: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<NodeSummary>() == 24);
+
+/// The bits of `entries_and_flags` holding the entry count: a valid node
+/// has at most 4064 / 9 entries (one-byte values), far below 2^14.
+const ENTRIES_MASK: u16 = (1 << 14) - 1;
+/// Set when the node's children were added to the graph's child list (one
+/// per entry); kept when the node is later marked bad.
+const HAS_CHILDREN: u16 = 1 << 14;
+/// Set for an internal node less than a third full (non-fatal unless it is
+/// a root).
+const UNDERFULL: u16 = 1 << 15;
+
+impl NodeSummary {
+    /// Entries in the node (0 for bad nodes).
+    #[must_use]
+    pub fn nr_entries(&self) -> u32 {
+        u32::from(self.entries_and_flags & ENTRIES_MASK)
+    }
+
+    fn underfull(&self) -> bool {
+        self.entries_and_flags & UNDERFULL != 0
+    }
+
+    /// The stretch of the graph's child list holding the children.
+    fn children_range(&self) -> std::ops::Range<usize> {
+        if self.entries_and_flags & HAS_CHILDREN == 0 {
+            return 0..0;
+        }
+        let a = self.children_start as usize;
+        a..a + self.nr_entries() as usize
+    }
 }
 
 /// A warning the kernel tolerates (key equal to the next parent key).
@@ -91,10 +124,7 @@ impl TreeGraph {
     #[must_use]
     pub fn children(&self, nr: BlockNr) -> &[BlockNr] {
         match self.nodes.get(nr) {
-            Some(s) => {
-                let a = s.children_start as usize;
-                &self.children[a..a + s.children_len as usize]
-            }
+            Some(s) => &self.children[s.children_range()],
             None => &[],
         }
     }
@@ -132,12 +162,9 @@ impl TreeGraph {
     /// entry, each distinct parent once (a child shared by two parents is
     /// referenced twice). Roots are not included.
     pub fn child_refs(&self) -> impl Iterator<Item = BlockNr> + '_ {
-        self.nodes.values().flat_map(|s| {
-            let a = s.children_start as usize;
-            self.children[a..a + s.children_len as usize]
-                .iter()
-                .copied()
-        })
+        self.nodes
+            .values()
+            .flat_map(|s| self.children[s.children_range()].iter().copied())
     }
 
     /// The valid leaves under `root`, left to right. Bad nodes are skipped and
@@ -217,7 +244,7 @@ impl TreeGraph {
         if let Some(s) = self.nodes.get(nr) {
             if s.state == NodeState::Leaf {
                 return SubtreeTotals {
-                    entries: u64::from(s.nr_entries),
+                    entries: u64::from(s.nr_entries()),
                     errors: 0,
                 };
             }
@@ -228,7 +255,7 @@ impl TreeGraph {
         let t = match self.nodes.get(nr) {
             Some(s) => match s.state {
                 NodeState::Leaf => SubtreeTotals {
-                    entries: u64::from(s.nr_entries),
+                    entries: u64::from(s.nr_entries()),
                     errors: 0,
                 },
                 NodeState::Bad(_) => SubtreeTotals {
@@ -470,7 +497,8 @@ impl<'d> Walker<'d> {
                     if summary.state == NodeState::Internal {
                         let start = u32::try_from(self.graph.children.len()).unwrap_or(u32::MAX);
                         summary.children_start = start;
-                        summary.children_len = node_u32(links.len());
+                        summary.entries_and_flags |= HAS_CHILDREN;
+                        debug_assert_eq!(links.len(), summary.nr_entries() as usize);
                         self.graph.children.extend(links.iter().map(|&(_, c)| c));
                         new_internal.push(nr);
                         if unread.is_some() {
@@ -580,7 +608,7 @@ impl<'d> Walker<'d> {
         if let Some(&h) = self.heights.get(&nr) {
             return Some(h);
         }
-        let range = s.children_start as usize..(s.children_start + s.children_len) as usize;
+        let range = s.children_range();
         let mut h0 = None;
         for i in range.clone() {
             let c = self.graph.children[i];
@@ -617,12 +645,12 @@ fn classify_ref(nodes: &NodeMap<NodeSummary>, r: &PendingRef) -> Option<RefFindi
     let s = *nodes.get(r.nr)?;
     let mut f = RefFinding {
         block: r.nr,
-        underfull: r.lo.is_some() && s.underfull && s.non_fatal.is_none(),
+        underfull: r.lo.is_some() && s.underfull() && s.non_fatal.is_none(),
         link: None,
         equal_key: None,
     };
-    if matches!(s.state, NodeState::Bad(_)) || s.nr_entries == 0 {
-        if s.state == NodeState::Internal && s.nr_entries == 0 {
+    if matches!(s.state, NodeState::Bad(_)) || s.nr_entries() == 0 {
+        if s.state == NodeState::Internal && s.nr_entries() == 0 {
             f.link = Some(NodeErrorKind::EmptyInternal);
         }
     } else {
@@ -640,14 +668,18 @@ fn classify_ref(nodes: &NodeMap<NodeSummary>, r: &PendingRef) -> Option<RefFindi
 fn bad_summary(kind: NodeErrorKind) -> NodeSummary {
     NodeSummary {
         state: NodeState::Bad(kind),
-        nr_entries: 0,
+        entries_and_flags: 0,
         first_key: 0,
         last_key: 0,
         non_fatal: None,
-        underfull: false,
         children_start: 0,
-        children_len: 0,
     }
+}
+
+/// The entry count of a parsed node as stored in a summary (a parsed node
+/// fits its block, so its count is always below the mask).
+fn entries_field(n: usize) -> u16 {
+    u16::try_from(n).map_or(ENTRIES_MASK, |e| e.min(ENTRIES_MASK))
 }
 
 fn parse_one<T, F>(
@@ -680,13 +712,16 @@ where
         } else {
             NodeState::Internal
         },
-        nr_entries: node.nr_entries(),
+        entries_and_flags: entries_field(n)
+            | if !node.is_leaf() && node.non_fatal_issue(NodePosition::NonRoot).is_some() {
+                UNDERFULL
+            } else {
+                0
+            },
         first_key: if n > 0 { node.key(0) } else { 0 },
         last_key: if n > 0 { node.key(n - 1) } else { 0 },
         non_fatal: node.non_fatal_issue(NodePosition::Root),
-        underfull: !node.is_leaf() && node.non_fatal_issue(NodePosition::NonRoot).is_some(),
         children_start: 0,
-        children_len: 0,
     };
     if node.is_leaf() {
         let out = on_leaf(nr, &node);

@@ -92,7 +92,7 @@ fn print(opts: &DeltaOptions, style: Style) -> anyhow::Result<()> {
         &mut out,
         &report.sb,
         (opts.left, opts.right),
-        &report.deltas,
+        &report,
         style,
     )?;
     out.flush()?;

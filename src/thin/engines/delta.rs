@@ -51,12 +51,51 @@ pub struct DeltaOptions {
     pub right: Side,
 }
 
-/// The comparison: the superblock it was read from and the deltas.
+/// The comparison: the superblock it was read from and both trees' leaves,
+/// read and checked; the deltas are produced from them as they are written
+/// (see [`DeltaReport::for_each_delta`]), never held as a list.
 pub struct DeltaReport {
     /// The superblock whose trees were compared.
     pub sb: Superblock,
-    /// Coalesced deltas in thin-block order.
-    pub deltas: Vec<Delta>,
+    runs: LeafRuns,
+    roots: (BlockNr, BlockNr),
+}
+
+/// Deltas in thin-block order, handed out one by one (what [`write_xml`]
+/// writes).
+pub trait DeltaSource {
+    /// Calls `f` with each delta, in order.
+    fn for_each_delta(&self, f: &mut dyn FnMut(Delta));
+}
+
+impl DeltaSource for DeltaReport {
+    /// The coalesced deltas, merged from the leaves' runs as they are asked
+    /// for.
+    fn for_each_delta(&self, f: &mut dyn FnMut(Delta)) {
+        let (root1, root2) = self.roots;
+        let mut co = Coalescer::default();
+        let mut out = |d| f(d);
+        merge(self.runs.side(root1), self.runs.side(root2), |d| {
+            co.push_to(d, &mut out);
+        });
+        co.finish_to(&mut out);
+    }
+}
+
+impl DeltaSource for Vec<Delta> {
+    fn for_each_delta(&self, f: &mut dyn FnMut(Delta)) {
+        self.iter().for_each(|&d| f(d));
+    }
+}
+
+impl DeltaReport {
+    /// The coalesced deltas as a list.
+    #[must_use]
+    pub fn deltas(&self) -> Vec<Delta> {
+        let mut out = Vec::new();
+        self.for_each_delta(&mut |d| out.push(d));
+        out
+    }
 }
 
 /// Why thin_delta could not compare.
@@ -102,8 +141,13 @@ pub fn delta(opts: &DeltaOptions) -> Result<DeltaReport, DeltaError> {
     };
     let root1 = root_of(opts.left, "snap1")?;
     let root2 = root_of(opts.right, "snap2")?;
-    let deltas = diff(dev, root1, root2)?;
-    Ok(DeltaReport { sb, deltas })
+    // Every leaf is read (and a damaged one reported) before any output.
+    let runs = LeafRuns::read(dev, &[root1, root2])?;
+    Ok(DeltaReport {
+        sb,
+        runs,
+        roots: (root1, root2),
+    })
 }
 
 /// `len` consecutive thin blocks from `thin` mapped to consecutive data blocks
@@ -520,19 +564,29 @@ struct Coalescer {
 
 impl Coalescer {
     fn push(&mut self, d: Delta, out: &mut Vec<Delta>) {
+        self.push_to(d, &mut |c| out.push(c));
+    }
+
+    fn finish(&mut self, out: &mut Vec<Delta>) {
+        self.finish_to(&mut |c| out.push(c));
+    }
+
+    /// Joins `d` to the delta being built, or hands that one to `out` and
+    /// starts anew from `d`.
+    fn push_to(&mut self, d: Delta, out: &mut impl FnMut(Delta)) {
         if let Some(c) = &mut self.cur {
             if c.kind == d.kind && c.begin.checked_add(c.len) == Some(d.begin) {
                 c.len += d.len;
                 return;
             }
-            out.push(*c);
+            out(*c);
         }
         self.cur = Some(d);
     }
 
-    fn finish(&mut self, out: &mut Vec<Delta>) {
+    fn finish_to(&mut self, out: &mut impl FnMut(Delta)) {
         if let Some(c) = self.cur.take() {
-            out.push(c);
+            out(c);
         }
     }
 }
@@ -554,7 +608,7 @@ pub fn write_xml(
     w: &mut dyn Write,
     sb: &Superblock,
     sides: (Side, Side),
-    deltas: &[Delta],
+    deltas: &dyn DeltaSource,
     style: Style,
 ) -> io::Result<()> {
     write!(
@@ -590,11 +644,25 @@ pub fn write_xml(
 /// Bytes of output gathered before each write.
 const OUT_CHUNK: usize = 256 * 1024;
 
+/// Runs `write` on each delta until one fails; that failure is the result.
+fn write_each(
+    deltas: &dyn DeltaSource,
+    mut write: impl FnMut(&Delta) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut result = Ok(());
+    deltas.for_each_delta(&mut |d| {
+        if result.is_ok() {
+            result = write(&d);
+        }
+    });
+    result
+}
+
 /// One `<kind begin=".." length=".."/>` line per delta, numbers formatted
 /// straight into a reused buffer.
-fn write_simple(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {
+fn write_simple(w: &mut dyn Write, deltas: &dyn DeltaSource) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(OUT_CHUNK + 256);
-    for d in deltas {
+    write_each(deltas, |d| {
         buf.extend_from_slice(b"    <");
         buf.extend_from_slice(d.kind.tag().as_bytes());
         buf.extend_from_slice(b" begin=\"");
@@ -606,13 +674,14 @@ fn write_simple(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {
             w.write_all(&buf)?;
             buf.clear();
         }
-    }
+        Ok(())
+    })?;
     w.write_all(&buf)
 }
 
-fn write_verbose(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {
+fn write_verbose(w: &mut dyn Write, deltas: &dyn DeltaSource) -> io::Result<()> {
     let mut group: Option<DeltaKind> = None;
-    for d in deltas {
+    write_each(deltas, |d| {
         if group != Some(d.kind) {
             if let Some(g) = group {
                 writeln!(w, "    </{}>", g.tag())?;
@@ -625,15 +694,15 @@ fn write_verbose(w: &mut dyn Write, deltas: &[Delta]) -> io::Result<()> {
                 w,
                 "      <range begin=\"{}\" left_data_begin=\"{}\" right_data_begin=\"{}\" length=\"{}\"/>",
                 d.begin, d.data, d.right_data, d.len
-            )?;
+            )
         } else {
             writeln!(
                 w,
                 "      <range begin=\"{}\" data_begin=\"{}\" length=\"{}\"/>",
                 d.begin, d.data, d.len
-            )?;
+            )
         }
-    }
+    })?;
     if let Some(g) = group {
         writeln!(w, "    </{}>", g.tag())?;
     }
@@ -714,7 +783,7 @@ mod tests {
             &mut out,
             &sb,
             (Side::Thin(1), Side::Root(9)),
-            &ds,
+            &ds.to_vec(),
             Style::Verbose,
         )
         .unwrap();

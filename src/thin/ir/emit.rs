@@ -27,7 +27,7 @@ use crate::thin::model::mapping::TIME_BITS;
 /// Leaves per chunk (the unit of parallel work).
 const CHUNK_LEAVES: usize = 128;
 /// Leaves per window (bounds the memory of rendered fragments).
-const WINDOW_LEAVES: usize = 4096;
+const WINDOW_LEAVES: usize = 1024;
 
 /// Receives one leaf: its block number, keys and values.
 pub type LeafFn<'f> = dyn FnMut(BlockNr, &[U64], &[U64]) + 'f;

@@ -91,7 +91,7 @@ impl<'a> LineBuf<'a> {
 /// zeroed pages in for the next one.
 static FRAGMENTS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// Most fragments kept (two windows of chunks are in flight at a time).
-const FRAGMENTS_KEPT: usize = 96;
+const FRAGMENTS_KEPT: usize = 24;
 
 /// An empty fragment, reused when one is available.
 pub fn take_fragment(capacity: usize) -> Vec<u8> {

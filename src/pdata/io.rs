@@ -49,6 +49,17 @@ pub trait BlockDevice: Send + Sync {
     fn write_at(&self, nr: BlockNr, buf: &Block) -> io::Result<()> {
         self.write_run(nr, std::slice::from_ref(buf))
     }
+
+    /// Starts writing back what was written so far, without waiting for it
+    /// (a hint: durability still comes from [`BlockDevice::sync`]). A long
+    /// writer calls it as it goes, so that its final sync finds little left
+    /// to write. Nothing to do for devices without a page cache.
+    ///
+    /// # Errors
+    /// The system's error; callers may ignore it.
+    fn start_writeback(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn check_range(dev_blocks: u64, first: BlockNr, n: usize) -> io::Result<u64> {
@@ -98,6 +109,9 @@ impl BlockDevice for FileDevice {
     }
     fn sync(&self) -> io::Result<()> {
         self.file.sync_all()
+    }
+    fn start_writeback(&self) -> io::Result<()> {
+        crate::pdata::sys::start_writeback(&self.file)
     }
 }
 

@@ -7,7 +7,9 @@
 //! has been written, so "flush everything, sync, then the superblock" still
 //! holds. The first write error is kept and returned by the next write,
 //! read or sync (a writer always ends with a sync, so none is lost). At most
-//! [`QUEUED`] runs wait at a time: memory stays a few buffers.
+//! [`QUEUED`] runs wait at a time: memory stays a few buffers. Every
+//! [`WRITEBACK_EVERY`] blocks the thread asks the device to start writing
+//! back what it holds, so the disk works while the writer computes.
 
 use std::io;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -20,6 +22,12 @@ use crate::pdata::io::BlockDevice;
 /// Runs queued at most (each as large as the caller's write, 1 MiB for the
 /// metadata allocator).
 const QUEUED: usize = 4;
+
+/// Blocks written between two requests to start writeback (64 MiB). The
+/// kernel would otherwise start writing a file back only once a tenth of
+/// memory is dirty, so a restore of a few GB would leave nearly all of it to
+/// the final sync, writing nothing while the tree is built.
+const WRITEBACK_EVERY: usize = 16384;
 
 enum Job {
     Write(BlockNr, Vec<Block>),
@@ -49,6 +57,8 @@ impl<'d> WriteBehind<'d> {
         let failed: FirstError = Arc::default();
         let seen = Arc::clone(&failed);
         scope.spawn(move || {
+            let mut since_writeback = 0usize;
+            let mut writeback = true;
             for job in queue {
                 match job {
                     Job::Write(first, blocks) => {
@@ -59,6 +69,13 @@ impl<'d> WriteBehind<'d> {
                             }
                         }
                         drop(f);
+                        since_writeback += blocks.len();
+                        if writeback && since_writeback >= WRITEBACK_EVERY {
+                            // Only a hint: a device that refuses it is
+                            // simply not asked again.
+                            writeback = dev.start_writeback().is_ok();
+                            since_writeback = 0;
+                        }
                         // A full spare queue only means one buffer less to reuse.
                         if let Err(TrySendError::Disconnected(_)) = give_back.try_send(blocks) {
                             return;
@@ -158,5 +175,65 @@ mod tests {
             assert!(dev.sync().is_err());
             assert!(dev.write_at(3, &block(5)).is_err());
         });
+    }
+
+    /// A device that counts the writeback requests it gets, and refuses
+    /// them when asked to.
+    struct CountingWriteback {
+        mem: MemDevice,
+        asked: std::sync::atomic::AtomicUsize,
+        refuse: bool,
+    }
+
+    impl BlockDevice for CountingWriteback {
+        fn nr_blocks(&self) -> u64 {
+            self.mem.nr_blocks()
+        }
+        fn read_run(&self, first: BlockNr, bufs: &mut [Block]) -> io::Result<()> {
+            self.mem.read_run(first, bufs)
+        }
+        fn write_run(&self, first: BlockNr, bufs: &[Block]) -> io::Result<()> {
+            self.mem.write_run(first, bufs)
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.mem.sync()
+        }
+        fn start_writeback(&self) -> io::Result<()> {
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.refuse {
+                Err(io::Error::other("no writeback here"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// Writeback is requested once per `WRITEBACK_EVERY` blocks written; a
+    /// device that refuses it is not asked again and its writes still land.
+    #[test]
+    fn writeback_is_started_as_the_writes_go() {
+        let run = 256;
+        let runs = 3 * WRITEBACK_EVERY / run + 1;
+        for refuse in [false, true] {
+            let dev = CountingWriteback {
+                mem: MemDevice::new(run),
+                asked: std::sync::atomic::AtomicUsize::new(0),
+                refuse,
+            };
+            std::thread::scope(|s| {
+                let behind = WriteBehind::spawn(s, &dev);
+                let blocks = vec![Block([7; 4096]); run];
+                for _ in 0..runs {
+                    behind.write_run(0, &blocks).unwrap();
+                }
+                behind.sync().unwrap();
+            });
+            let asked = dev.asked.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(asked, if refuse { 1 } else { 3 });
+            let mut b = Block([0; 4096]);
+            dev.mem.read_at(run as u64 - 1, &mut b).unwrap();
+            assert_eq!(b.0[0], 7);
+        }
     }
 }

@@ -88,16 +88,6 @@ impl DeltaSource for Vec<Delta> {
     }
 }
 
-impl DeltaReport {
-    /// The coalesced deltas as a list.
-    #[must_use]
-    pub fn deltas(&self) -> Vec<Delta> {
-        let mut out = Vec::new();
-        self.for_each_delta(&mut |d| out.push(d));
-        out
-    }
-}
-
 /// Why thin_delta could not compare.
 #[derive(Debug, thiserror::Error)]
 pub enum DeltaError {

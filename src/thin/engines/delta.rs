@@ -73,12 +73,7 @@ impl DeltaSource for DeltaReport {
     /// for.
     fn for_each_delta(&self, f: &mut dyn FnMut(Delta)) {
         let (root1, root2) = self.roots;
-        let mut co = Coalescer::default();
-        let mut out = |d| f(d);
-        merge(self.runs.side(root1), self.runs.side(root2), |d| {
-            co.push_to(d, &mut out);
-        });
-        co.finish_to(&mut out);
+        merge_coalesced(self.runs.side(root1), self.runs.side(root2), f);
     }
 }
 
@@ -240,7 +235,6 @@ pub fn diff_walking(
     walk: Walk,
 ) -> Result<Vec<Delta>, DeltaError> {
     let mut out = Vec::new();
-    let mut co = Coalescer::default();
     match walk {
         Walk::Together => {
             let runs = LeafRuns::read(dev, &[root1, root2])?;
@@ -248,17 +242,14 @@ pub fn diff_walking(
             // side's next run begins: at most twice the runs. Reserved once,
             // the list is never moved while it grows.
             out.reserve(2 * (runs.nr_runs(root1) + runs.nr_runs(root2)));
-            merge(runs.side(root1), runs.side(root2), |d| co.push(d, &mut out));
+            merge_coalesced(runs.side(root1), runs.side(root2), |d| out.push(d));
         }
         Walk::PerSide => {
             let left: Vec<Run> = LeafRuns::read(dev, &[root1])?.side(root1).collect();
             let right = LeafRuns::read(dev, &[root2])?;
-            merge(left.into_iter(), right.side(root2), |d| {
-                co.push(d, &mut out)
-            });
+            merge_coalesced(left.into_iter(), right.side(root2), |d| out.push(d));
         }
     }
-    co.finish(&mut out);
     Ok(out)
 }
 
@@ -552,18 +543,21 @@ struct Coalescer {
     cur: Option<Delta>,
 }
 
+/// [`merge`] with touching deltas of one kind joined (see [`Coalescer`]).
+fn merge_coalesced(
+    left: impl Iterator<Item = Run>,
+    right: impl Iterator<Item = Run>,
+    mut emit: impl FnMut(Delta),
+) {
+    let mut co = Coalescer::default();
+    merge(left, right, |d| co.push(d, &mut emit));
+    co.finish(&mut emit);
+}
+
 impl Coalescer {
-    fn push(&mut self, d: Delta, out: &mut Vec<Delta>) {
-        self.push_to(d, &mut |c| out.push(c));
-    }
-
-    fn finish(&mut self, out: &mut Vec<Delta>) {
-        self.finish_to(&mut |c| out.push(c));
-    }
-
     /// Joins `d` to the delta being built, or hands that one to `out` and
     /// starts anew from `d`.
-    fn push_to(&mut self, d: Delta, out: &mut impl FnMut(Delta)) {
+    fn push(&mut self, d: Delta, out: &mut impl FnMut(Delta)) {
         if let Some(c) = &mut self.cur {
             if c.kind == d.kind && c.begin.checked_add(c.len) == Some(d.begin) {
                 c.len += d.len;
@@ -574,7 +568,7 @@ impl Coalescer {
         self.cur = Some(d);
     }
 
-    fn finish_to(&mut self, out: &mut impl FnMut(Delta)) {
+    fn finish(&mut self, out: &mut impl FnMut(Delta)) {
         if let Some(c) = self.cur.take() {
             out(c);
         }
@@ -709,11 +703,9 @@ mod tests {
 
     fn deltas(left: &[Run], right: &[Run]) -> Vec<(DeltaKind, u64, u64)> {
         let mut out = Vec::new();
-        let mut co = Coalescer::default();
-        merge(left.iter().copied(), right.iter().copied(), |d| {
-            co.push(d, &mut out);
+        merge_coalesced(left.iter().copied(), right.iter().copied(), |d| {
+            out.push(d);
         });
-        co.finish(&mut out);
         out.iter().map(|d| (d.kind, d.begin, d.len)).collect()
     }
 
